@@ -1,0 +1,472 @@
+"""The peer manager: listens, dials, keeps one connection per peer, queues and gossips (trio).
+
+`PeerManager.run()` owns a nursery: the listener, one dial loop per configured peer, and one
+nursery per connection (a reader and a writer task). Inbound messages go to the node's
+`on_message(peer_id, type, body)` coroutine; the node sends with `broadcast()` / `send()`,
+which never block: they put the message in each peer's bounded queue.
+
+Policies (the "why" is in the comments where they are applied):
+- One connection per peer. If two exist (simultaneous dials), both ends keep the one dialed by
+  the node with the smaller node id; a new connection from the same dialer replaces the old one.
+- Outbound queue full (count or bytes): a `tx` is dropped and counted (the mempool re-gossips and
+  other peers relay it); any consensus message (`proposal`, `vote`, `evidence`, and any type not
+  listed in `drop_when_full`) disconnects the slow peer with `SlowPeer` instead of being dropped
+  silently: a peer that misses votes would stall, while a reconnected peer is brought up to date
+  by consensus catch-up (votes and proposals are re-sent/re-requested for the current height).
+- Gossip: for types in `relay_types` each distinct message (by hash of its bytes) is delivered to
+  the node once; if `on_message` returns True the manager relays it to every other peer.
+  `on_message` returning False/None means "do not relay"; raising a `RemoteError` disconnects the
+  sender; any other exception is our bug and propagates.
+- A peer that breaks the protocol is disconnected and logged with its typed error; the manager
+  keeps serving everyone else. Dialing retries with capped exponential backoff and jitter.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Collection, Iterable
+
+import trio
+
+from .. import codec
+from ..crypto import H, SigningKey
+from ..errors import RemoteError
+from .conn import PeerConnection, establish
+from .errors import ConnectionLost, IdleTimeout, P2PError, SlowPeer, UnknownMessageType
+from .framing import DEFAULT_MAX_FRAME, TAG, encode_message
+from .handshake import node_id, parse_node_id
+
+__all__ = ["PeerAddr", "P2PConfig", "PeerManager", "MessageHandler", "GOSSIP_TYPES"]
+
+log = logging.getLogger("ads_ledger.p2p")
+
+GOSSIP_TYPES = frozenset({"tx", "proposal", "vote", "evidence"})
+_PING = encode_message("ping", None)
+
+# on_message(peer_id, msg_type, body) -> relay?
+MessageHandler = Callable[[str, str, codec.Value], Awaitable[bool | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerAddr:
+    """A pinned peer: `node_id@host:port` (IPv6 hosts in brackets)."""
+
+    node_id: str
+    host: str
+    port: int
+
+    def __post_init__(self) -> None:
+        parse_node_id(self.node_id)
+        if not 0 < self.port < 65536:
+            raise ValueError(f"bad port {self.port}")
+
+    @classmethod
+    def parse(cls, text: str) -> "PeerAddr":
+        """Parse `node_id@host:port`; ValueError if any part is malformed."""
+        nid, sep, hostport = text.partition("@")
+        host, sep2, port = hostport.rpartition(":")
+        if not sep or not sep2 or not host or not port.isdigit():
+            raise ValueError(f"a peer is node_id@host:port, got {text!r}")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        return cls(nid, host, int(port))
+
+    @property
+    def pub(self) -> bytes:
+        return parse_node_id(self.node_id)
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.node_id}@{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class P2PConfig:
+    """Limits and timings; the defaults suit a validator network on a WAN."""
+
+    max_frame: int = DEFAULT_MAX_FRAME
+    handshake_timeout: float = 5.0
+    idle_timeout: float = 30.0  # close if nothing at all arrives for this long
+    ping_interval: float = 10.0  # send a ping when nothing was sent for this long
+    write_timeout: float = 30.0
+    backoff_initial: float = 0.1
+    backoff_max: float = 10.0
+    stable_after: float = 2.0  # a connection that lived this long resets the backoff
+    queue_messages: int = 1024
+    queue_bytes: int = 32 * 1024 * 1024
+    max_inbound: int = 64
+    max_pending_handshakes: int = 16
+    seen_cache: int = 65536
+    write_batch_bytes: int = 256 * 1024
+    message_types: frozenset[str] = GOSSIP_TYPES
+    relay_types: frozenset[str] = GOSSIP_TYPES
+    drop_when_full: frozenset[str] = frozenset({"tx"})
+
+
+@dataclass
+class _Peer:
+    """A live connection registered in the manager."""
+
+    conn: PeerConnection
+    dialer: bytes
+    send_ch: trio.MemorySendChannel[tuple[str, bytes]]
+    recv_ch: trio.MemoryReceiveChannel[tuple[str, bytes]]
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    queued_bytes: int = 0
+    close_reason: BaseException | str | None = None
+
+    def close(self, reason: BaseException | str) -> None:
+        if self.close_reason is None:
+            self.close_reason = reason
+        self.scope.cancel()
+
+
+class PeerManager:
+    """Authenticated, encrypted links to the other validators (see the module docstring)."""
+
+    def __init__(
+        self,
+        node_key: SigningKey,
+        chain_id: str,
+        listen_addr: tuple[str, int],
+        peers: Iterable[PeerAddr],
+        on_message: MessageHandler,
+        *,
+        allowed: Collection[str] | None = None,
+        config: P2PConfig = P2PConfig(),
+        rng: random.Random | None = None,
+    ) -> None:
+        self.node_key = node_key
+        self.chain_id = chain_id
+        self.node_id = node_id(node_key.pub)
+        self.listen_addr = listen_addr
+        self.config = config
+        self.on_message = on_message
+        self._allowed = frozenset(parse_node_id(a) for a in allowed) if allowed is not None else None
+        self._rng = rng or random.Random()
+        self._peers: dict[str, PeerAddr] = {}
+        for p in peers:
+            self._peers[p.node_id] = p
+        self._conns: dict[str, _Peer] = {}
+        self._down: set[str] = set()
+        self._sleeps: dict[str, trio.CancelScope] = {}
+        self._changed = trio.Event()
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._pending_handshakes = 0
+        self._nursery: trio.Nursery | None = None
+        self.listen_port: int | None = None
+        self.counters: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.dropped: Counter[str] = Counter()
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen and dial until cancelled or `stop()`; `task_status.started(port)` once listening."""
+        host, port = self.listen_addr
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            listeners = await trio.open_tcp_listeners(port, host=host)
+            self.listen_port = int(listeners[0].socket.getsockname()[1])
+            nursery.start_soon(trio.serve_listeners, self._handle_inbound, listeners)
+            for addr in list(self._peers.values()):
+                nursery.start_soon(self._dial_loop, addr)
+            log.info("p2p %s listening on %s:%d", self.node_id[:12], host, self.listen_port)
+            task_status.started(self.listen_port)
+        self._nursery = None
+
+    def stop(self) -> None:
+        """Close every connection and stop listening and dialing; `run()` returns."""
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    def add_peer(self, addr: PeerAddr) -> None:
+        """Pin and start dialing a peer (the manager must be running)."""
+        if self._nursery is None:
+            raise RuntimeError("add_peer needs a running manager")
+        if addr.node_id in self._peers or addr.node_id == self.node_id:
+            raise ValueError(f"peer {addr.node_id} is already configured or is this node")
+        self._peers[addr.node_id] = addr
+        self._nursery.start_soon(self._dial_loop, addr)
+
+    # ---- queries ---------------------------------------------------------------------------
+
+    def connected_peers(self) -> list[str]:
+        return sorted(self._conns)
+
+    def metrics(self) -> dict[str, int]:
+        """Flat counters for /metrics: peers, bytes and messages in/out, drops and errors."""
+        m: dict[str, int] = {"peers": len(self._conns)}
+        m.update(self.counters)
+        m["dropped"] = sum(self.dropped.values())
+        m.update({f"dropped_{k}": v for k, v in self.dropped.items()})
+        m.update({f"error_{k}": v for k, v in self.errors.items()})
+        return m
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until `predicate()` holds; re-checked whenever a connection opens or closes."""
+        while not predicate():
+            await self._changed.wait()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    # ---- sending ---------------------------------------------------------------------------
+
+    def broadcast(self, msg_type: str, body: codec.Value) -> int:
+        """Queue a message to every connected peer; return how many peers took it."""
+        plaintext = self._plaintext(msg_type, body)
+        if msg_type in self.config.relay_types:
+            self._mark_seen(plaintext)  # our own message echoed back is not delivered to us
+        return self._enqueue_all(msg_type, plaintext, exclude=None)
+
+    def send(self, peer_id: str, msg_type: str, body: codec.Value) -> bool:
+        """Queue a message to one peer; False if not connected or the message was dropped."""
+        plaintext = self._plaintext(msg_type, body)
+        peer = self._conns.get(peer_id)
+        return peer is not None and self._enqueue(peer, msg_type, plaintext)
+
+    def _plaintext(self, msg_type: str, body: codec.Value) -> bytes:
+        if msg_type not in self.config.message_types:
+            raise ValueError(f"message type {msg_type!r} is not configured")
+        plaintext = encode_message(msg_type, body)
+        if len(plaintext) + TAG > self.config.max_frame:
+            raise ValueError(f"{msg_type} of {len(plaintext)} bytes exceeds max_frame")
+        return plaintext
+
+    def _enqueue_all(self, msg_type: str, plaintext: bytes, exclude: str | None) -> int:
+        return sum(
+            self._enqueue(p, msg_type, plaintext) for pid, p in list(self._conns.items()) if pid != exclude
+        )
+
+    def _enqueue(self, peer: _Peer, msg_type: str, plaintext: bytes) -> bool:
+        if peer.close_reason is not None:
+            return False
+        full = peer.queued_bytes + len(plaintext) > self.config.queue_bytes
+        if not full:
+            try:
+                peer.send_ch.send_nowait((msg_type, plaintext))
+            except trio.WouldBlock:
+                full = True
+        if full:
+            if msg_type in self.config.drop_when_full:
+                self.dropped[msg_type] += 1  # cheap to lose: re-gossiped by the mempool and others
+            else:
+                self.counters["slow_disconnects"] += 1
+                peer.close(SlowPeer(f"outbound queue full with a {msg_type!r} that must not be dropped"))
+            return False
+        peer.queued_bytes += len(plaintext)
+        return True
+
+    def _mark_seen(self, plaintext: bytes) -> bool:
+        """Remember a gossip message; False if it was already seen."""
+        h = H(plaintext)
+        if h in self._seen:
+            self._seen.move_to_end(h)
+            return False
+        self._seen[h] = None
+        if len(self._seen) > self.config.seen_cache:
+            self._seen.popitem(last=False)
+        return True
+
+    # ---- link switch (tests, partitions) ---------------------------------------------------
+
+    def set_link(self, peer_id: str, up: bool) -> None:
+        """Sever (up=False) or restore the link to a peer: no connection, no dials, inbound refused."""
+        if up:
+            self._down.discard(peer_id)
+            scope = self._sleeps.get(peer_id)
+            if scope is not None:
+                scope.cancel()  # redial now instead of after the backoff
+        else:
+            self._down.add(peer_id)
+            peer = self._conns.get(peer_id)
+            if peer is not None:
+                peer.close("link switched down")
+        self._notify()
+
+    # ---- dialing ---------------------------------------------------------------------------
+
+    async def _dial_loop(self, addr: PeerAddr) -> None:
+        cfg = self.config
+        backoff = cfg.backoff_initial
+        pid = addr.node_id
+        while True:
+            await self.wait_until(lambda: pid not in self._down and pid not in self._conns)
+            started = trio.current_time()
+            lived = 0.0
+            try:
+                with trio.fail_after(cfg.handshake_timeout):
+                    stream = await trio.open_tcp_stream(addr.host, addr.port)
+            except (OSError, trio.TooSlowError) as e:
+                self.counters["dial_failures"] += 1
+                log.info("p2p %s: dial %s failed: %s", self.node_id[:12], addr, e)
+            else:
+                if await self._serve(stream, outbound=True, expected=addr.pub, label=str(addr)):
+                    lived = trio.current_time() - started
+            if lived >= cfg.stable_after:
+                backoff = cfg.backoff_initial
+            delay = backoff * (0.5 + 0.5 * self._rng.random())  # jitter spreads reconnect storms
+            backoff = min(backoff * 2, cfg.backoff_max)
+            with trio.CancelScope() as scope:
+                self._sleeps[pid] = scope
+                await trio.sleep(delay)
+            self._sleeps.pop(pid, None)
+            if scope.cancelled_caught:
+                backoff = cfg.backoff_initial
+
+    # ---- accepting -------------------------------------------------------------------------
+
+    async def _handle_inbound(self, stream: trio.SocketStream) -> None:
+        if self._pending_handshakes >= self.config.max_pending_handshakes:
+            self.counters["inbound_refused"] += 1
+            await trio.aclose_forcefully(stream)
+            return
+        try:
+            peername = stream.socket.getpeername()
+            label = f"{peername[0]}:{peername[1]}"
+        except OSError:
+            label = "?"
+        await self._serve(stream, outbound=False, expected=None, label=label)
+
+    # ---- one connection --------------------------------------------------------------------
+
+    async def _serve(
+        self, stream: trio.abc.Stream, *, outbound: bool, expected: bytes | None, label: str
+    ) -> bool:
+        """Handshake, register, run reader and writer until the connection ends.
+
+        Returns True if the connection was established and registered (used for backoff)."""
+        cfg = self.config
+        self._pending_handshakes += 1
+        try:
+            conn = await establish(
+                stream, self.node_key, self.chain_id, outbound=outbound, expected_peer=expected,
+                allowed=None if outbound else self._allowed, max_frame=cfg.max_frame,
+                timeout=cfg.handshake_timeout, counters=self.counters,
+            )
+        except P2PError as e:
+            self._record_error(label, outbound, e)
+            await trio.aclose_forcefully(stream)
+            return False
+        finally:
+            self._pending_handshakes -= 1
+        pid = conn.remote_id
+        refusal = self._refusal(pid, outbound)
+        if refusal is not None:
+            log.info("p2p %s: refused %s (%s): %s", self.node_id[:12], pid[:12], label, refusal)
+            self.counters["refused"] += 1
+            await conn.aclose()
+            return False
+        send_ch, recv_ch = trio.open_memory_channel[tuple[str, bytes]](cfg.queue_messages)
+        dialer = self.node_key.pub if outbound else conn.remote_pub
+        peer = _Peer(conn, dialer, send_ch, recv_ch)
+        existing = self._conns.get(pid)
+        if existing is not None:
+            if not self._keep_new(existing, peer):
+                log.info("p2p %s: duplicate connection with %s closed", self.node_id[:12], pid[:12])
+                self.counters["duplicates_closed"] += 1
+                await conn.aclose()
+                return False
+            existing.close("replaced by a newer connection")
+        self._conns[pid] = peer
+        self.counters["connections_opened"] += 1
+        log.info("p2p %s: connected to %s (%s, %s)", self.node_id[:12], pid[:12], label,
+                 "out" if outbound else "in")
+        self._notify()
+        try:
+            with peer.scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._guard, peer, self._reader)
+                    nursery.start_soon(self._guard, peer, self._writer)
+        finally:
+            if self._conns.get(pid) is peer:
+                del self._conns[pid]
+            self.counters["connections_closed"] += 1
+            peer.send_ch.close()
+            await conn.aclose()
+            self._notify()
+        reason = peer.close_reason
+        if isinstance(reason, BaseException) and not isinstance(reason, ConnectionLost):
+            self._record_error(pid[:12], outbound, reason)
+        else:
+            log.info("p2p %s: disconnected from %s: %s", self.node_id[:12], pid[:12], reason or "closed")
+        return True
+
+    def _refusal(self, pid: str, outbound: bool) -> str | None:
+        if pid in self._down:
+            return "link is switched down"
+        if not outbound and sum(not p.conn.outbound for p in self._conns.values()) >= self.config.max_inbound:
+            return "too many inbound connections"
+        return None
+
+    def _keep_new(self, existing: _Peer, new: _Peer) -> bool:
+        """Deterministic tie-break both ends agree on."""
+        if existing.dialer == new.dialer:
+            return True  # the dialer redialed: it saw the old connection die
+        return new.dialer == min(self.node_key.pub, new.conn.remote_pub)
+
+    def _record_error(self, who: str, outbound: bool, e: BaseException) -> None:
+        self.errors[type(e).__name__] += 1
+        log.warning("p2p %s: %s peer %s dropped: %s: %s", self.node_id[:12],
+                    "outbound" if outbound else "inbound", who, type(e).__name__, e)
+
+    async def _guard(self, peer: _Peer, task: Callable[[_Peer], Awaitable[None]]) -> None:
+        """Run a connection task; a peer's fault (or EOF) closes this connection only."""
+        try:
+            await task(peer)
+        except RemoteError as e:  # P2PError, or on_message refusing what the peer sent
+            peer.close(e)
+
+    async def _reader(self, peer: _Peer) -> None:
+        cfg = self.config
+        conn = peer.conn
+        while True:
+            with trio.move_on_after(cfg.idle_timeout) as idle:
+                got = await conn.receive()
+            if idle.cancelled_caught:
+                raise IdleTimeout(f"nothing received for {cfg.idle_timeout} s")
+            if got is None:
+                peer.close("closed by the peer")
+                return
+            msg, plaintext = got
+            self.counters["messages_in"] += 1
+            if msg.type == "ping":
+                continue
+            if msg.type not in cfg.message_types:
+                raise UnknownMessageType(f"message type {msg.type!r}")
+            relay = msg.type in cfg.relay_types
+            if relay and not self._mark_seen(plaintext):
+                self.counters["duplicates_in"] += 1
+                continue
+            ok = await self.on_message(conn.remote_id, msg.type, msg.body)
+            if ok and relay:
+                self._enqueue_all(msg.type, plaintext, exclude=conn.remote_id)
+
+    async def _writer(self, peer: _Peer) -> None:
+        cfg = self.config
+        conn = peer.conn
+        while True:
+            batch: list[bytes] = []
+            with trio.move_on_after(cfg.ping_interval):
+                batch.append((await peer.recv_ch.receive())[1])
+            dequeued = sum(map(len, batch))
+            if not batch:
+                batch.append(_PING)  # keeps the peer's idle timer from firing
+            while dequeued < cfg.write_batch_bytes:  # one send_all for a burst of small messages
+                try:
+                    _, more = peer.recv_ch.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                batch.append(more)
+                dequeued += len(more)
+            peer.queued_bytes -= dequeued
+            with trio.move_on_after(cfg.write_timeout) as stalled:
+                await conn.send_plaintexts(batch)
+                self.counters["messages_out"] += len(batch)
+            if stalled.cancelled_caught:
+                raise SlowPeer(f"a write stalled for {cfg.write_timeout} s")
