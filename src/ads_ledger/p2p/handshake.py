@@ -36,8 +36,10 @@ subset of Noise XX's guarantees):
   cannot complete a handshake even if the 8-byte tag were forged.
 - Domain separation: the signed bytes start with "ads/p2p/1/auth", which is not a tag of
   `crypto.sign_bytes`, so no handshake signature is ever a valid vote, proposal or tx signature.
-Not provided (as in SecretConnection): forward-secrecy against a compromised node key for
-identity hiding of the initiator, and protection against key-compromise impersonation.
+Not provided: identity hiding against an active prober (we send our signed auth before
+checking theirs, so anyone who completes a hello learns our node key; validator keys are
+public in a permissioned network anyway). Forward secrecy does hold: frames are keyed only by
+ephemeral secrets, so a later theft of a node key does not decrypt recorded traffic.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from .. import codec
 from ..crypto import H, SigningKey, verify
 from .errors import (
     ChainMismatch,
+    FrameError,
     HandshakeAuthError,
     HandshakeError,
     MessageError,
@@ -196,7 +199,10 @@ class Handshake:
             assert self._opener is not None
             data = rest
         self._opener.receive_data(data)
-        frame = self._opener.next_frame()
+        try:
+            frame = self._opener.next_frame()
+        except FrameError as e:  # keys differ (other chain, MITM) or the frame is forged
+            raise HandshakeAuthError(f"auth frame refused: {type(e).__name__}: {e}") from e
         if frame is not None:
             self._on_auth(frame)
 
