@@ -1,0 +1,105 @@
+"""TEST-ONLY helpers: a test eID trust list (trustlist.py) and an in-memory ledger harness.
+
+Never used by a production node. May import anything in ads_ledger; nothing in ads_ledger's
+runtime imports this package.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from .. import codec
+from ..crypto import SigningKey
+from ..genesis import Genesis
+from ..state import BlockResult, DictView, TxResult, check_tx, execute_block
+from ..tx.envelope import make_envelope
+from ..tx.records import acct_key, cp_key
+
+__all__ = ["LedgerHarness", "key", "make_test_genesis"]
+
+
+def key(name: str) -> SigningKey:
+    """A deterministic TEST-ONLY key named `name` (seed = SHA-256 of the name)."""
+    from ..crypto import H
+
+    return SigningKey(H(b"ads test key " + name.encode()))
+
+
+class LedgerHarness:
+    """TEST-ONLY: a chain in a dict. Build txs with the right nonces and run blocks on it."""
+
+    def __init__(self, genesis: Genesis) -> None:
+        self.genesis = genesis
+        self.chain_id = genesis.chain_id
+        self.view = DictView(dict(genesis.state_writes()))
+        self.height = 0
+        self.time = genesis.genesis_time
+        self._nonces: dict[bytes, int] = {}
+
+    def nonce(self, pub: bytes) -> int:
+        """The next nonce for `pub`, counting txs built but not yet executed."""
+        n = self._nonces.get(pub)
+        if n is None:
+            acct = self.acct(pub)
+            n = 0 if acct is None else int(acct["nonce"])
+        return n + 1
+
+    def tx(
+        self,
+        signer: SigningKey,
+        ttype: str,
+        body: dict[str, Any],
+        cosigners: Sequence[SigningKey] = (),
+        nonce: int | None = None,
+    ) -> bytes:
+        n = self.nonce(signer.pub) if nonce is None else nonce
+        if nonce is None:
+            self._nonces[signer.pub] = n
+        return make_envelope(self.chain_id, ttype, signer, n, body, cosigners)
+
+    def block(self, *txs: bytes, dt_ms: int = 1000, sigs_checked: bool = False) -> BlockResult:
+        self.height += 1
+        self.time += dt_ms
+        res = execute_block(self.view, self.chain_id, self.height, self.time, list(txs),
+                            sigs_checked=sigs_checked)  # fmt: skip
+        self.view.apply(res.writes)
+        self._nonces.clear()
+        return res
+
+    def run(self, signer: SigningKey, ttype: str, body: dict[str, Any], cosigners: Sequence[SigningKey] = ()) -> TxResult:
+        """One tx in its own block; its result."""
+        return self.block(self.tx(signer, ttype, body, cosigners)).results[0]
+
+    def check(self, raw: bytes) -> TxResult:
+        return check_tx(self.view, self.chain_id, raw, self.time + 1000)
+
+    def get(self, k: bytes) -> Any:
+        raw = self.view.get(k)
+        return None if raw is None else codec.decode(raw)
+
+    def acct(self, pub: bytes) -> Any:
+        return self.get(acct_key(pub))
+
+    def cp(self, pub: bytes) -> Any:
+        return self.get(cp_key(pub))
+
+
+def make_test_genesis(
+    anchors_der: Sequence[bytes] = (),
+    *,
+    chain_id: str = "ads-test",
+    genesis_time: int = 1_800_000_000_000,
+    n_validators: int = 4,
+    n_members: int = 3,
+    threshold: int = 2,
+) -> Genesis:
+    """TEST-ONLY genesis: validators `key("validator{i}")`, members `key("member{j}")`."""
+    return Genesis(
+        chain_id=chain_id,
+        genesis_time=genesis_time,
+        validators=[(key(f"validator{i}").pub, 10) for i in range(n_validators)],
+        members=[key(f"member{j}").pub for j in range(n_members)],
+        threshold=threshold,
+        anchors=list(anchors_der),
+        note="TEST-ONLY genesis — NOT FOR PRODUCTION",
+    )
