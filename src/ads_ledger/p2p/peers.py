@@ -388,13 +388,13 @@ class PeerManager:
                 del self._conns[pid]
             self.counters["connections_closed"] += 1
             peer.send_ch.close()
-            await conn.aclose()
+            reason = peer.close_reason
+            if isinstance(reason, BaseException) and not isinstance(reason, ConnectionLost):
+                self._record_error(pid[:12], outbound, reason)
+            else:
+                log.info("p2p %s: disconnected from %s: %s", self.node_id[:12], pid[:12], reason or "closed")
             self._notify()
-        reason = peer.close_reason
-        if isinstance(reason, BaseException) and not isinstance(reason, ConnectionLost):
-            self._record_error(pid[:12], outbound, reason)
-        else:
-            log.info("p2p %s: disconnected from %s: %s", self.node_id[:12], pid[:12], reason or "closed")
+            await conn.aclose()
         return True
 
     def _refusal(self, pid: str, outbound: bool) -> str | None:
