@@ -32,6 +32,7 @@ __all__ = [
     "apply_writes",
     "prove",
     "TreeBuilder",
+    "Subtree",
     "MemoryTree",
 ]
 
@@ -89,7 +90,8 @@ class _Inner:
         self.unchanged = unchanged
 
 
-_Sub = _Leaf | _Inner | None
+Subtree = _Leaf | _Inner | None  # what a subtree became: nothing, a lone leaf, or a node
+_Sub = Subtree
 _Writes = list[tuple[bytes, bytes | None]]
 
 
