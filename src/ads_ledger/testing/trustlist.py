@@ -51,6 +51,8 @@ ROOT_PEM, ISSUING_PEM, BROKER_PEM, BROKER_KEY_PEM = (
 class TestTrustList:
     """TEST-ONLY: root CA, optional issuing CA, and the broker seal certificate with its key."""
 
+    __test__ = False  # not a pytest test class, whatever its name
+
     root: x509.Certificate
     broker: x509.Certificate
     broker_key: PrivateKey
