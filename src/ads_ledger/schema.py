@@ -15,6 +15,8 @@ right edge (appends, not random inserts).
 | `blocks`  | height u64                                  | block bytes (canonical msgpack)           |
 | `commits` | height u64                                  | commit bytes (canonical msgpack)          |
 | `txs`     | txid(32)                                    | height u64 ‖ index u32                    |
+| `results` | height u64                                  | [[ok, code, log], ...] of the block's txs |
+| `valsets` | height u64                                  | validator set deciding that height, where it changes |
 
 The node key ends in 0xFF (greater than any nibble) so that a parent sorts after all its
 descendants: a bottom-up build emits nodes in key order. Versions in `values` are inverted so
@@ -39,6 +41,8 @@ __all__ = [
     "BLOCKS",
     "COMMITS",
     "TXS",
+    "RESULTS",
+    "VALSETS",
     "ALL_TABLES",
     "EXTRA_TABLES",
     "TREE_TABLES",
@@ -79,9 +83,11 @@ META: Final = "meta"
 BLOCKS: Final = "blocks"
 COMMITS: Final = "commits"
 TXS: Final = "txs"
+RESULTS: Final = "results"
+VALSETS: Final = "valsets"
 
 TREE_TABLES: Final = (NODES, STALE, VALUES, FLAT, ROOTS)
-EXTRA_TABLES: Final = (BLOCKS, COMMITS, TXS)
+EXTRA_TABLES: Final = (BLOCKS, COMMITS, TXS, RESULTS, VALSETS)
 ALL_TABLES: Final = TREE_TABLES + (META,) + EXTRA_TABLES
 
 META_LATEST: Final = b"latest"  # u64: latest committed version (absent = 0, nothing written)
