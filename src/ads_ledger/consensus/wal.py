@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ..errors import AdsError
 
-__all__ = ["MemoryWAL", "FileWAL", "WALCorrupt", "WALBroken", "MAX_RECORD", "crc32c"]
+__all__ = ["MemoryWAL", "FileWAL", "WALCorrupt", "WALBroken", "MAX_RECORD", "DEFAULT_SEGMENT_BYTES", "crc32c"]
 
 # One record (a proposal with its block is the largest thing logged) must fit in this.
 MAX_RECORD = 16 * 1024 * 1024
@@ -188,7 +188,7 @@ _KIND_RECORD = 0
 _KIND_END = 1
 _SUFFIX = ".wal"
 _BUFFER_LIMIT = 64 * 1024  # unsynced appends beyond this go to the OS (not to the disk)
-DEFAULT_SEGMENT_BYTES = 8 * 1024 * 1024
+DEFAULT_SEGMENT_BYTES = 1024 * 1024  # a restart scans at most this plus one height
 
 
 def _frame(kind: int, payload: bytes) -> bytes:
@@ -320,12 +320,16 @@ class FileWAL:
         if len(segs) > 1 and entries and entries[0].ended is not None:
             # a crash during rotation left older segments after the new one was durable
             self._delete_before(self._index)
-        self._last_ended = self._read_all()[0]
+        self._last_ended = self._read_all(entries)[0]
 
-    def _read_all(self) -> tuple[int, list[bytes]]:
+    def _read_all(self, tail_entries: list[_Entry] | None = None) -> tuple[int, list[bytes]]:
+        """Replay every segment (the last one's entries may be passed in, already scanned)."""
         segs = self._segments()
         entries: list[_Entry] = []
         for i, index in enumerate(segs):
+            if i == len(segs) - 1 and tail_entries is not None:
+                entries.extend(tail_entries)
+                break
             p = self._seg_path(index)
             with open(p, "rb") as f:
                 part, _ = _scan(p, f.read(), tail=i == len(segs) - 1)
