@@ -84,6 +84,9 @@ class Genesis:
 
     def __post_init__(self) -> None:
         self.validate()
+        # one form per document: validators in set order, every parameter explicit
+        self.validators = list(self.validator_set().validators)
+        self.params = self.full_params()
 
     def validate(self) -> None:
         """Raise GenesisError unless the document is consistent."""
@@ -194,4 +197,4 @@ class Genesis:
         return cls.from_json(doc)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+        Path(path).write_text(json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
