@@ -1,0 +1,330 @@
+"""The chain on disk: blocks, commits and the authenticated state, driven by the state machine.
+
+`Ledger` implements `consensus.ports.Application` for the node: it builds proposals from the
+mempool, validates and executes proposals before a prevote, and commits a decided block with
+its commit, tx index, results and validator-set schedule in ONE LMDB write transaction
+(`Store.commit`). Block sync applies fetched blocks through the same path.
+
+Heights and state versions coincide: version h is the state after block h. The genesis state is
+not a version of its own; its writes are folded into block 1, so block 1's `state_root` covers
+genesis plus block 1's transactions.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from . import codec
+from . import schema as S
+from .crypto import H
+from .errors import DecodeError, RemoteError
+from .genesis import Genesis
+from .merkle import SparseProof, list_root
+from .state import BlockResult, DictView, TxResult, check_tx, execute_block
+from .store import Staged, Store
+from .tx.envelope import parse_envelope
+from .tx.records import acct_key, decode_record
+from .types import ZERO32, Block, Commit, CommitError, Header, ValidatorSet, verify_commit
+
+__all__ = ["Ledger", "InvalidBlock", "BlockInfo"]
+
+
+class InvalidBlock(RemoteError):
+    """A proposed or fetched block does not extend our chain correctly; `reason` says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class BlockInfo:
+    height: int
+    block_id: bytes
+    time: int
+
+
+@dataclass(slots=True)
+class _Executed:
+    block: Block
+    result: BlockResult
+    staged: Staged
+
+
+class _GenesisFolded:
+    """The state before block 1: the genesis writes over an empty store."""
+
+    def __init__(self, writes: dict[bytes, bytes]) -> None:
+        self.view = DictView(dict(writes))
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.view.get(key)
+
+
+class Ledger:
+    """Committed chain + state. Not thread-safe for writers: one consensus task drives it."""
+
+    def __init__(self, store: Store, genesis: Genesis) -> None:
+        self.store = store
+        self.genesis = genesis
+        self.chain_id = genesis.chain_id
+        self._executed: dict[bytes, _Executed] = {}
+        self._valsets: dict[int, ValidatorSet] = {}
+        self._lock = threading.Lock()  # guards _executed against the API's readers
+        self.reap: Callable[[int], list[bytes]] = lambda max_bytes: []
+        self.max_block_bytes = 4 * 1024 * 1024
+        self.verified_txids: Callable[[bytes], bool] = lambda txid: False
+
+    @classmethod
+    def open(cls, path: Path | str, genesis: Genesis, keep_versions: int = 10000) -> "Ledger":
+        return cls(Store.open(path, keep_versions=keep_versions), genesis)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # ------------------------------------------------------------------ reads
+
+    @property
+    def height(self) -> int:
+        return self.store.latest_version()
+
+    def block(self, height: int) -> Block | None:
+        raw = self.store.read(S.BLOCKS, S.height_key(height)) if height >= 1 else None
+        return None if raw is None else Block.decode(raw)
+
+    def block_bytes(self, height: int) -> bytes | None:
+        return self.store.read(S.BLOCKS, S.height_key(height)) if height >= 1 else None
+
+    def commit_at(self, height: int) -> Commit | None:
+        raw = self.store.read(S.COMMITS, S.height_key(height)) if height >= 1 else None
+        return None if raw is None else Commit.from_obj(codec.decode(raw))
+
+    def header(self, height: int) -> Header | None:
+        b = self.block(height)
+        return None if b is None else b.header
+
+    def last_info(self) -> BlockInfo | None:
+        h = self.height
+        hdr = self.header(h) if h else None
+        return None if hdr is None else BlockInfo(h, hdr.block_id(), hdr.time)
+
+    def last_block_time(self) -> int:
+        info = self.last_info()
+        return self.genesis.genesis_time if info is None else info.time
+
+    def state_view(self, height: int | None = None) -> Any:
+        """The state after block `height` (0: the genesis state)."""
+        if height == 0 or (height is None and self.height == 0):
+            return _GenesisFolded(self.genesis.state_writes())
+        return self.store.view(height)
+
+    def get_state(self, key: bytes, height: int | None = None) -> tuple[int, bytes | None, SparseProof]:
+        """(height, value, proof) at `height` (default latest) against that header's state_root."""
+        h = self.height if height is None else height
+        value, proof = self.store.prove(key, h)
+        return h, value, proof
+
+    def account_nonce(self, pub: bytes) -> int:
+        raw = self.state_view().get(acct_key(pub))
+        return 0 if raw is None else int(decode_record(raw)["nonce"])
+
+    def tx_location(self, txid: bytes) -> tuple[int, int] | None:
+        raw = self.store.read(S.TXS, txid)
+        return None if raw is None else S.decode_tx_location(raw)
+
+    def tx_result(self, height: int, index: int) -> dict[str, Any] | None:
+        raw = self.store.read(S.RESULTS, S.height_key(height))
+        if raw is None:
+            return None
+        results = codec.decode(raw)
+        if index >= len(results):
+            return None
+        ok, code, log = results[index]
+        return {"ok": ok, "code": code, "log": log}
+
+    # ------------------------------------------------------------------ validator sets
+
+    def validators_at(self, height: int) -> ValidatorSet:
+        """The set deciding `height`: genesis for 1 and 2, then as scheduled at height − 2."""
+        vs = self._valsets.get(height)
+        if vs is not None:
+            return vs
+        if height <= 2:
+            vs = self.genesis.validator_set()
+        else:
+            raw = self.store.read(S.VALSETS, S.height_key(height))
+            if raw is None:
+                if height > self.height + 2:
+                    raise LookupError(f"the validator set of height {height} is not known yet")
+                vs = self.validators_at(height - 1)  # unchanged since the last scheduled change
+            else:
+                vs = ValidatorSet.from_obj(codec.decode(raw))
+        self._valsets[height] = vs
+        return vs
+
+    # ------------------------------------------------------------------ Application
+
+    def propose_block(
+        self, height: int, round: int, time_ms: int, proposer: bytes, last_commit: Commit | None
+    ) -> Block:
+        """A block of mempool transactions, executed, its header carrying the new state root."""
+        txs = self.reap(self.max_block_bytes)
+        return self._build(height, time_ms, proposer, last_commit, txs)
+
+    def _build(self, height: int, time_ms: int, proposer: bytes, last_commit: Commit | None,
+               txs: Sequence[bytes]) -> Block:  # fmt: skip
+        prev = self.last_info()
+        result = execute_block(self.state_view(height - 1), self.chain_id, height, time_ms,
+                               txs, sigs_checked=True)  # fmt: skip
+        staged = self._stage(height, result)
+        header = Header(
+            chain_id=self.chain_id,
+            height=height,
+            time=time_ms,
+            prev=ZERO32 if prev is None else prev.block_id,
+            txs_root=list_root([r.txid for r in result.results]),
+            evidence_root=list_root([]),
+            state_root=staged.root,
+            validators=self.validators_at(height).hash(),
+            next_validators=self.validators_at(height + 1).hash(),
+            proposer=proposer,
+            last_commit=ZERO32 if last_commit is None else last_commit.hash(),
+        )
+        block = Block(header, tuple(txs), (), last_commit)
+        self._remember(block, result, staged)
+        return block
+
+    def _stage(self, height: int, result: BlockResult) -> Staged:
+        writes: dict[bytes, bytes | None] = dict(result.writes)
+        if height == 1:
+            writes = {**self.genesis.state_writes(), **writes}
+        return self.store.stage(writes, height)
+
+    def _remember(self, block: Block, result: BlockResult, staged: Staged) -> None:
+        with self._lock:
+            if len(self._executed) > 64:  # proposals of abandoned rounds
+                self._executed.clear()
+            self._executed[block.block_id()] = _Executed(block, result, staged)
+
+    def check_block(self, block: Block) -> None:
+        """Raise InvalidBlock unless `block` extends our chain and re-executes to its roots."""
+        h = block.header
+        height = self.height + 1
+        why = self._header_problem(h, height)
+        if why:
+            raise InvalidBlock(why)
+        try:
+            block.check_roots(self.chain_id)
+        except DecodeError as e:
+            raise InvalidBlock(str(e)) from e
+        if block.evidence:
+            raise InvalidBlock("evidence is checked by the evidence pool; none expected here")
+        if height > 1:
+            assert block.last_commit is not None  # check_roots ensured it
+            try:
+                prev = self.last_info()
+                assert prev is not None
+                verify_commit(self.chain_id, self.validators_at(height - 1), block.last_commit,
+                              height=height - 1, block_id=prev.block_id)  # fmt: skip
+            except CommitError as e:
+                raise InvalidBlock(f"last_commit: {e}") from e
+        self._verify_tx_signatures(block)
+        result = execute_block(self.state_view(height - 1), self.chain_id, height, h.time,
+                               block.txs, sigs_checked=True)  # fmt: skip
+        if any(r.code in ("malformed", "too_large", "bad_signature") for r in result.results):
+            raise InvalidBlock("the block carries a malformed or unsigned transaction")
+        staged = self._stage(height, result)
+        if staged.root != h.state_root:
+            raise InvalidBlock(f"state_root {h.state_root.hex()} differs from ours {staged.root.hex()}")
+        self._remember(block, result, staged)
+
+    def _header_problem(self, h: Header, height: int) -> str:
+        prev = self.last_info()
+        if h.chain_id != self.chain_id:
+            return f"chain_id {h.chain_id!r} is not {self.chain_id!r}"
+        if h.height != height:
+            return f"height {h.height} does not follow {height - 1}"
+        if h.prev != (ZERO32 if prev is None else prev.block_id):
+            return "prev is not our last block"
+        last_time = self.last_block_time()
+        if h.time <= last_time and prev is not None:
+            return f"time {h.time} is not after the previous block's {last_time}"
+        if h.validators != self.validators_at(height).hash():
+            return "validators hash is not the set deciding this height"
+        if h.next_validators != self.validators_at(height + 1).hash():
+            return "next_validators hash is not the scheduled set"
+        if self.validators_at(height).index_of(h.proposer) is None:
+            return "proposer is not a validator"
+        return ""
+
+    def _verify_tx_signatures(self, block: Block) -> None:
+        for raw in block.txs:
+            try:
+                env = parse_envelope(raw)
+            except DecodeError as e:
+                raise InvalidBlock(f"a transaction does not decode: {e}") from e
+            if self.verified_txids(env.txid(self.chain_id)):
+                continue
+            try:
+                env.verify_signatures(self.chain_id)
+            except RemoteError as e:
+                raise InvalidBlock(f"a transaction's signature does not verify: {e}") from e
+
+    def validate_block(self, block: Block) -> bool:
+        """valid(v) of Algorithm 1."""
+        try:
+            self.check_block(block)
+        except (InvalidBlock, DecodeError, LookupError):
+            return False
+        return True
+
+    def commit_block(self, block: Block, commit: Commit) -> None:
+        """Persist a decided block, its commit, tx index, results and validator schedule atomically."""
+        bid = block.block_id()
+        with self._lock:
+            ex = self._executed.get(bid)
+        if ex is None or ex.staged.base_version != self.height:
+            self.check_block(block)
+            with self._lock:
+                ex = self._executed[bid]
+        height = block.header.height
+        hk = S.height_key(height)
+        results = ex.result.results
+        extra: dict[str, list[tuple[bytes, bytes | None]]] = {
+            S.BLOCKS: [(hk, block.encode())],
+            S.COMMITS: [(hk, codec.encode(commit.to_obj()))],
+            S.RESULTS: [(hk, codec.encode([[r.ok, r.code, r.log] for r in results]))],
+            S.TXS: [(r.txid, S.encode_tx_location(height, i)) for i, r in enumerate(results)],
+        }
+        if ex.result.next_validators is not None:
+            eff, vals = ex.result.next_validators
+            extra[S.VALSETS] = [(S.height_key(eff), codec.encode(ValidatorSet.from_obj(vals).to_obj()))]
+        self.store.commit(ex.staged, extra)
+        with self._lock:
+            self._executed.clear()
+        self._valsets = {k: v for k, v in self._valsets.items() if k <= height}
+
+    def check_tx(self, raw: bytes, *, verify_sigs: bool = False) -> TxResult:
+        """The state machine's admission check against the committed state."""
+        info = self.last_info()
+        t = self.genesis.genesis_time if info is None else info.time
+        return check_tx(self.state_view(), self.chain_id, raw, t, verify_sigs=verify_sigs,
+                        height=self.height + 1)  # fmt: skip
+
+    def evidence_to_include(self) -> Sequence[object]:
+        return ()
+
+    def apply_synced(self, block: Block, commit: Commit) -> None:
+        """Block sync: verify `commit` for `block` against the set we know, then commit it."""
+        h = block.header.height
+        if h != self.height + 1:
+            raise InvalidBlock(f"expected block {self.height + 1}, got {h}")
+        try:
+            verify_commit(self.chain_id, self.validators_at(h), commit, height=h,
+                          block_id=block.block_id())  # fmt: skip
+        except CommitError as e:
+            raise InvalidBlock(f"commit: {e}") from e
+        self.commit_block(block, commit)
+
+
+def txid_of(chain_id: str, raw: bytes) -> bytes:
+    return H(parse_envelope(raw).sign_bytes(chain_id))
