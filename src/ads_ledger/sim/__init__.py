@@ -1,0 +1,12 @@
+"""Deterministic simulation of a validator network around the sans-IO consensus core.
+
+`scenario` (plain data), `app` (a toy Application), `invariants` (what must hold),
+`world` (virtual clock, faulty network, crash-restart, Twins; `run_scenario`),
+`strategies` (hypothesis strategies; imports hypothesis), `runner` (many seeds).
+May import `consensus`, `types`, `crypto`; nothing imports it but tests, bench and the CLI.
+"""
+
+from .scenario import Crash, Scenario
+from .world import Result, run_scenario
+
+__all__ = ["Crash", "Scenario", "Result", "run_scenario"]

@@ -1,0 +1,111 @@
+"""Simulation scenarios: who runs, which faults, until when. Plain data, replayable.
+
+`Scenario.from_seed(seed, ...)` draws one from a seed (the CLI's way); the hypothesis
+strategy in `strategies.py` draws the same fields so that a failure shrinks. Either way
+the run itself is a pure function of the Scenario (its `seed` drives the network).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+__all__ = ["Scenario", "Crash"]
+
+
+@dataclass(frozen=True, slots=True)
+class Crash:
+    """Node `node` loses power at `at_ms` (unsynced WAL records are lost) and restarts
+    `down_ms` later, replaying its WAL."""
+
+    node: int
+    at_ms: int
+    down_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One simulated run.
+
+    Nodes 0..validators−1 hold validator keys 0..validators−1; nodes validators+j (j <
+    twins) are Twins of validator j: the same key and the same unmodified code, another
+    node. Before `gst_ms`, messages are dropped (‰ `drop_pm`), duplicated (‰ `dup_pm`),
+    delayed up to `delay_ms` (so reordered), and a message of round r only crosses between
+    nodes in the same group of `partitions[r]` (one group id per node). From `gst_ms` on
+    the network is synchronous: every message arrives within `sync_delay_ms`.
+    """
+
+    seed: int
+    validators: int = 4
+    twins: int = 0
+    heights: int = 3
+    powers: tuple[int, ...] = ()  # empty: power 1 each
+    drop_pm: int = 0
+    dup_pm: int = 0
+    delay_ms: int = 200
+    sync_delay_ms: int = 100
+    gst_ms: int = 0
+    partitions: tuple[tuple[int, ...], ...] = ()
+    crashes: tuple[Crash, ...] = ()
+    skews_ms: tuple[int, ...] = ()  # per node clock offset; empty: all 0
+    valset_change: tuple[int, tuple[int, ...]] | None = None  # (height k, new powers) at k+2
+    mutants: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def nodes(self) -> int:
+        return self.validators + self.twins
+
+    def power_list(self) -> list[int]:
+        return list(self.powers) if self.powers else [1] * self.validators
+
+    def faulty_power_ok(self) -> bool:
+        """Twinned validators (the Byzantine ones) hold less than 1/3 of every set."""
+        sets = [self.power_list()]
+        if self.valset_change is not None:
+            sets.append(list(self.valset_change[1]))
+        return all(3 * sum(p[: self.twins]) < sum(p) for p in sets)
+
+    def replay_hint(self) -> str:
+        return (f"ads sim --seed {self.seed} --validators {self.validators} "
+                f"--twins {self.twins} --heights {self.heights}")  # fmt: skip
+
+    @classmethod
+    def from_seed(cls, seed: int, *, validators: int = 4, twins: int = 0, heights: int = 3,
+                  mutants: frozenset[str] = frozenset()) -> "Scenario":  # fmt: skip
+        """A scenario drawn from `seed` alone (biased towards Twins-style partitions)."""
+        rng = random.Random(f"scenario/{seed}")
+        n = validators + twins
+        powers: tuple[int, ...] = ()
+        if rng.random() < 0.25:
+            powers = tuple(rng.randint(1, 5) for _ in range(validators))
+            if not 3 * sum(powers[:twins]) < sum(powers):
+                powers = ()
+        faulty = rng.random() < 0.85
+        gst = rng.choice((4000, 8000, 15000, 25000)) if faulty else 0
+        n_part = rng.randint(1, 6) if faulty and rng.random() < 0.8 else 0
+        partitions = []
+        for _ in range(n_part):
+            groups = rng.choice((2, 2, 2, 3))
+            assign = [rng.randrange(groups) for _ in range(n)]
+            for j in range(twins):  # Twins: the two copies of a key usually sit apart
+                if rng.random() < 0.8:
+                    assign[validators + j] = (assign[j] + 1 + rng.randrange(groups - 1)) % groups
+            partitions.append(tuple(assign))
+        crashes = []
+        if faulty and rng.random() < 0.4:
+            for _ in range(rng.randint(1, 2)):
+                crashes.append(Crash(rng.randrange(n), rng.randint(0, gst + 3000), rng.randint(10, 3000)))
+        change = None
+        if heights >= 2 and rng.random() < 0.15:
+            new = tuple(rng.randint(1, 4) for _ in range(validators))
+            if 3 * sum(new[:twins]) < sum(new):
+                change = (rng.randint(1, heights - 1), new)
+        return cls(
+            seed=seed, validators=validators, twins=twins, heights=heights, powers=powers,
+            drop_pm=rng.choice((0, 50, 200, 400)) if faulty else 0,
+            dup_pm=rng.choice((0, 50, 200)) if faulty else 0,
+            delay_ms=rng.choice((50, 300, 1500)) if faulty else 100,
+            gst_ms=gst, partitions=tuple(partitions), crashes=tuple(crashes),
+            skews_ms=tuple(rng.randint(-150, 150) for _ in range(n)),
+            valset_change=change, mutants=mutants,
+        )  # fmt: skip
