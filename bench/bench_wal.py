@@ -5,9 +5,10 @@
 A record of `--record` bytes (about a signed vote) is appended to a FileWAL in a temporary
 directory on the disk under `--dir`: with sync=False (buffered, flushed to the OS every 64 KiB)
 and with sync=True (one fsync per record, as for our own votes). CRC-32C (pure Python,
-slicing-by-8) is timed on 1 MiB. Beside them, in the same run: raw append+fsync/s on a plain
-file and zlib.crc32 MB/s (C; the same work without the Python loop), or bench/limits.py's
-`measure_limits()` if it exists. Prints one JSON line and one human line.
+slicing-by-8) is timed on 1 MiB, and so is opening (scan + checks) and replaying the log.
+Beside them, in the same run: raw write+fsync/s on a plain file (timed in slices alternating
+with the fsynced appends, so disk noise hits both), zlib.crc32 MB/s (C, a CRC without the
+Python loop), and bench/limits.py's `measure_limits()` if it exists. One JSON line, one human line.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ads_ledger.consensus.wal import DEFAULT_SEGMENT_BYTES, FileWAL, crc32c  # noqa: E402
 
 
-def rate(fn: Callable[[], None], seconds: float, batch: int = 1) -> float:
+def rate(fn: Callable[[], object], seconds: float, batch: int = 1) -> float:
     """Calls of `fn` per second over about `seconds` (at least one batch)."""
     n, t0 = 0, time.perf_counter()
     while True:
@@ -40,17 +41,42 @@ def rate(fn: Callable[[], None], seconds: float, batch: int = 1) -> float:
             return n / dt
 
 
-def raw_fsyncs_per_s(directory: str, record: bytes, seconds: float) -> float:
-    """os.write + os.fsync of `record` on a plain appended file: the disk's own ceiling."""
+def interleaved(a: Callable[[], object], b: Callable[[], object], seconds: float,
+                slices: int = 8) -> tuple[float, float]:  # fmt: skip
+    """Rates of `a` and `b` measured in alternating slices, so disk noise hits both alike."""
+    na = nb = 0
+    ta = tb = 0.0
+    for _ in range(slices):
+        for fn, is_a in ((a, True), (b, False)):
+            n, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds / (2 * slices):
+                fn()
+                n += 1
+            dt = time.perf_counter() - t0
+            if is_a:
+                na, ta = na + n, ta + dt
+            else:
+                nb, tb = nb + n, tb + dt
+    return na / ta, nb / tb
+
+
+def raw_fsync(directory: str, record: bytes) -> tuple[Callable[[], None], Callable[[], None]]:
+    """os.write + os.fsync of `record` on a plain appended file (the disk's own ceiling),
+    and a cleanup."""
     fd, path = tempfile.mkstemp(dir=directory)
-    try:
-        return rate(lambda: (os.write(fd, record), os.fsync(fd)) and None, seconds)
-    finally:
+
+    def one() -> None:
+        os.write(fd, record)
+        os.fsync(fd)
+
+    def done() -> None:
         os.close(fd)
         os.unlink(path)
 
+    return one, done
 
-def limits(directory: str, record: bytes, seconds: float) -> dict[str, Any]:
+
+def limits(seconds: float) -> dict[str, Any]:
     out: dict[str, Any] = {}
     try:
         from limits import measure_limits  # type: ignore[import-not-found]
@@ -58,9 +84,8 @@ def limits(directory: str, record: bytes, seconds: float) -> dict[str, Any]:
         out = {f"limits_{k}": v for k, v in dict(measure_limits()).items()}
     except Exception:
         pass
-    out["raw_fsync_per_s"] = round(raw_fsyncs_per_s(directory, record, seconds))
     mib = os.urandom(1 << 20)
-    out["zlib_crc32_mb_per_s"] = round(rate(lambda: zlib.crc32(mib) and None, seconds / 4, 10))
+    out["zlib_crc32_mb_per_s"] = round(rate(lambda: zlib.crc32(mib), seconds / 4, 10))
     return out
 
 
@@ -75,7 +100,9 @@ def main() -> None:
         w = FileWAL(os.path.join(tmp, "wal"), segment_bytes=64 * 1024 * 1024)
         buffered = rate(lambda: w.append(record, sync=False), a.seconds, 500)
         w.sync()
-        synced = rate(lambda: w.append(record, sync=True), a.seconds)
+        raw_one, raw_done = raw_fsync(tmp, record)
+        synced, raw = interleaved(lambda: w.append(record, sync=True), raw_one, 2 * a.seconds)
+        raw_done()
         w.append(record, sync=True)
         w.close()
         wal_bytes = sum(p.stat().st_size for p in Path(tmp, "wal").glob("*.wal"))
@@ -85,8 +112,8 @@ def main() -> None:
         reopen_s = time.perf_counter() - t0
         w.close()
         mib = os.urandom(1 << 20)
-        crc_mb = rate(lambda: crc32c(mib) and None, a.seconds)
-        lim = limits(tmp, record, a.seconds)
+        crc_mb = rate(lambda: crc32c(mib), a.seconds)
+        lim = {"raw_fsync_per_s": round(raw), **limits(a.seconds)}
     assert replayed[0] == 0 and replayed[1][-1] == record
     res: dict[str, Any] = {
         "bench": "wal",
@@ -102,8 +129,10 @@ def main() -> None:
     print(
         f"WAL {a.record} B records: {buffered:,.0f} appends/s buffered, {synced:,.0f}/s fsynced "
         f"(raw write+fsync {lim['raw_fsync_per_s']:,}/s, {synced / lim['raw_fsync_per_s']:.0%}); "
-        f"CRC-32C {crc_mb:.1f} MB/s pure Python (zlib.crc32 in C {lim['zlib_crc32_mb_per_s']:,} MB/s); "
-        f"open+replay {res['open_replay_mb_per_s']} MB/s, {res['open_1mib_segment_s']} s per full segment"
+        f"CRC-32C {crc_mb:.1f} MB/s pure Python "
+        f"(zlib.crc32 in C {lim['zlib_crc32_mb_per_s']:,} MB/s); "
+        f"open+replay {res['open_replay_mb_per_s']} MB/s, "
+        f"{res['open_1mib_segment_s']} s per full segment"
     )
 
 

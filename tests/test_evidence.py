@@ -35,7 +35,9 @@ def vote(k: int, h: int, r: int, block: bytes | None, t: int = PREVOTE) -> Vote:
     return Vote(t, h, r, block, KEYS[k].pub).signed(CHAIN, KEYS[k])
 
 
-def dup(k: int, h: int, r: int = 0, t: int = PREVOTE, a: int = 0, b: int = 1) -> DuplicateVoteEvidence:
+def dup(
+    k: int, h: int, r: int = 0, t: int = PREVOTE, a: int = 0, b: int = 1
+) -> DuplicateVoteEvidence:
     return DuplicateVoteEvidence(vote(k, h, r, B[a], t), vote(k, h, r, B[b], t))
 
 
@@ -72,12 +74,14 @@ def test_bad_votes_refused_and_not_remembered() -> None:
     pool = EvidencePool(height=4)
     outsider = SigningKey(b"\x77" * 32)
     with pytest.raises(InvalidVote):
-        pool.add_vote(Vote(PREVOTE, 5, 0, B[0], outsider.pub).signed(CHAIN, outsider), VALSET, CHAIN)
+        pool.add_vote(Vote(PREVOTE, 5, 0, B[0], outsider.pub).signed(CHAIN, outsider),
+                      VALSET, CHAIN)  # fmt: skip
     forged = replace(vote(0, 5, 0, B[0]), block=B[1])  # signature over another block
     with pytest.raises(InvalidVote):
         pool.add_vote(forged, VALSET, CHAIN)
     with pytest.raises(InvalidVote):  # signed for another chain
-        pool.add_vote(Vote(PREVOTE, 5, 0, B[0], KEYS[0].pub).signed("other", KEYS[0]), VALSET, CHAIN)
+        pool.add_vote(Vote(PREVOTE, 5, 0, B[0], KEYS[0].pub).signed("other", KEYS[0]),
+                      VALSET, CHAIN)  # fmt: skip
     # the forged vote was not stored, so the real one is the first: no evidence
     assert pool.add_vote(vote(0, 5, 0, B[0]), VALSET, CHAIN) is None
     assert len(pool) == 0

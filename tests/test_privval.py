@@ -137,7 +137,8 @@ def test_crash_between_temp_write_and_rename_keeps_old_state(tmp_path: Path) -> 
     assert reopened.last.signature == old.sig
     # the next save replaces the stale temp file and moves forward
     reopened.sign_vote(CHAIN, vote(PRECOMMIT, 2, 0, B1))
-    assert DoubleSignGuard(KEY, FileSignerState(path)).last.hrs() == (2, 0, STEP_PRECOMMIT)  # type: ignore[union-attr]
+    after = DoubleSignGuard(KEY, FileSignerState(path)).last
+    assert after is not None and after.hrs() == (2, 0, STEP_PRECOMMIT)
 
 
 def test_corrupt_state_file_is_a_typed_error(tmp_path: Path) -> None:
@@ -150,7 +151,9 @@ def test_corrupt_state_file_is_a_typed_error(tmp_path: Path) -> None:
         FileSignerState(path).load()
 
 
-def test_file_state_fsyncs_file_and_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_file_state_fsyncs_file_and_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     synced: list[str] = []
     real_fsync = os.fsync
 

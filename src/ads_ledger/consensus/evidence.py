@@ -216,7 +216,7 @@ class EvidencePool:
                 raise InvalidEvidence(f"evidence {i} repeats an offence already in the block")
             committed_at = self._committed.get(key)
             if committed_at is not None and committed_at < H:
-                raise InvalidEvidence(f"evidence {i} was already committed at height {committed_at}")
+                raise InvalidEvidence(f"evidence {i} was already committed at {committed_at}")
             seen.add(key)
             try:
                 ev.check(chain_id, valset_at(h))

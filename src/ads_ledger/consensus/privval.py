@@ -152,7 +152,9 @@ class FileSignerState:
         self._fsync_dir()  # the rename itself must survive a power loss
 
 
-def check_hrs(last: LastSigned | None, hrs: tuple[int, int, int], sign_bytes: bytes) -> bytes | None:
+def check_hrs(
+    last: LastSigned | None, hrs: tuple[int, int, int], sign_bytes: bytes
+) -> bytes | None:
     """Decide whether (h, r, s) with `sign_bytes` may be signed.
 
     1. Nothing signed yet, or (h, r, s) above the last signed: allowed (returns None).

@@ -14,7 +14,15 @@ from dataclasses import dataclass
 
 from ..errors import AdsError
 
-__all__ = ["MemoryWAL", "FileWAL", "WALCorrupt", "WALBroken", "MAX_RECORD", "DEFAULT_SEGMENT_BYTES", "crc32c"]
+__all__ = [
+    "MemoryWAL",
+    "FileWAL",
+    "WALCorrupt",
+    "WALBroken",
+    "MAX_RECORD",
+    "DEFAULT_SEGMENT_BYTES",
+    "crc32c",
+]
 
 # One record (a proposal with its block is the largest thing logged) must fit in this.
 MAX_RECORD = 16 * 1024 * 1024
@@ -79,8 +87,10 @@ def crc32c(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
     n = len(mv) & ~7
     for lo, hi in _PAIRS.iter_unpack(mv[:n]):
         lo ^= crc
-        crc = (t7[lo & 0xFF] ^ t6[(lo >> 8) & 0xFF] ^ t5[(lo >> 16) & 0xFF] ^ t4[lo >> 24]
-               ^ t3[hi & 0xFF] ^ t2[(hi >> 8) & 0xFF] ^ t1[(hi >> 16) & 0xFF] ^ t0[hi >> 24])  # fmt: skip
+        crc = (
+            t7[lo & 0xFF] ^ t6[(lo >> 8) & 0xFF] ^ t5[(lo >> 16) & 0xFF] ^ t4[lo >> 24]
+            ^ t3[hi & 0xFF] ^ t2[(hi >> 8) & 0xFF] ^ t1[(hi >> 16) & 0xFF] ^ t0[hi >> 24]
+        )  # fmt: skip
     for b in mv[n:]:
         crc = t0[(crc ^ b) & 0xFF] ^ (crc >> 8)
     return crc ^ 0xFFFFFFFF
