@@ -269,8 +269,8 @@ def with_client(backend: Any, fn: Callable[[NodeClient], T], config: ApiConfig |
     return run_server(backend, body, config, **kw)
 
 
-async def raw_exchange(port: int, data: bytes, *, read_s: float = 3.0) -> bytes:
-    """Send raw bytes, then read until the server closes (or `read_s` passes)."""
+async def raw_exchange(port: int, data: bytes, *, read_s: float = 3.0, eof: bool = False) -> bytes:
+    """Send raw bytes (then half-close if `eof`), read until the server closes or `read_s` passes."""
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     out = bytearray()
     async with stream:
@@ -278,6 +278,8 @@ async def raw_exchange(port: int, data: bytes, *, read_s: float = 3.0) -> bytes:
             try:
                 if data:
                     await stream.send_all(data)
+                if eof:
+                    await stream.send_eof()
                 while chunk := await stream.receive_some(65536):
                     out += chunk
             except (trio.BrokenResourceError, trio.ClosedResourceError):

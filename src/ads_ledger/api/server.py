@@ -195,6 +195,13 @@ class _Connection:
             method, target = ev.method.decode("ascii"), ev.target.decode("ascii")
         except UnicodeDecodeError:
             raise ApiError(400, "bad_request", "method and target must be ASCII") from None
+        if ev.http_version not in (b"1.0", b"1.1"):
+            raise ApiError(400, "bad_request", "only HTTP/1.0 and HTTP/1.1 are served")
+        # h11 bounds only an incomplete head; a head that arrives whole is bounded here
+        head_bytes = len(ev.target) + sum(len(n) + len(v) + 4 for n, v in ev.headers)
+        if head_bytes > self.cfg.max_header_bytes:
+            raise ApiError(431, "headers_too_large",
+                           f"request head exceeds {self.cfg.max_header_bytes} bytes")
         headers: dict[str, str] = {}
         for name, value in ev.headers:
             k, v = name.decode("ascii", "replace"), value.decode("latin-1")
