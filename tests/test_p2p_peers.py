@@ -5,6 +5,7 @@ Every test runs under trio.fail_after and cancels its managers at the end.
 
 from __future__ import annotations
 
+import logging
 import struct
 from typing import Any, Awaitable, Callable
 
@@ -215,7 +216,9 @@ async def _still_serves(a: Node, b: Node, tag: int) -> None:
     assert a.id in b.mgr.connected_peers()
 
 
-def test_garbage_bytes_are_disconnected_and_the_manager_keeps_serving() -> None:
+def test_garbage_bytes_are_disconnected_and_the_manager_keeps_serving(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="ads_ledger.p2p")
+
     async def t(nursery: trio.Nursery) -> None:
         a, b = await _serving_pair(nursery)
         raw = await trio.open_tcp_stream("127.0.0.1", b.port)
@@ -223,6 +226,7 @@ def test_garbage_bytes_are_disconnected_and_the_manager_keeps_serving() -> None:
         await expect_closed(raw)
         await raw.aclose()
         assert b.mgr.errors["ProtocolMismatch"] == 1
+        assert "inbound peer 127.0.0.1" in caplog.text and "ProtocolMismatch" in caplog.text
         await _still_serves(a, b, 1)
 
     run(t)
@@ -292,6 +296,23 @@ def test_idle_peer_times_out_but_pings_keep_a_quiet_link_alive() -> None:
         assert b.mgr.errors["IdleTimeout"] == 1
         await trio.sleep(1.0)  # a and b exchange nothing but pings for > idle_timeout
         assert b.mgr.connected_peers() == [a.id] and a.mgr.counters["connections_opened"] == 1
+
+    run(t)
+
+
+def test_a_slowly_arriving_frame_is_not_idle() -> None:
+    cfg = P2PConfig(handshake_timeout=2.0, idle_timeout=0.4, ping_interval=0.1)
+
+    async def t(nursery: trio.Nursery) -> None:
+        a, b = await _serving_pair(nursery, cfg)
+        stream, conn = await _attacker(b)
+        frame = conn.session.sealer.seal(encode_message("proposal", b"p" * 6000))
+        for i in range(0, len(frame), 1000):  # 7 pieces, 0.15 s apart: 0.9 s > idle_timeout
+            await stream.send_all(frame[i : i + 1000])
+            await trio.sleep(0.15)
+        await eventually(lambda: b"p" * 6000 in b.bodies("proposal"))
+        assert b.mgr.errors["IdleTimeout"] == 0
+        await stream.aclose()
 
     run(t)
 

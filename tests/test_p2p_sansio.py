@@ -256,3 +256,35 @@ def test_hostile_bytes_after_a_valid_hello_never_crash(data: bytes) -> None:
     except RemoteError:
         return
     assert not a.complete
+
+
+def test_mutants_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Planted bugs: a constant nonce lets a replay through; one key for both directions lets a
+    reflected frame through. The checks above would fail against either mutant."""
+    from ads_ledger.p2p import framing, handshake
+
+    ka, kb = keys()
+    monkeypatch.setattr(framing, "_nonce", lambda counter: bytes(12))
+    a, b = Handshake(ka, CHAIN), Handshake(kb, CHAIN)
+    pump(a, b)
+    f1 = a.session().sealer.seal(encode_message("vote", 1))
+    b.session().opener.receive_data(f1 + f1)
+    assert b.session().opener.next_frame() == b.session().opener.next_frame()  # replay accepted
+    monkeypatch.undo()
+
+    real_hkdf = handshake.HKDF
+
+    class SameKeyHKDF:
+        def __init__(self, **kw: object) -> None:
+            self._h = real_hkdf(**kw)  # type: ignore[arg-type]
+
+        def derive(self, ikm: bytes) -> bytes:
+            k = self._h.derive(ikm)[:32]
+            return k + k
+
+    monkeypatch.setattr(handshake, "HKDF", SameKeyHKDF)
+    a, b = Handshake(ka, CHAIN), Handshake(kb, CHAIN)
+    pump(a, b)
+    sa = a.session()
+    sa.opener.receive_data(sa.sealer.seal(encode_message("vote", 1)))
+    assert sa.opener.next_frame() is not None  # reflection accepted

@@ -9,13 +9,14 @@ The caller owns the stream's lifetime: `aclose()` always, in a `finally`.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Collection
 
 import trio
 
 from ..crypto import SigningKey
-from .errors import ConnectionLost, HandshakeError, HandshakeTimeout
+from .errors import ConnectionLost, HandshakeError, HandshakeTimeout, IdleTimeout
 from .framing import DEFAULT_MAX_FRAME, Message, decode_message
 from .handshake import Handshake, Session
 
@@ -49,10 +50,12 @@ class PeerConnection:
         self.messages_in = 0
         self.messages_out = 0
 
-    async def receive(self) -> tuple[Message, bytes] | None:
+    async def receive(self, idle_timeout: float = math.inf) -> tuple[Message, bytes] | None:
         """The next message and its plaintext bytes, or None at a clean EOF.
 
-        Raises FrameError subclasses for hostile bytes and ConnectionLost for network errors."""
+        Raises FrameError subclasses for hostile bytes, ConnectionLost for network errors and
+        IdleTimeout if no byte at all arrives for `idle_timeout` seconds (a large frame that
+        keeps arriving slowly is not idle)."""
         opener = self.session.opener
         while True:
             plaintext = opener.next_frame()
@@ -60,7 +63,10 @@ class PeerConnection:
                 self.messages_in += 1
                 return decode_message(plaintext, max_size=opener.max_frame), plaintext
             try:
-                data = await self.stream.receive_some(RECV_CHUNK)
+                with trio.fail_after(idle_timeout):
+                    data = await self.stream.receive_some(RECV_CHUNK)
+            except trio.TooSlowError:
+                raise IdleTimeout(f"nothing received for {idle_timeout} s") from None
             except _NETWORK_ERRORS as e:
                 raise ConnectionLost(f"receive failed: {type(e).__name__}: {e}") from e
             if not data:

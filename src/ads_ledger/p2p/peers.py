@@ -35,7 +35,7 @@ from .. import codec
 from ..crypto import H, SigningKey
 from ..errors import RemoteError
 from .conn import PeerConnection, establish
-from .errors import ConnectionLost, IdleTimeout, P2PError, SlowPeer, UnknownMessageType
+from .errors import ConnectionLost, P2PError, SlowPeer, UnknownMessageType
 from .framing import DEFAULT_MAX_FRAME, TAG, encode_message
 from .handshake import node_id, parse_node_id
 
@@ -227,6 +227,8 @@ class PeerManager:
     def send(self, peer_id: str, msg_type: str, body: codec.Value) -> bool:
         """Queue a message to one peer; False if not connected or the message was dropped."""
         plaintext = self._plaintext(msg_type, body)
+        if msg_type in self.config.relay_types:
+            self._mark_seen(plaintext)
         peer = self._conns.get(peer_id)
         return peer is not None and self._enqueue(peer, msg_type, plaintext)
 
@@ -426,10 +428,7 @@ class PeerManager:
         cfg = self.config
         conn = peer.conn
         while True:
-            with trio.move_on_after(cfg.idle_timeout) as idle:
-                got = await conn.receive()
-            if idle.cancelled_caught:
-                raise IdleTimeout(f"nothing received for {cfg.idle_timeout} s")
+            got = await conn.receive(cfg.idle_timeout)
             if got is None:
                 peer.close("closed by the peer")
                 return
