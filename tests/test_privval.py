@@ -164,3 +164,14 @@ def test_file_state_fsyncs_file_and_directory(
     monkeypatch.setattr(os, "fsync", spy)
     FileSignerState(tmp_path / "s").save(LastSigned(1, 0, STEP_PREVOTE, b"m", bytes(64)))
     assert synced == [str(tmp_path / "s.tmp"), str(tmp_path)]
+
+
+def test_signing_for_another_key_is_a_bug() -> None:
+    g = DoubleSignGuard(KEY, MemorySignerState())
+    other = SigningKey(b"\x09" * 32).pub
+    with pytest.raises(ValueError):
+        g.sign_vote(CHAIN, Vote(PREVOTE, 1, 0, B1, other))
+    with pytest.raises(ValueError):
+        g.sign_proposal(CHAIN, Proposal(1, 0, B1, -1, other))
+    assert g.last is None
+    assert g.sign_vote(CHAIN, Vote(PREVOTE, 1, 0, B1, b"")).validator == KEY.pub

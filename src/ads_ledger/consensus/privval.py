@@ -188,6 +188,10 @@ class DoubleSignGuard:
     def last(self) -> LastSigned | None:
         return self._last
 
+    def _check_signer(self, who: bytes) -> None:
+        if who not in (b"", self.pub):
+            raise ValueError("asked to sign for another validator's key")  # our bug
+
     def _sign(self, hrs: tuple[int, int, int], msg: bytes) -> bytes:
         stored = check_hrs(self._last, hrs, msg)
         if stored is not None:
@@ -200,13 +204,15 @@ class DoubleSignGuard:
         return sig
 
     def sign_proposal(self, chain_id: str, proposal: Proposal) -> Proposal:
-        """The proposal signed by this key (its `proposer` set to our key)."""
+        """The proposal signed by this key; `proposal.proposer` must be our key or empty."""
+        self._check_signer(proposal.proposer)
         p = Proposal(proposal.height, proposal.round, proposal.block, proposal.pol_round, self.pub)
         sig = self._sign((p.height, p.round, STEP_PROPOSE), p.sign_bytes(chain_id))
         return Proposal(p.height, p.round, p.block, p.pol_round, self.pub, sig)
 
     def sign_vote(self, chain_id: str, vote: Vote) -> Vote:
-        """The vote signed by this key (its `validator` set to our key)."""
+        """The vote signed by this key; `vote.validator` must be our key or empty."""
+        self._check_signer(vote.validator)
         if vote.type == PREVOTE:
             step = STEP_PREVOTE
         elif vote.type == PRECOMMIT:
