@@ -1,0 +1,507 @@
+"""The validator daemon: the trio shell around the ledger, the consensus core, P2P and the API.
+
+One task owns the consensus core (`_consensus_loop`): every input — a peer's message, a
+timeout, "transactions are waiting" — is one core step, run whole in a worker thread so that
+its fsyncs (WAL, double-sign guard) and the block's LMDB commit never stall the event loop.
+After each step the shell drains the core's outbox to P2P and its decisions to the mempool,
+the event stream and the metrics. Everything else (P2P, API, block sync, status gossip) only
+reads the ledger or feeds the consensus inbox.
+
+Restart: the store is at height h (one LMDB transaction per block). The WAL holds the inputs
+of height h+1 after the end-of-height marker of h; the core replays them and resumes exactly
+where it stopped. A crash between the store commit of h and its WAL marker leaves records of
+height h, which are discarded (the block is already stored).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator, Sequence
+
+import trio
+
+from . import codec
+from .api.backend import (
+    HeightUnavailable,
+    Metric,
+    NewBlock,
+    NodeStatus,
+    StateRead,
+    TxInfo,
+    TxRejected,
+    TxResult,
+)
+from .api.server import serve_http
+from .config import NodeConfig, load_config, load_key, parse_hostport
+from .consensus.core import Core
+from .consensus.messages import CommitMessage, Message, ProposalMessage, VoteMessage, message_from_obj
+from .consensus.privval import DoubleSignGuard, FileSignerState
+from .consensus.timeouts import ConsensusParams
+from .consensus.wal import FileWAL
+from .errors import DecodeError, RemoteError
+from .genesis import Genesis
+from .ledger import Ledger
+from .logs import kv
+from .mempool import Mempool, MempoolError
+from .p2p.peers import GOSSIP_TYPES, P2PConfig, PeerAddr, PeerManager
+from .store import VersionUnavailable
+from .tx.envelope import parse_envelope
+from .types import Block, Commit, Header, ValidatorSet
+
+__all__ = ["Node", "run_node"]
+
+log = logging.getLogger("ads_ledger.node")
+
+SYNC_BATCH = 64  # blocks asked of one peer at a time
+STATUS_INTERVAL = 1.0  # seconds between our height announcements
+RETRANSMIT_INTERVAL = 1.0  # seconds between re-gossip of our current-round messages
+CONSENSUS_TYPES = frozenset({"proposal", "vote", "commit"})
+P2P_TYPES = GOSSIP_TYPES | {"commit", "status", "get_blocks"}
+
+
+@dataclass(slots=True)
+class _Sub:
+    send: trio.MemorySendChannel[NewBlock]
+
+
+class Node:
+    """A validator node: open with `Node(cfg)`, run with `await node.run()`."""
+
+    def __init__(self, cfg: NodeConfig) -> None:
+        self.cfg = cfg
+        self.genesis = Genesis.load(cfg.genesis_path)
+        self.chain_id = self.genesis.chain_id
+        self.node_key = load_key(cfg.node_key_path)
+        self.validator_key = load_key(cfg.validator_key_path)
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        self.ledger = Ledger.open(cfg.data_dir / "state.lmdb", self.genesis, cfg.keep_versions)
+        self.ledger.max_block_bytes = cfg.max_block_bytes
+        self.wal = FileWAL(cfg.data_dir / "wal")
+        self.signer = DoubleSignGuard(self.validator_key, FileSignerState(cfg.data_dir / "signer_state.json"))
+        self.mempool = Mempool(max_txs=cfg.mempool_max_txs, max_bytes=cfg.mempool_max_bytes)
+        self._mp_lock = threading.Lock()  # the core reaps from a worker thread
+        self.ledger.reap = self._reap
+        self.ledger.verified_txids = self._verified
+        self.params = ConsensusParams(
+            propose_ms=cfg.timeout_propose_ms, propose_delta_ms=cfg.timeout_propose_delta_ms,
+            prevote_ms=cfg.timeout_prevote_ms, prevote_delta_ms=cfg.timeout_prevote_delta_ms,
+            precommit_ms=cfg.timeout_precommit_ms, precommit_delta_ms=cfg.timeout_precommit_delta_ms,
+            precision_ms=cfg.precision_ms,
+        )  # fmt: skip
+        self.core = self._recover_core()
+        self.p2p = PeerManager(
+            self.node_key, self.chain_id, parse_hostport(cfg.p2p_listen),
+            [PeerAddr.parse(p) for p in cfg.peers], self._on_p2p,
+            config=P2PConfig(max_frame=cfg.max_frame_bytes, message_types=frozenset(P2P_TYPES),
+                             relay_types=GOSSIP_TYPES),
+        )  # fmt: skip
+        self._inbox_send, self._inbox = trio.open_memory_channel[tuple[str, Any]](4096)
+        self._subs: list[_Sub] = []
+        self._waiters: dict[bytes, trio.Event] = {}
+        self._peer_heights: dict[str, int] = {}
+        self._sync_asked: int = 0  # highest height requested by block sync
+        self._block_times: deque[tuple[float, int]] = deque(maxlen=64)  # (wall s, num txs)
+        self.counters: dict[str, int] = {"txs_received": 0, "txs_rejected": 0, "blocks": 0,
+                                         "sync_blocks": 0, "bad_p2p": 0}  # fmt: skip
+        self.api_port: int | None = None
+        self.p2p_port: int | None = None
+        self._stopping = False
+
+    # ------------------------------------------------------------------ startup
+
+    def _recover_core(self) -> Core:
+        h = self.ledger.height
+        last_ended, records = self.wal.replay()
+        if last_ended > h:
+            raise RuntimeError(
+                f"the consensus WAL ended height {last_ended} but the store is at {h}: the store "
+                "lost committed blocks; restore it from a backup or resync this node from peers"
+            )
+        core = Core(chain_id=self.chain_id, signer=self.signer, app=self.ledger, wal=self.wal,
+                    height=h + 1, params=self.params, last_commit=self.ledger.commit_at(h))  # fmt: skip
+        if last_ended < h:
+            # crashed after storing block h, before its end-of-height marker: h is done
+            self.wal.end_height(h)
+            kv(log, logging.INFO, "discarded WAL records of a stored height", height=h)
+        elif records:
+            core.recover(records)
+            kv(log, logging.INFO, "replayed consensus WAL", height=h + 1, records=len(records))
+        return core
+
+    # ------------------------------------------------------------------ run
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with trio.open_nursery() as n:
+                self._nursery = n
+                self.p2p_port = await n.start(self.p2p.run)
+                host, port = parse_hostport(self.cfg.api_listen)
+                self.api_port = await n.start(serve_http, self, host, port)
+                n.start_soon(self._consensus_loop)
+                n.start_soon(self._status_loop)
+                n.start_soon(self._retransmit_loop)
+                kv(log, logging.INFO, "node started", moniker=self.cfg.moniker, chain=self.chain_id,
+                   height=self.ledger.height, p2p=self.p2p_port, api=self.api_port,
+                   node_id=self.p2p.node_id[:16], validator=self.validator_key.pub.hex()[:16])  # fmt: skip
+                task_status.started()
+        finally:
+            self.close()
+
+    def stop(self) -> None:
+        self._stopping = True
+        n = getattr(self, "_nursery", None)
+        if n is not None:
+            n.cancel_scope.cancel()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.wal.close()
+        with contextlib.suppress(Exception):
+            self.ledger.close()
+
+    # ------------------------------------------------------------------ consensus
+
+    def _now(self) -> int:
+        return int(time.time() * 1000)
+
+    async def _consensus_loop(self) -> None:
+        core = self.core
+        await trio.to_thread.run_sync(core.start, self._now())
+        self._after_step()
+        while True:
+            deadline = core.next_deadline()
+            item: tuple[str, Any] | None = None
+            if deadline is None:
+                item = await self._inbox.receive()
+            else:
+                delay = max(0.0, (deadline - self._now()) / 1000)
+                with trio.move_on_after(delay):
+                    item = await self._inbox.receive()
+            batch = [item] if item is not None else []
+            while len(batch) < 256:  # take what is already queued: one thread hop for many
+                try:
+                    batch.append(self._inbox.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            await trio.to_thread.run_sync(self._step, batch)
+            self._after_step()
+
+    def _step(self, batch: Sequence[tuple[str, Any]]) -> None:
+        """One or more core inputs, then any due timeouts (runs in a worker thread)."""
+        core = self.core
+        for kind, payload in batch:
+            if kind == "msg":
+                core.on_message(payload, self._now())
+        d = core.next_deadline()
+        if d is not None and d <= self._now():
+            core.on_timeout(self._now())
+
+    def _after_step(self) -> None:
+        for msg in self.core.outbox():
+            self._broadcast_consensus(msg)
+        for block, commit in self.core.decisions():
+            self._on_decided(block, commit)
+        ask = self._want_sync()
+        if ask is not None:
+            self._request_blocks(*ask)
+
+    def _broadcast_consensus(self, msg: Message) -> None:
+        if isinstance(msg, ProposalMessage):
+            self.p2p.broadcast("proposal", msg.to_obj())
+        elif isinstance(msg, VoteMessage):
+            self.p2p.broadcast("vote", msg.to_obj())
+        else:
+            self.p2p.broadcast("commit", msg.to_obj())
+
+    def _on_decided(self, block: Block, commit: Commit) -> None:
+        h = block.header.height
+        self.counters["blocks"] += 1
+        self._block_times.append((time.monotonic(), len(block.txs)))
+        txids = [parse_envelope(t).txid(self.chain_id) for t in block.txs]
+        with self._mp_lock:
+            self.mempool.update(txids, self.ledger.account_nonce)
+        for txid in txids:
+            ev = self._waiters.pop(txid, None)
+            if ev is not None:
+                ev.set()
+        note = NewBlock(block.header, len(block.txs))
+        for sub in list(self._subs):
+            try:
+                sub.send.send_nowait(note)
+            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                self._subs.remove(sub)  # a slow subscriber reconnects and catches up
+                sub.send.close()
+        if h % 100 == 0 or len(block.txs):
+            kv(log, logging.INFO, "committed block", height=h, txs=len(block.txs),
+               round=commit.round, id=block.block_id().hex()[:12])  # fmt: skip
+        self.p2p.broadcast("status", {"height": h})
+
+    def _reap(self, max_bytes: int) -> list[bytes]:
+        with self._mp_lock:
+            return [p.env.raw for p in self.mempool.reap(max_bytes)]
+
+    def _verified(self, txid: bytes) -> bool:
+        with self._mp_lock:
+            return txid in self.mempool
+
+    # ------------------------------------------------------------------ P2P input
+
+    async def _on_p2p(self, peer: str, mtype: str, body: codec.Value) -> bool:
+        """A peer's message. RemoteError disconnects the peer; True relays gossip."""
+        if mtype in CONSENSUS_TYPES:
+            try:
+                if type(body) is not dict or body.get("kind") != mtype:
+                    raise DecodeError(f"a {mtype} message must carry kind {mtype!r}")
+                msg = message_from_obj(body)
+            except DecodeError as e:
+                self.counters["bad_p2p"] += 1
+                raise DecodeError(f"bad {mtype} message: {e}") from e
+            if isinstance(msg, CommitMessage) and msg.height <= self.ledger.height:
+                return False
+            await self._inbox_send.send(("msg", msg))
+            return mtype != "commit"
+        if mtype == "tx":
+            if type(body) is not bytes:
+                raise DecodeError("a tx message carries the envelope bytes")
+            with contextlib.suppress(RemoteError):
+                await self._admit(body)
+                return True
+            return False
+        if mtype == "status":
+            h = body.get("height") if type(body) is dict else None
+            if type(h) is not int or h < 0:
+                raise DecodeError("status carries {height: uint}")
+            self._peer_heights[peer] = h
+            ask = self._want_sync()
+            if ask is not None:
+                self._request_blocks(*ask)
+            return False
+        if mtype == "get_blocks":
+            if type(body) is not dict or type(body.get("from")) is not int or type(body.get("count")) is not int:
+                raise DecodeError("get_blocks carries {from: uint, count: uint}")
+            await self._serve_blocks(peer, body["from"], min(max(body["count"], 0), SYNC_BATCH))
+            return False
+        if mtype == "evidence":
+            return False  # evidence gossip is handled by consensus votes for now
+        return False
+
+    async def _serve_blocks(self, peer: str, start: int, count: int) -> None:
+        top = self.ledger.height
+        for h in range(max(start, 1), min(start + count, top + 1)):
+            raw = self.ledger.block_bytes(h)
+            commit = self.ledger.commit_at(h)
+            if raw is None or commit is None:
+                break
+            body = {"kind": "commit", "block": codec.decode(raw, max_size=64 * 1024 * 1024),
+                    "commit": commit.to_obj()}
+            if not self.p2p.send(peer, "commit", body):
+                break
+            await trio.sleep(0)
+
+    def _want_sync(self) -> tuple[str, int] | None:
+        """(peer, from height) when a peer is ahead of us and nothing is asked already."""
+        ours = self.ledger.height
+        if not self._peer_heights:
+            return None
+        peer, top = max(self._peer_heights.items(), key=lambda kv_: kv_[1])
+        if top <= ours:
+            return None
+        if self._sync_asked > ours + SYNC_BATCH // 2:
+            return None  # a batch is on its way
+        return peer, max(ours + 1, self._sync_asked + 1)
+
+    def _request_blocks(self, peer: str, start: int) -> None:
+        if self.p2p.send(peer, "get_blocks", {"from": start, "count": SYNC_BATCH}):
+            self._sync_asked = start + SYNC_BATCH - 1
+
+    async def _status_loop(self) -> None:
+        while True:
+            self.p2p.broadcast("status", {"height": self.ledger.height})
+            if self._sync_asked and self._sync_asked <= self.ledger.height:
+                self._sync_asked = 0
+            ask = self._want_sync()
+            if ask is None and self._sync_asked and self._sync_asked > self.ledger.height:
+                self._sync_asked = 0  # a lost batch: ask again next time
+            elif ask is not None:
+                self._request_blocks(*ask)
+            await trio.sleep(STATUS_INTERVAL)
+
+    async def _retransmit_loop(self) -> None:
+        while True:
+            await trio.sleep(RETRANSMIT_INTERVAL)
+            for msg in self.core.retransmit():
+                self._broadcast_consensus(msg)
+
+    # ------------------------------------------------------------------ transactions
+
+    async def _admit(self, raw: bytes) -> tuple[bytes, bool]:
+        """Check a transaction and add it to the mempool. Returns (txid, newly added)."""
+        try:
+            env = parse_envelope(raw)
+        except DecodeError as e:
+            raise TxRejected("malformed", f"the transaction does not decode: {e}") from e
+        txid = env.txid(self.chain_id)
+        with self._mp_lock:
+            if self.mempool.seen(txid):
+                return txid, False
+        if self.ledger.tx_location(txid) is not None:
+            return txid, False
+        try:
+            await trio.to_thread.run_sync(env.verify_signatures, self.chain_id)
+        except RemoteError as e:
+            self.counters["txs_rejected"] += 1
+            raise TxRejected("bad_signature", f"{e}; sign it for chain {self.chain_id!r}") from e
+
+        def check_first(e_: Any) -> None:
+            r = self.ledger.check_tx(raw, verify_sigs=False)
+            if not r.ok:
+                raise TxRejected(r.code, r.log)
+
+        try:
+            with self._mp_lock:
+                self.mempool.add(txid, env, self.ledger.account_nonce(env.signer), check_first)
+        except MempoolError as e:
+            self.counters["txs_rejected"] += 1
+            status = 429 if e.code == "mempool_full" else 400
+            raise TxRejected(e.code, str(e), status) from e
+        except TxRejected:
+            self.counters["txs_rejected"] += 1
+            raise
+        self.counters["txs_received"] += 1
+        return txid, True
+
+    # ------------------------------------------------------------------ NodeBackend
+
+    @property
+    def node_id(self) -> bytes:
+        return self.node_key.pub
+
+    def status(self) -> NodeStatus:
+        info = self.ledger.last_info()
+        top = max(self._peer_heights.values(), default=0)
+        return NodeStatus(
+            chain_id=self.chain_id,
+            node_id=self.node_key.pub,
+            latest_height=0 if info is None else info.height,
+            latest_block_id=None if info is None else info.block_id,
+            latest_time=None if info is None else info.time,
+            catching_up=top > (0 if info is None else info.height) + 1,
+        )
+
+    async def submit_tx(self, raw: bytes, wait_commit: bool, timeout_s: float) -> TxResult:
+        txid, _ = await self._admit(raw)
+        self.p2p.broadcast("tx", raw)
+        if wait_commit and self.ledger.tx_location(txid) is None:
+            ev = self._waiters.setdefault(txid, trio.Event())
+            with trio.move_on_after(timeout_s):
+                await ev.wait()
+        info = self.get_tx(txid)
+        if info is None:
+            return TxResult(txid, None, True, "ok", "admitted to the mempool")
+        return TxResult(txid, info.height, info.ok, info.code, info.log)
+
+    def get_tx(self, txid: bytes) -> TxInfo | None:
+        loc = self.ledger.tx_location(txid)
+        if loc is None:
+            return None
+        h, i = loc
+        block = self.ledger.block(h)
+        res = self.ledger.tx_result(h, i)
+        if block is None or res is None:
+            return None
+        return TxInfo(txid, h, i, res["ok"], res["code"], res["log"], block.txs[i])
+
+    def get_block(self, height: int) -> Block | None:
+        return self.ledger.block(height)
+
+    def get_commit(self, height: int) -> tuple[Header, Commit] | None:
+        b = self.ledger.block(height)
+        c = self.ledger.commit_at(height)
+        return None if b is None or c is None else (b.header, c)
+
+    def get_validators(self, height: int) -> ValidatorSet | None:
+        if height < 1 or height > self.ledger.height + 2:
+            return None
+        try:
+            return self.ledger.validators_at(height)
+        except LookupError:
+            return None
+
+    def get_state(self, key: bytes, height: int | None) -> StateRead:
+        top = self.ledger.height
+        if top == 0:
+            raise HeightUnavailable("future", "no block is committed yet; state is provable from height 1")
+        if height is not None and height > top:
+            raise HeightUnavailable("future", f"height {height} is beyond the latest, {top}")
+        if height is not None and height < 1:
+            raise HeightUnavailable("pruned", "state is provable from height 1")
+        try:
+            h, value, proof = self.ledger.get_state(key, height)
+        except VersionUnavailable as e:
+            raise HeightUnavailable("pruned", f"{e}; ask an archive node or a more recent height") from e
+        return StateRead(h, value, proof)
+
+    @contextlib.asynccontextmanager
+    async def subscribe_blocks(self) -> AsyncIterator[AsyncIterator[NewBlock]]:
+        send, recv = trio.open_memory_channel[NewBlock](64)
+        sub = _Sub(send)
+        self._subs.append(sub)
+        try:
+            async with recv:
+                yield recv.__aiter__()
+        finally:
+            if sub in self._subs:
+                self._subs.remove(sub)
+            send.close()
+
+    def metrics(self) -> Sequence[Metric]:
+        info = self.ledger.last_info()
+        now = time.monotonic()
+        recent = [(t, n) for t, n in self._block_times if now - t <= 10.0]
+        tps = sum(n for _, n in recent) / 10.0
+        gaps = [b[0] - a[0] for a, b in zip(list(self._block_times)[:-1], list(self._block_times)[1:])]
+        pm = self.p2p.metrics()
+        out = [
+            Metric("ads_height", "gauge", "latest committed height", 0 if info is None else info.height),
+            Metric("ads_round", "gauge", "consensus round at the current height", self.core.round),
+            Metric("ads_peers", "gauge", "connected validator peers", len(self.p2p.connected_peers())),
+            Metric("ads_mempool_txs", "gauge", "pending transactions", len(self.mempool)),
+            Metric("ads_mempool_bytes", "gauge", "pending transaction bytes", self.mempool.total_bytes),
+            Metric("ads_block_interval_seconds", "gauge", "mean seconds between recent blocks",
+                   (sum(gaps) / len(gaps)) if gaps else 0.0),
+            Metric("ads_tx_per_second", "gauge", "committed transactions per second over 10 s", tps),
+        ]
+        for name, value in sorted(self.counters.items()):
+            out.append(Metric(f"ads_{name}_total", "counter", f"{name.replace('_', ' ')}", value))
+        for name, value in sorted(self.core.stats.items()):
+            out.append(Metric("ads_consensus_events_total", "counter", "consensus core events", value,
+                              {"event": name}))  # fmt: skip
+        for name, value in sorted(pm.items()):
+            out.append(Metric("ads_p2p_total", "counter", "p2p counters", value, {"what": name}))
+        return out
+
+
+async def run_node(home: Path | str) -> None:
+    """`ads node start`: run until SIGINT/SIGTERM, then stop cleanly."""
+    cfg = load_config(home)
+    node = Node(cfg)
+    async with trio.open_nursery() as n:
+
+        async def watch_signals() -> None:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
+                async for s in sigs:
+                    kv(log, logging.INFO, "stopping", signal=signal.Signals(s).name)
+                    node.stop()
+                    n.cancel_scope.cancel()
+                    return
+
+        n.start_soon(watch_signals)
+        await node.run()
+        n.cancel_scope.cancel()
