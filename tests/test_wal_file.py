@@ -73,7 +73,7 @@ def build(d: Path, last: bytes | int) -> tuple[int, int]:
     return before, seg_files(d)[0].stat().st_size
 
 
-@pytest.mark.parametrize("last", [b"proposal" * 20, 4])
+@pytest.mark.parametrize("last", [b"proposal" * 8, 4])
 def test_torn_last_record_at_every_byte_offset(tmp_path: Path, last: bytes | int) -> None:
     base = tmp_path / "base"
     before, after = build(base, last)
@@ -254,3 +254,36 @@ def test_frame_layout_is_stable() -> None:
     assert f[4:8] == crc32c(b"\x00hi").to_bytes(4, "big")
     assert f[8:12] == crc32c(f[:8]).to_bytes(4, "big")
     assert f[12:] == b"\x00hi"
+
+
+def write_frames(d: Path, frames: list[bytes]) -> None:
+    d.mkdir()
+    (d / "000000000001.wal").write_bytes(b"".join(frames))
+
+
+def test_well_formed_but_impossible_frames_are_corrupt(tmp_path: Path) -> None:
+    rec = walmod._frame(0, b"r")
+    end = lambda h: walmod._frame(1, h.to_bytes(8, "big"))  # noqa: E731
+    cases = {
+        "backwards": [end(5), rec, end(3), rec],  # markers must not go back
+        "kind": [rec, walmod._frame(7, b"??"), rec],  # unknown kind, valid checksums
+        "kind_last": [rec, walmod._frame(7, b"??")],  # ... even as the last frame
+        "short_marker": [rec, walmod._frame(1, b"\x00\x05"), rec],
+    }
+    for name, frames in cases.items():
+        write_frames(tmp_path / name, frames)
+        with pytest.raises(WALCorrupt):
+            FileWAL(tmp_path / name)
+    # a length beyond the maximum, with a header checksum that matches
+    head = (MAX_RECORD + 2).to_bytes(4, "big") + bytes(4)
+    huge = head + crc32c(head).to_bytes(4, "big") + b"\x00" * 10
+    write_frames(tmp_path / "huge", [rec, huge])
+    with pytest.raises(WALCorrupt, match="out of range"):
+        FileWAL(tmp_path / "huge")
+
+
+def test_context_manager_closes_and_syncs(tmp_path: Path) -> None:
+    with FileWAL(tmp_path) as w:
+        w.append(b"kept", sync=False)
+    with FileWAL(tmp_path) as w:
+        assert w.replay() == (0, [b"kept"])

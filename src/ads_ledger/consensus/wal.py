@@ -480,6 +480,12 @@ class FileWAL:
         self._buf.clear()
         self._release()
 
+    def __enter__(self) -> "FileWAL":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @property
     def last_ended(self) -> int:
         return self._last_ended
