@@ -123,7 +123,7 @@ class FrameOpener:
         self.max_frame = max_frame
         self._failed = False
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         self._buf += data
 
     @property

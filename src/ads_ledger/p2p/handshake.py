@@ -174,7 +174,7 @@ class Handshake:
             raise RuntimeError("handshake not complete")
         return self._session
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         if self._failed:
             raise HandshakeError("handshake already failed")
         if self._session is not None:
@@ -185,7 +185,7 @@ class Handshake:
             self._failed = True
             raise
 
-    def _receive(self, data: bytes) -> None:
+    def _receive(self, data: bytes | bytearray) -> None:
         if self._opener is None:
             self._inbuf += data
             n = min(len(self._inbuf), len(MAGIC))
