@@ -303,10 +303,10 @@ class Ledger:
             self._executed.clear()
         self._valsets = {k: v for k, v in self._valsets.items() if k <= height}
 
-    def check_tx(self, raw: bytes, *, verify_sigs: bool = False) -> TxResult:
-        """The state machine's admission check against the committed state."""
-        info = self.last_info()
-        t = self.genesis.genesis_time if info is None else info.time
+    def check_tx(self, raw: bytes, *, verify_sigs: bool = False, now: int | None = None) -> TxResult:
+        """The state machine's admission check against the committed state, at time `now`
+        (the next block's time is about now; default: just after the last block)."""
+        t = max(self.last_block_time() + 1, now or 0)
         return check_tx(self.state_view(), self.chain_id, raw, t, verify_sigs=verify_sigs,
                         height=self.height + 1)  # fmt: skip
 

@@ -360,7 +360,7 @@ class Node:
             raise TxRejected("bad_signature", f"{e}; sign it for chain {self.chain_id!r}") from e
 
         def check_first(e_: Any) -> None:
-            r = self.ledger.check_tx(raw, verify_sigs=False)
+            r = self.ledger.check_tx(raw, verify_sigs=False, now=self._now())
             if not r.ok:
                 raise TxRejected(r.code, r.log)
 
