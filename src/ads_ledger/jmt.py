@@ -265,19 +265,20 @@ def prove(
     while True:
         if isinstance(node, LeafNode):
             return SparseProof((node.key_hash, node.value_hash), tuple(siblings)), node
-        levels = node.levels()
+        hashes = node.hashes()
+        lone = node.lone()
         n = nibble(key_hash, depth)
         here: list[bytes] = []
         stop: int | None = None  # -1: empty range; >= 0: slot of a lone leaf
         for lv in (3, 2, 1, 0):
-            sib = levels[lv][(n >> lv) ^ 1].hash
+            mine = (16 + n) >> lv  # heap index of the 2^lv-wide range holding slot n
+            sib = hashes[mine ^ 1]
             here.append(PLACEHOLDER if sib is None else sib)
-            mine = levels[lv][n >> lv]
-            if mine.hash is None:
+            if hashes[mine] is None:
                 stop = -1
                 break
-            if mine.leaf_slot >= 0:
-                stop = mine.leaf_slot
+            if lone[mine] >= 0:
+                stop = lone[mine]
                 break
         if _MUTANT == "sibling_order":
             here.reverse()

@@ -9,9 +9,10 @@ Those rules make the 16-ary layout produce exactly the hashes of the binary spar
 
 from __future__ import annotations
 
+import hashlib
 from typing import NamedTuple
 
-from .merkle import PLACEHOLDER, leaf_hash, node_hash
+from .merkle import NODE_TAG, PLACEHOLDER, leaf_hash
 from .schema import SchemaError
 
 __all__ = [
@@ -19,12 +20,12 @@ __all__ = [
     "LeafNode",
     "InternalNode",
     "Node",
-    "Entry",
     "nibble",
     "encode_node",
     "decode_node",
 ]
 
+_sha256 = hashlib.sha256
 _LEAF = 1
 _INTERNAL = 2
 
@@ -41,17 +42,6 @@ class Child(NamedTuple):
     version: int
     hash: bytes
     is_leaf: bool
-
-
-class Entry(NamedTuple):
-    """A range of child slots inside an internal node: its hash (None: empty) and, when the
-    range holds exactly one child and it is a leaf, that child's slot (else -1)."""
-
-    hash: bytes | None
-    leaf_slot: int
-
-
-_EMPTY = Entry(None, -1)
 
 
 class LeafNode:
@@ -76,26 +66,34 @@ class LeafNode:
 
 
 class InternalNode:
-    """16 child slots; the binary range hashes are computed once and kept (nodes are immutable)."""
+    """16 child slots. The binary range hashes inside the node are computed once and kept
+    (nodes are immutable) in heap order: index 1 is the whole node, index i has children
+    2i and 2i+1, and index 16+s is child slot s. `lone()[i]` is the slot of the only child
+    under index i when that child is a leaf, else -1."""
 
-    __slots__ = ("children", "_levels")
+    __slots__ = ("children", "_hashes", "_lone")
 
     def __init__(self, children: tuple[Child | None, ...]) -> None:
         if len(children) != 16:
             raise ValueError("an internal node has 16 child slots")
         self.children = children
-        self._levels: list[list[Entry]] | None = None
+        self._hashes: list[bytes | None] | None = None
+        self._lone: list[int] = []
 
-    def levels(self) -> list[list[Entry]]:
-        """levels[L][i] covers slots [i·2^L, (i+1)·2^L); levels[4][0] is the whole node."""
-        lv = self._levels
-        if lv is None:
-            lv = _compute_levels(self.children)
-            self._levels = lv
-        return lv
+    def hashes(self) -> list[bytes | None]:
+        """Range hashes in heap order (None: empty range)."""
+        h = self._hashes
+        if h is None:
+            h, self._lone = _compute_ranges(self.children)
+            self._hashes = h
+        return h
+
+    def lone(self) -> list[int]:
+        self.hashes()
+        return self._lone
 
     def hash(self) -> bytes:
-        h = self.levels()[4][0].hash
+        h = self.hashes()[1]
         return PLACEHOLDER if h is None else h
 
     def __eq__(self, other: object) -> bool:
@@ -108,36 +106,35 @@ class InternalNode:
 Node = LeafNode | InternalNode
 
 
-def _compute_levels(children: tuple[Child | None, ...]) -> list[list[Entry]]:
-    cur = [
-        _EMPTY if c is None else Entry(c.hash, i if c.is_leaf else -1)
-        for i, c in enumerate(children)
-    ]
-    levels = [cur]
-    for _ in range(4):
-        nxt: list[Entry] = []
-        for j in range(0, len(cur), 2):
-            left = cur[j]
-            right = cur[j + 1]
-            lh = left.hash
-            rh = right.hash
-            if lh is None:
-                if rh is None:
-                    nxt.append(_EMPTY)
-                    continue
-                if right.leaf_slot >= 0:
-                    nxt.append(right)  # a lone leaf rises to the shallowest depth where it is alone
-                    continue
-                lh = PLACEHOLDER
-            elif rh is None:
-                if left.leaf_slot >= 0:
-                    nxt.append(left)
-                    continue
-                rh = PLACEHOLDER
-            nxt.append(Entry(node_hash(lh, rh), -1))
-        levels.append(nxt)
-        cur = nxt
-    return levels
+def _compute_ranges(children: tuple[Child | None, ...]) -> tuple[list[bytes | None], list[int]]:
+    h: list[bytes | None] = [None] * 32
+    lone = [-1] * 32
+    for i, c in enumerate(children):
+        if c is not None:
+            h[16 + i] = c.hash
+            if c.is_leaf:
+                lone[16 + i] = i
+    sha = _sha256
+    for i in range(15, 0, -1):
+        left = 2 * i
+        lh = h[left]
+        rh = h[left + 1]
+        if lh is None:
+            if rh is None:
+                continue
+            if lone[left + 1] >= 0:  # a lone leaf rises to the shallowest depth where it is alone
+                h[i] = rh
+                lone[i] = lone[left + 1]
+                continue
+            lh = PLACEHOLDER
+        elif rh is None:
+            if lone[left] >= 0:
+                h[i] = lh
+                lone[i] = lone[left]
+                continue
+            rh = PLACEHOLDER
+        h[i] = sha(NODE_TAG + lh + rh).digest()  # merkle.node_hash, inlined: the hot loop
+    return h, lone
 
 
 def encode_node(node: Node) -> bytes:

@@ -1,0 +1,102 @@
+"""Raw machine limits, measured in the same run as a benchmark so that ratios survive noise.
+
+`measure_limits(seconds)` returns, each measured for about `seconds` on one core:
+- `ed25519_verify_per_s`: strict Ed25519 verifications/s (PyNaCl / libsodium, 200-byte message);
+- `sha256_32b_per_s`: SHA-256 digests/s of 32-byte inputs, called from a Python loop (the
+  unit cost of a Merkle proof step in Python);
+- `lmdb_put_per_s`: puts/s of random 32-byte keys (32-byte values) batched in one write
+  transaction, committed with fsync, into a fresh LMDB under /tmp.
+
+Run alone: `.venv/bin/python bench/limits.py` prints one JSON line and a human line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+
+import lmdb
+import nacl.bindings
+import nacl.signing
+
+__all__ = ["measure_limits"]
+
+
+def _rate(fn: object, batch: int, seconds: float) -> float:
+    assert callable(fn)
+    n = 0
+    t0 = time.perf_counter()
+    while True:
+        fn()
+        n += batch
+        dt = time.perf_counter() - t0
+        if dt >= seconds:
+            return n / dt
+
+
+def _ed25519(seconds: float) -> float:
+    key = nacl.signing.SigningKey(b"\x07" * 32)
+    msg = b"m" * 200
+    sig = key.sign(msg).signature
+    pub = bytes(key.verify_key)
+    signed = sig + msg
+    check = nacl.bindings.crypto_sign_open  # libsodium's strict verify on sig || message
+
+    def batch() -> None:
+        for _ in range(100):
+            check(signed, pub)
+
+    return _rate(batch, 100, seconds)
+
+
+def _sha256(seconds: float) -> float:
+    data = [os.urandom(32) for _ in range(1000)]
+    sha = hashlib.sha256
+
+    def batch() -> None:
+        for d in data:
+            sha(d).digest()
+
+    return _rate(batch, 1000, seconds)
+
+
+def _lmdb_puts(seconds: float) -> float:
+    d = tempfile.mkdtemp(prefix="limits-lmdb-", dir="/tmp")
+    try:
+        env = lmdb.open(d, map_size=1 << 34, sync=True)
+        try:
+            n = 0
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                items = [(os.urandom(32), b"v" * 32) for _ in range(50_000)]
+                with env.begin(write=True) as txn:
+                    for k, v in items:
+                        txn.put(k, v)
+                n += len(items)
+            return n / (time.perf_counter() - t0)
+        finally:
+            env.close()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def measure_limits(seconds: float = 1.0) -> dict[str, float]:
+    """Raw rates of this machine right now (see the module docstring)."""
+    return {
+        "ed25519_verify_per_s": round(_ed25519(seconds)),
+        "sha256_32b_per_s": round(_sha256(seconds)),
+        "lmdb_put_per_s": round(_lmdb_puts(seconds)),
+    }
+
+
+if __name__ == "__main__":
+    lim = measure_limits()
+    print(json.dumps(lim))
+    print(
+        f"limits: Ed25519 verify {lim['ed25519_verify_per_s']:,}/s, SHA-256(32 B) "
+        f"{lim['sha256_32b_per_s']:,}/s, LMDB batched puts {lim['lmdb_put_per_s']:,}/s"
+    )

@@ -1,0 +1,124 @@
+"""Crash safety for real: a child process commits versions in a loop and is killed with
+SIGKILL at random moments; after each kill the store reopens at its last committed version,
+intact. Bounded: at most KILLS kills within about TIME_BUDGET seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ads_ledger.jmt import MemoryTree
+from ads_ledger.merkle import verify_proof
+from ads_ledger.store import Store
+
+KILLS = 10
+TIME_BUDGET = 25.0
+KEEP = 20
+POOL = [b"acct/%03d" % i for i in range(300)]
+SRC = str(Path(__file__).resolve().parent.parent / "src")
+TESTS = str(Path(__file__).resolve().parent)
+
+CHILD = """
+import sys
+sys.path[:0] = [{src!r}, {tests!r}]
+from test_store_crash import writes_for, KEEP
+from ads_ledger.store import Store
+store = Store.open(sys.argv[1], keep_versions=KEEP)
+v = store.latest_version()
+while True:
+    v += 1
+    staged = store.stage(writes_for(v), v)
+    store.commit(staged, {{"blocks": [(v.to_bytes(8, "big"), b"block %d" % v)]}})
+    print(v, flush=True)
+"""
+
+
+def writes_for(version: int) -> dict[bytes, bytes | None]:
+    """The deterministic writes of a version, so the parent can replay any version."""
+    rng = random.Random(version)
+    return {
+        k: (None if rng.random() < 0.25 else rng.randbytes(rng.randint(0, 80)))
+        for k in rng.sample(POOL, 40)
+    }
+
+
+class Replay:
+    """The expected state, advanced version by version as the child gets further."""
+
+    def __init__(self) -> None:
+        self.tree = MemoryTree()
+        self.model: dict[bytes, bytes] = {}
+        self.roots: dict[int, bytes] = {}
+        self.states: dict[int, dict[bytes, bytes]] = {}
+        self.version = 0
+
+    def advance(self, latest: int) -> None:
+        while self.version < latest:
+            self.version += 1
+            w = writes_for(self.version)
+            self.roots[self.version] = self.tree.update(w)
+            for k, val in w.items():
+                if val is None:
+                    self.model.pop(k, None)
+                else:
+                    self.model[k] = val
+            self.states[self.version] = dict(self.model)
+            self.states.pop(self.version - KEEP, None)
+
+
+def check_store(path: Path, reported: int, expected: Replay) -> int:
+    with Store.open(path, keep_versions=KEEP) as store:
+        latest = store.latest_version()
+        assert latest >= reported, f"version {reported} was reported committed, store has {latest}"
+        flat = dict(store.scan_prefix(b"", limit=10_000))
+        recomputed = MemoryTree()
+        recomputed.update(flat)
+        assert store.root() == recomputed.root(), "root does not recompute from the flat table"
+        expected.advance(latest)
+        assert flat == expected.model
+        assert store.read("blocks", latest.to_bytes(8, "big")) == b"block %d" % latest
+        assert store.read("blocks", (latest + 1).to_bytes(8, "big")) is None
+        for v in range(max(store.oldest_version(), latest - 4), latest + 1):
+            assert store.root(v) == expected.roots[v]
+            for k in POOL[::17]:
+                value, proof = store.prove(k, v)
+                assert value == expected.states[v].get(k)
+                assert verify_proof(expected.roots[v], k, value, proof)
+        return latest
+
+
+def test_kill_9_during_commits_leaves_last_committed_version(tmp_path: Path) -> None:
+    rng = random.Random(os.getpid())
+    path = tmp_path / "store"
+    Store.open(path, keep_versions=KEEP).close()
+    deadline = time.monotonic() + TIME_BUDGET
+    kills = 0
+    latest = 0
+    progressed = 0
+    expected = Replay()
+    while kills < KILLS and time.monotonic() < deadline:
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD.format(src=SRC, tests=TESTS), str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            time.sleep(rng.uniform(0.3, 1.0))
+        finally:
+            child.kill()  # SIGKILL
+            out, err = child.communicate(timeout=10)
+        kills += 1
+        assert child.returncode == -9, err.decode()[-2000:]
+        lines = out.decode().split()
+        reported = int(lines[-1]) if lines else 0
+        new_latest = check_store(path, reported, expected)
+        assert new_latest >= latest
+        progressed += new_latest > latest
+        latest = new_latest
+    assert kills >= 5, "too few kills within the time budget"
+    assert progressed >= 3, "the child hardly committed anything between kills"
