@@ -157,6 +157,8 @@ class FakeBackend:
             raise TxRejected("bad_signature", str(e)) from None
         except DecodeError as e:
             raise TxRejected("malformed", str(e)) from None
+        if env.type == "test.uncoded":  # a node that lets an uncoded RemoteError escape
+            raise DecodeError("body does not decode")
         txid = env.txid(CHAIN)
         if txid in self.txs or raw in self.mempool:
             raise TxRejected("duplicate", "this transaction is already known", status=409)

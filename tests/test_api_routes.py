@@ -12,6 +12,7 @@ from ads_ledger import codec
 from ads_ledger.api.client import ApiResponseError, NodeClient, NotFound, TransportError
 from ads_ledger.crypto import H
 from ads_ledger.merkle import verify_proof
+from ads_ledger.tx.envelope import make_envelope
 from ads_ledger.types import verify_commit
 from test_api_fake import (
     CHAIN,
@@ -164,14 +165,16 @@ def test_refused_tx_gets_4xx_with_typed_code() -> None:
     def fn(c: NodeClient) -> list[tuple[int, str]]:
         out = []
         c.submit_tx(make_tx(1))
-        for raw in (b"\xc1garbage", bytes(bad_sig), make_tx(1), make_tx(5), b""):
+        uncoded = make_envelope(CHAIN, "test.uncoded", OWNER_KEY, 2, {})
+        for raw in (b"\xc1garbage", bytes(bad_sig), make_tx(1), make_tx(5), b"", uncoded):
             with pytest.raises(ApiResponseError) as ei:
                 c.submit_tx(raw)
             out.append((ei.value.status, ei.value.code))
         return out
 
     assert with_client(fake, fn) == [(400, "malformed"), (400, "bad_signature"),
-                                     (409, "duplicate"), (400, "bad_nonce"), (400, "malformed")]
+                                     (409, "duplicate"), (400, "bad_nonce"), (400, "malformed"),
+                                     (400, "malformed")]
 
 
 def test_post_tx_http_level_refusals() -> None:
@@ -223,7 +226,9 @@ BAD_REQUESTS = [
     ("GET", "/state/00?height=", 400, "bad_height"),
     ("GET", "/state/00?height=1&height=2", 400, "bad_query"),
     ("GET", "/state/00?hieght=1", 400, "bad_query"),
-    ("GET", "/state/%ff", 400, "bad_query"),
+    ("GET", "/state/%ff", 400, "bad_request"),
+    ("GET", "/state/00?height=%ff", 400, "bad_query"),
+    ("GET", "/state/00?" + "&".join(f"a{i}=1" for i in range(20)), 400, "bad_query"),
     ("GET", "/chargepoints/" + "ab" * 33, 400, "bad_length"),
     ("GET", "/chargepoints/xyz", 400, "bad_hex"),
     ("GET", "/status?verbose=1", 400, "bad_query"),

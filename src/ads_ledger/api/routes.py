@@ -252,10 +252,10 @@ async def post_tx(ctx: ApiContext, req: Request, p: Mapping[str, str],
         r = await ctx.backend.submit_tx(req.body, wait == "commit", ctx.config.tx_wait_timeout_s)
     except TxRejected as e:
         raise ApiError(e.status, e.code, e.message) from None
-    except RemoteError as e:
+    except RemoteError as e:  # the node's own typed refusals (tx.reasons) pass through as-is
         code = getattr(e, "code", None)
         if not isinstance(code, str):
-            raise
+            code = "malformed" if isinstance(e, DecodeError) else "rejected"
         raise ApiError(400, code, str(e)) from None
     return json_response({"txid": r.txid, "height": r.height, "ok": r.ok, "code": r.code,
                           "log": r.log})  # fmt: skip
@@ -419,10 +419,13 @@ def parse_target(target: str) -> tuple[list[str], dict[str, str]]:
     path, _, query = target.partition("?")
     try:
         segments = [unquote(s, errors="strict") for s in path[1:].split("/")]
+    except UnicodeDecodeError:
+        raise ApiError(400, "bad_request", "the path is not percent-encoded UTF-8") from None
+    try:
         pairs = parse_qsl(query, keep_blank_values=True, max_num_fields=16,
                           errors="strict") if query else []  # fmt: skip
     except (UnicodeDecodeError, ValueError) as e:
-        raise ApiError(400, "bad_query", f"cannot parse the request target: {e}") from None
+        raise ApiError(400, "bad_query", f"cannot parse the query: {e}") from None
     q: dict[str, str] = {}
     for k, v in pairs:
         if k in q:
