@@ -106,6 +106,14 @@ def test_two_managers_connect_and_exchange() -> None:
         m = a.mgr.metrics()
         assert m["peers"] == 1 and m["bytes_out"] > 70_000 and m["bytes_in"] > 0
         assert b.mgr.metrics()["bytes_in"] >= m["bytes_out"] - 200  # pings in flight at most
+        # Gossip dedup: accepted bytes are delivered once; refused ones again when re-sent.
+        for _ in range(2):
+            a.mgr.send(b.id, "vote", {"h": 1})
+        b.relay = False
+        for _ in range(2):
+            a.mgr.send(b.id, "vote", {"h": 2})
+        await eventually(lambda: b.bodies("vote").count({"h": 2}) == 2)
+        assert b.bodies("vote").count({"h": 1}) == 1 and b.mgr.counters["duplicates_in"] == 2
         assert not a.mgr.send("00" * 32, "vote", 1)  # not connected
         with pytest.raises(ValueError):
             a.mgr.broadcast("nonsense", 1)
@@ -185,6 +193,13 @@ def test_inbound_allow_list_refuses_unknown_nodes() -> None:
         c = Node(3, [b.addr()])
         await c.start(nursery)
         await connected(b, c)
+        d = Node(4)  # not in the allow-list, but configured as b's peer: allowed
+        await d.start(nursery)
+        b.mgr.add_peer(d.addr())
+        await connected(b, d)
+        e = Node(5, [d.addr()])  # d has no allow-list: anyone may connect
+        await e.start(nursery)
+        await connected(d, e)
 
     run(t)
 
@@ -417,3 +432,21 @@ def test_peer_addr_parsing() -> None:
     for bad in [f"{nid}127.0.0.1:1", f"{nid}@127.0.0.1", f"{nid}@:1", f"{nid[:-1]}@h:1", f"{nid}@h:0", f"{nid}@h:x"]:
         with pytest.raises(ValueError):
             PeerAddr.parse(bad)
+
+
+def test_random_bytes_after_a_handshake_never_hurt_the_manager() -> None:
+    import random
+
+    rnd = random.Random(1234)
+
+    async def t(nursery: trio.Nursery) -> None:
+        a, b = await _serving_pair(nursery)
+        for i in range(12):
+            stream, _ = await _attacker(b, seed=10 + i)
+            await stream.send_all(rnd.randbytes(rnd.randint(1, 3000)))
+            await stream.aclose()
+            await eventually(lambda: b.mgr.connected_peers() == [a.id])
+        assert b.mgr.counters["connections_closed"] == 12
+        await _still_serves(a, b, 5)
+
+    run(t)

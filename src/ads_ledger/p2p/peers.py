@@ -13,10 +13,14 @@ Policies (the "why" is in the comments where they are applied):
   listed in `drop_when_full`) disconnects the slow peer with `SlowPeer` instead of being dropped
   silently: a peer that misses votes would stall, while a reconnected peer is brought up to date
   by consensus catch-up (votes and proposals are re-sent/re-requested for the current height).
-- Gossip: for types in `relay_types` each distinct message (by hash of its bytes) is delivered to
-  the node once; if `on_message` returns True the manager relays it to every other peer.
-  `on_message` returning False/None means "do not relay"; raising a `RemoteError` disconnects the
-  sender; any other exception is our bug and propagates.
+- Gossip: for types in `relay_types`, a message (by hash of its bytes) that `on_message` accepted
+  (returned True) is relayed to every other peer and never delivered again (a bounded LRU of
+  hashes); one it did not accept (False/None, e.g. a vote for a height not reached yet) is
+  forgotten, so the same bytes re-sent later by consensus catch-up are delivered again. Our own
+  broadcasts are remembered so that their echoes are not delivered back to us. Raising a
+  `RemoteError` in `on_message` disconnects the sender; any other exception is our bug and propagates.
+- Allow-list: when `allowed` is given, inbound connections are accepted only from those node ids
+  and from the configured peers; outbound connections are pinned to the configured node id.
 - A peer that breaks the protocol is disconnected and logged with its typed error; the manager
   keeps serving everyone else. Dialing retries with capped exponential backoff and jitter.
 """
@@ -145,11 +149,13 @@ class PeerManager:
         self.listen_addr = listen_addr
         self.config = config
         self.on_message = on_message
-        self._allowed = frozenset(parse_node_id(a) for a in allowed) if allowed is not None else None
         self._rng = rng or random.Random()
         self._peers: dict[str, PeerAddr] = {}
         for p in peers:
             self._peers[p.node_id] = p
+        self._allowed: set[bytes] | None = None
+        if allowed is not None:
+            self._allowed = {parse_node_id(a) for a in allowed} | {p.pub for p in self._peers.values()}
         self._conns: dict[str, _Peer] = {}
         self._down: set[str] = set()
         self._sleeps: dict[str, trio.CancelScope] = {}
@@ -190,6 +196,8 @@ class PeerManager:
         if addr.node_id in self._peers or addr.node_id == self.node_id:
             raise ValueError(f"peer {addr.node_id} is already configured or is this node")
         self._peers[addr.node_id] = addr
+        if self._allowed is not None:
+            self._allowed.add(addr.pub)
         self._nursery.start_soon(self._dial_loop, addr)
 
     # ---- queries ---------------------------------------------------------------------------
@@ -439,12 +447,15 @@ class PeerManager:
             if msg.type not in cfg.message_types:
                 raise UnknownMessageType(f"message type {msg.type!r}")
             relay = msg.type in cfg.relay_types
-            if relay and not self._mark_seen(plaintext):
+            if relay and not self._mark_seen(plaintext):  # also covers copies arriving meanwhile
                 self.counters["duplicates_in"] += 1
                 continue
             ok = await self.on_message(conn.remote_id, msg.type, msg.body)
-            if ok and relay:
-                self._enqueue_all(msg.type, plaintext, exclude=conn.remote_id)
+            if relay:
+                if ok:
+                    self._enqueue_all(msg.type, plaintext, exclude=conn.remote_id)
+                else:
+                    self._seen.pop(H(plaintext), None)  # not accepted now: may be valid when re-sent
 
     async def _writer(self, peer: _Peer) -> None:
         cfg = self.config
