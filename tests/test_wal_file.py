@@ -263,7 +263,10 @@ def write_frames(d: Path, frames: list[bytes]) -> None:
 
 def test_well_formed_but_impossible_frames_are_corrupt(tmp_path: Path) -> None:
     rec = walmod._frame(0, b"r")
-    end = lambda h: walmod._frame(1, h.to_bytes(8, "big"))  # noqa: E731
+
+    def end(h: int) -> bytes:
+        return walmod._frame(1, h.to_bytes(8, "big"))
+
     cases = {
         "backwards": [end(5), rec, end(3), rec],  # markers must not go back
         "kind": [rec, walmod._frame(7, b"??"), rec],  # unknown kind, valid checksums

@@ -15,7 +15,7 @@ from ads_ledger.consensus.wal import FileWAL, MemoryWAL
 
 
 def replay_of(entries: list[int | bytes]) -> tuple[int, list[bytes]]:
-    last, recs = 0, []
+    last, recs = 0, list[bytes]()
     for e in entries:
         if isinstance(e, int):
             last, recs = e, []
