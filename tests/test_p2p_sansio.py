@@ -288,3 +288,19 @@ def test_mutants_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     sa = a.session()
     sa.opener.receive_data(sa.sealer.seal(encode_message("vote", 1)))
     assert sa.opener.next_frame() is not None  # reflection accepted
+
+
+def test_backoff_is_exponential_jittered_capped_and_resettable() -> None:
+    import random
+
+    from ads_ledger.p2p import Backoff
+
+    b = Backoff(0.1, 1.0, random.Random(7))
+    delays = [b.next_delay() for _ in range(8)]
+    nominal = [0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0, 1.0]
+    assert all(n / 2 <= d <= n for d, n in zip(delays, nominal))
+    assert len({round(d, 9) for d in delays[4:]}) == 4  # jitter: capped delays still differ
+    b.reset()
+    assert 0.05 <= b.next_delay() <= 0.1
+    with pytest.raises(ValueError):
+        Backoff(2.0, 1.0, random.Random())

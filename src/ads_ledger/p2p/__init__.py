@@ -4,6 +4,7 @@ Layering (each module imports only those above it):
     errors      typed `RemoteError`s of the transport
     framing     sans-IO: ChaCha20-Poly1305 length-prefixed frames, `{"t","b"}` messages
     handshake   sans-IO: X25519 + HKDF + Ed25519 transcript signatures; node ids
+    config      sans-IO: `PeerAddr` (node_id@host:port), `P2PConfig` limits, `Backoff`
     conn        trio: one authenticated connection over a stream
     peers       trio: `PeerManager` (listen, dial with backoff, queues, gossip, link switch)
 The package may import `ads_ledger.codec`, `.crypto` and `.errors`, PyNaCl/cryptography and trio;
@@ -32,7 +33,8 @@ from .errors import (
 )
 from .framing import FrameOpener, FrameSealer, Message, decode_message, encode_message
 from .handshake import Handshake, Session, node_id, parse_node_id
-from .peers import GOSSIP_TYPES, MessageHandler, P2PConfig, PeerAddr, PeerManager
+from .config import GOSSIP_TYPES, Backoff, P2PConfig, PeerAddr
+from .peers import MessageHandler, PeerManager
 
 __all__ = [
     "ChainMismatch",
@@ -61,6 +63,7 @@ __all__ = [
     "Session",
     "node_id",
     "parse_node_id",
+    "Backoff",
     "GOSSIP_TYPES",
     "MessageHandler",
     "P2PConfig",

@@ -40,74 +40,18 @@ from ..crypto import H, SigningKey
 from ..errors import RemoteError
 from .conn import PeerConnection, establish
 from .errors import ConnectionLost, P2PError, SlowPeer, UnknownMessageType
-from .framing import DEFAULT_MAX_FRAME, TAG, encode_message
+from .framing import TAG, encode_message
+from .config import GOSSIP_TYPES, Backoff, P2PConfig, PeerAddr
 from .handshake import node_id, parse_node_id
 
-__all__ = ["PeerAddr", "P2PConfig", "PeerManager", "MessageHandler", "GOSSIP_TYPES"]
+__all__ = ["PeerManager", "MessageHandler", "PeerAddr", "P2PConfig", "GOSSIP_TYPES"]
 
 log = logging.getLogger("ads_ledger.p2p")
 
-GOSSIP_TYPES = frozenset({"tx", "proposal", "vote", "evidence"})
 _PING = encode_message("ping", None)
 
 # on_message(peer_id, msg_type, body) -> relay?
 MessageHandler = Callable[[str, str, codec.Value], Awaitable[bool | None]]
-
-
-@dataclass(frozen=True, slots=True)
-class PeerAddr:
-    """A pinned peer: `node_id@host:port` (IPv6 hosts in brackets)."""
-
-    node_id: str
-    host: str
-    port: int
-
-    def __post_init__(self) -> None:
-        parse_node_id(self.node_id)
-        if not 0 < self.port < 65536:
-            raise ValueError(f"bad port {self.port}")
-
-    @classmethod
-    def parse(cls, text: str) -> "PeerAddr":
-        """Parse `node_id@host:port`; ValueError if any part is malformed."""
-        nid, sep, hostport = text.partition("@")
-        host, sep2, port = hostport.rpartition(":")
-        if not sep or not sep2 or not host or not port.isdigit():
-            raise ValueError(f"a peer is node_id@host:port, got {text!r}")
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-        return cls(nid, host, int(port))
-
-    @property
-    def pub(self) -> bytes:
-        return parse_node_id(self.node_id)
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.node_id}@{host}:{self.port}"
-
-
-@dataclass(frozen=True)
-class P2PConfig:
-    """Limits and timings; the defaults suit a validator network on a WAN."""
-
-    max_frame: int = DEFAULT_MAX_FRAME
-    handshake_timeout: float = 5.0
-    idle_timeout: float = 30.0  # close if nothing at all arrives for this long
-    ping_interval: float = 10.0  # send a ping when nothing was sent for this long
-    write_timeout: float = 30.0
-    backoff_initial: float = 0.1
-    backoff_max: float = 10.0
-    stable_after: float = 2.0  # a connection that lived this long resets the backoff
-    queue_messages: int = 1024
-    queue_bytes: int = 32 * 1024 * 1024
-    max_inbound: int = 64
-    max_pending_handshakes: int = 16
-    seen_cache: int = 65536
-    write_batch_bytes: int = 256 * 1024
-    message_types: frozenset[str] = GOSSIP_TYPES
-    relay_types: frozenset[str] = GOSSIP_TYPES
-    drop_when_full: frozenset[str] = frozenset({"tx"})
 
 
 @dataclass
@@ -303,7 +247,7 @@ class PeerManager:
 
     async def _dial_loop(self, addr: PeerAddr) -> None:
         cfg = self.config
-        backoff = cfg.backoff_initial
+        backoff = Backoff(cfg.backoff_initial, cfg.backoff_max, self._rng)
         pid = addr.node_id
         while True:
             await self.wait_until(lambda: pid not in self._down and pid not in self._conns)
@@ -319,15 +263,13 @@ class PeerManager:
                 if await self._serve(stream, outbound=True, expected=addr.pub, label=str(addr)):
                     lived = trio.current_time() - started
             if lived >= cfg.stable_after:
-                backoff = cfg.backoff_initial
-            delay = backoff * (0.5 + 0.5 * self._rng.random())  # jitter spreads reconnect storms
-            backoff = min(backoff * 2, cfg.backoff_max)
+                backoff.reset()  # a flapping peer (accept, then drop) still backs off
             with trio.CancelScope() as scope:
                 self._sleeps[pid] = scope
-                await trio.sleep(delay)
+                await trio.sleep(backoff.next_delay())
             self._sleeps.pop(pid, None)
             if scope.cancelled_caught:
-                backoff = cfg.backoff_initial
+                backoff.reset()
 
     # ---- accepting -------------------------------------------------------------------------
 
