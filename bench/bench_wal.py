@@ -5,7 +5,8 @@
 A record of `--record` bytes (about a signed vote) is appended to a FileWAL in a temporary
 directory on the disk under `--dir`: with sync=False (buffered, flushed to the OS every 64 KiB)
 and with sync=True (one fsync per record, as for our own votes). CRC-32C (pure Python,
-slicing-by-8) is timed on 1 MiB, and so is opening (scan + checks) and replaying the log.
+slicing-by-8) is timed on 1 MiB, and so is opening (scan + checks) and replaying the log,
+and the double-sign guard's signatures/s with its file state (temp, fsync, rename, dir fsync).
 Beside them, in the same run: raw write+fsync/s on a plain file (timed in slices alternating
 with the fsynced appends, so disk noise hits both), zlib.crc32 MB/s (C, a CRC without the
 Python loop), and bench/limits.py's `measure_limits()` if it exists. One JSON line, one human line.
@@ -27,7 +28,10 @@ from typing import Any, Callable
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from ads_ledger.consensus.privval import DoubleSignGuard, FileSignerState  # noqa: E402
 from ads_ledger.consensus.wal import DEFAULT_SEGMENT_BYTES, FileWAL, crc32c  # noqa: E402
+from ads_ledger.crypto import SigningKey  # noqa: E402
+from ads_ledger.types import PRECOMMIT, PREVOTE, Vote  # noqa: E402
 
 
 def rate(fn: Callable[[], object], seconds: float, batch: int = 1) -> float:
@@ -111,6 +115,15 @@ def main() -> None:
         replayed = w.replay()
         reopen_s = time.perf_counter() - t0
         w.close()
+        guard = DoubleSignGuard(SigningKey(bytes(32)), FileSignerState(os.path.join(tmp, "g")))
+        height = iter(range(1, 1 << 62))
+
+        def two_votes() -> None:  # a prevote and a precommit: two persisted states
+            h = next(height)
+            guard.sign_vote("bench", Vote(PREVOTE, h, 0, None, guard.pub))
+            guard.sign_vote("bench", Vote(PRECOMMIT, h, 0, None, guard.pub))
+
+        guard_signs = 2 * rate(two_votes, a.seconds)
         mib = os.urandom(1 << 20)
         crc_mb = rate(lambda: crc32c(mib), a.seconds)
         lim = {"raw_fsync_per_s": round(raw), **limits(a.seconds)}
@@ -120,6 +133,7 @@ def main() -> None:
         "record_bytes": a.record,
         "append_buffered_per_s": round(buffered),
         "append_fsync_per_s": round(synced),
+        "guard_file_signs_per_s": round(guard_signs),
         "crc32c_mb_per_s": round(crc_mb, 1),
         "open_replay_mb_per_s": round(wal_bytes / reopen_s / 1e6, 1),
         "open_1mib_segment_s": round(DEFAULT_SEGMENT_BYTES / (wal_bytes / reopen_s), 3),
@@ -129,6 +143,7 @@ def main() -> None:
     print(
         f"WAL {a.record} B records: {buffered:,.0f} appends/s buffered, {synced:,.0f}/s fsynced "
         f"(raw write+fsync {lim['raw_fsync_per_s']:,}/s, {synced / lim['raw_fsync_per_s']:.0%}); "
+        f"guard {guard_signs:,.0f} signs/s (file state: 2 fsyncs each); "
         f"CRC-32C {crc_mb:.1f} MB/s pure Python "
         f"(zlib.crc32 in C {lim['zlib_crc32_mb_per_s']:,} MB/s); "
         f"open+replay {res['open_replay_mb_per_s']} MB/s, "

@@ -8,6 +8,7 @@ segment files, fsynced where the contract says, repaired after a torn tail and r
 
 from __future__ import annotations
 
+import fcntl
 import os
 import struct
 from dataclasses import dataclass
@@ -272,8 +273,6 @@ class FileWAL:
 
     def __init__(self, path: str | os.PathLike[str], *,
                  segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> None:  # fmt: skip
-        import fcntl
-
         self.path = os.fspath(path)
         self.segment_bytes = segment_bytes
         self._buf = bytearray()
@@ -303,7 +302,7 @@ class FileWAL:
         idx = []
         for name in os.listdir(self.path):
             stem = name[: -len(_SUFFIX)]
-            if name.endswith(_SUFFIX) and len(stem) == 12 and stem.isdigit():
+            if name.endswith(_SUFFIX) and len(stem) == 12 and stem.isascii() and stem.isdigit():
                 idx.append(int(stem))
         return sorted(idx)
 
