@@ -450,3 +450,23 @@ def test_random_bytes_after_a_handshake_never_hurt_the_manager() -> None:
         await _still_serves(a, b, 5)
 
     run(t)
+
+
+def test_pending_handshake_limit_bounds_silent_sockets() -> None:
+    cfg = P2PConfig(handshake_timeout=3.0, max_pending_handshakes=2)
+
+    async def t(nursery: trio.Nursery) -> None:
+        b = Node(2, cfg=cfg)
+        await b.start(nursery)
+        silent = [await trio.open_tcp_stream("127.0.0.1", b.port) for _ in range(2)]
+        await eventually(lambda: b.mgr._pending_handshakes == 2)
+        third = await trio.open_tcp_stream("127.0.0.1", b.port)
+        await expect_closed(third)  # refused at once, no hello
+        assert b.mgr.counters["inbound_refused"] == 1
+        for s in silent + [third]:
+            await s.aclose()
+        a = Node(1, [b.addr()], cfg=cfg)  # the slots free up again
+        await a.start(nursery)
+        await connected(a, b)
+
+    run(t)

@@ -117,16 +117,18 @@ class PeerManager:
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen and dial until cancelled or `stop()`; `task_status.started(port)` once listening."""
         host, port = self.listen_addr
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            listeners = await trio.open_tcp_listeners(port, host=host)
-            self.listen_port = int(listeners[0].socket.getsockname()[1])
-            nursery.start_soon(trio.serve_listeners, self._handle_inbound, listeners)
-            for addr in list(self._peers.values()):
-                nursery.start_soon(self._dial_loop, addr)
-            log.info("p2p %s listening on %s:%d", self.node_id[:12], host, self.listen_port)
-            task_status.started(self.listen_port)
-        self._nursery = None
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                listeners = await trio.open_tcp_listeners(port, host=host)
+                self.listen_port = int(listeners[0].socket.getsockname()[1])
+                nursery.start_soon(trio.serve_listeners, self._handle_inbound, listeners)
+                for addr in list(self._peers.values()):
+                    nursery.start_soon(self._dial_loop, addr)
+                log.info("p2p %s listening on %s:%d", self.node_id[:12], host, self.listen_port)
+                task_status.started(self.listen_port)
+        finally:
+            self._nursery = None
 
     def stop(self) -> None:
         """Close every connection and stop listening and dialing; `run()` returns."""
@@ -275,7 +277,7 @@ class PeerManager:
 
     async def _handle_inbound(self, stream: trio.SocketStream) -> None:
         if self._pending_handshakes >= self.config.max_pending_handshakes:
-            self.counters["inbound_refused"] += 1
+            self.counters["inbound_refused"] += 1  # bounds what unauthenticated sockets can hold
             await trio.aclose_forcefully(stream)
             return
         try:
@@ -294,7 +296,8 @@ class PeerManager:
 
         Returns True if the connection was established and registered (used for backoff)."""
         cfg = self.config
-        self._pending_handshakes += 1
+        pending = 0 if outbound else 1  # only inbound handshakes count against the limit
+        self._pending_handshakes += pending
         try:
             conn = await establish(
                 stream, self.node_key, self.chain_id, outbound=outbound, expected_peer=expected,
@@ -306,7 +309,7 @@ class PeerManager:
             await trio.aclose_forcefully(stream)
             return False
         finally:
-            self._pending_handshakes -= 1
+            self._pending_handshakes -= pending
         pid = conn.remote_id
         refusal = self._refusal(pid, outbound)
         if refusal is not None:
