@@ -5,11 +5,15 @@ Every loop is bounded in count and time. The server must answer 4xx (or close) a
 
 from __future__ import annotations
 
+import logging
 import random
 import time
-from typing import Any
+from typing import Any, Iterator
 
+import pytest
 import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ads_ledger.api import ApiConfig, serve_http
 from test_api_fake import FakeBackend, json_body, make_tx, raw_exchange, run_server, status_of
@@ -17,6 +21,15 @@ from test_api_fake import FakeBackend, json_body, make_tx, raw_exchange, run_ser
 FAST = ApiConfig(idle_timeout_s=0.5, request_timeout_s=0.5, write_timeout_s=2.0,
                  max_header_bytes=4096, max_connections=8)  # fmt: skip
 GET_STATUS = b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+@pytest.fixture(autouse=True)
+def no_server_errors_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Hostile input is the client's fault: the server must never log one of its own bugs."""
+    caplog.set_level(logging.WARNING, logger="ads_ledger.api")
+    yield
+    bugs = [r for r in caplog.records if r.name.startswith("ads_ledger.api") and r.levelno >= 40]
+    assert not bugs, [r.getMessage() for r in bugs]
 
 
 async def assert_still_serving(port: int) -> None:
@@ -283,3 +296,43 @@ def test_cancel_shuts_down_with_open_connections() -> None:
 
     got, took = trio.run(main)
     assert got == b"" and took < 2
+
+
+_SHARED_FAKE = FakeBackend(blocks=2)
+SEGMENTS = ["status", "txs", "blocks", "commits", "validators", "state", "chargepoints", "events",
+            "metrics", "openapi.json", "1", "0", "-1", "ab" * 32, "AB", "%ff", "%2F", "", "x" * 300]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    method=st.sampled_from(["GET", "POST", "PUT", "get", "HEAD", "X" * 20]),
+    segments=st.lists(st.one_of(st.sampled_from(SEGMENTS), st.text(max_size=20)), max_size=4),
+    query=st.lists(st.tuples(st.sampled_from(["height", "wait", "x", ""]),
+                             st.one_of(st.sampled_from(["commit", "1", "-1", "%zz"]),
+                                       st.text(max_size=10))), max_size=3),
+    accept=st.one_of(st.none(), st.sampled_from(["*/*", "text/html", "a;q=x", ",,;", "*/*;q=nan"])),
+    ctype=st.sampled_from(["", "application/msgpack", "application/msgpack; charset=x", "x/y"]),
+    body=st.binary(max_size=200),
+)
+def test_dispatch_never_fails_on_any_request(method: str, segments: list[str],
+                                             query: list[tuple[str, str]], accept: str | None,
+                                             ctype: str, body: bytes) -> None:  # fmt: skip
+    """Routing and handlers, without sockets: any request gets a 2xx/4xx, never an exception."""
+    from urllib.parse import quote
+
+    from ads_ledger.api.routes import ApiContext, EventStream, Request, dispatch
+
+    target = "/" + "/".join(s if "%" in s else quote(s, safe="") for s in segments)
+    if query:
+        target += "?" + "&".join(f"{quote(k)}={v}" for k, v in query)
+    headers = {"content-type": ctype} | ({"accept": accept} if accept is not None else {})
+    ctx = ApiContext(_SHARED_FAKE)
+
+    async def run() -> Any:
+        return await dispatch(ctx, Request(method, target, headers, body))
+
+    _, resp = trio.run(run)
+    if not isinstance(resp, EventStream):
+        assert 200 <= resp.status < 500, (target, resp)
+        if resp.status >= 400:
+            assert set(json_body(b"\r\n\r\n" + resp.body)["error"]) == {"code", "message"}

@@ -67,7 +67,8 @@ def parse_hex(text: Any, what: str, *, length: int | None = None, max_length: in
         raise DecodeError(f"{what} must be lowercase hex (0-9, a-f)")
     raw = bytes.fromhex(text)
     if length is not None and len(raw) != length:
-        raise DecodeError(f"{what} must be {length} bytes ({2 * length} hex digits), got {len(raw)}")
+        raise DecodeError(
+            f"{what} must be {length} bytes ({2 * length} hex digits), got {len(raw)}")
     return raw
 
 

@@ -30,7 +30,8 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _obj(props: dict[str, Any], required: list[str] | None = None, extra: bool = False) -> dict[str, Any]:
+def _obj(props: dict[str, Any], required: list[str] | None = None,
+         extra: bool = False) -> dict[str, Any]:  # fmt: skip
     return {"type": "object", "properties": props,
             "required": list(props) if required is None else required,
             "additionalProperties": extra}  # fmt: skip
@@ -133,7 +134,8 @@ def _doc() -> dict[str, Any]:
     state_h = _height_param("query", "read at this height (default: latest)")
     post = _op("Submit a transaction", "TxResult",
                [{"name": "wait", "in": "query", "required": False,
-                 "description": "'commit': answer once the tx is in a block (or the wait times out)",
+                 "description": "'commit': answer once the tx is in a block "
+                                "(or the wait times out)",
                  "schema": {"enum": ["commit"]}}], (400, 413, 415, 429))  # fmt: skip
     post["requestBody"] = {"required": True, "content": {
         "application/msgpack": {"schema": {"type": "string", "format": "binary",

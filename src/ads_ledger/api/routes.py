@@ -163,7 +163,8 @@ def parse_height(text: str, what: str = "height") -> int:
         raise ApiError(400, "bad_height", f"{what} must be a decimal integer, got {text[:40]!r}")
     h = int(text)
     if h < 1 or h > MAX_HEIGHT:
-        raise ApiError(400, "bad_height", f"{what} must be between 1 and 2^63-1 (heights start at 1)")
+        raise ApiError(400, "bad_height",
+                       f"{what} must be between 1 and 2^63-1 (heights start at 1)")
     return h
 
 
@@ -244,7 +245,8 @@ async def post_tx(ctx: ApiContext, req: Request, p: Mapping[str, str],
     ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != MSGPACK:
         raise ApiError(415, "unsupported_media_type",
-                       f"POST /txs takes the raw transaction as {MSGPACK}, not {ctype or 'nothing'}")
+                       f"POST /txs takes the raw transaction as {MSGPACK}, "
+                       f"not {ctype or 'nothing'}")
     wait = q.get("wait")
     if wait not in (None, "commit"):
         raise ApiError(400, "bad_query", "wait must be 'commit' or absent")

@@ -239,7 +239,8 @@ class _Connection:
         return h11.Response(status_code=resp.status, headers=headers)
 
     async def _respond(self, resp: Response, *, close: bool = False) -> None:
-        await self._send(self._head(resp, close=close), h11.Data(data=resp.body), h11.EndOfMessage())
+        await self._send(self._head(resp, close=close), h11.Data(data=resp.body),
+                         h11.EndOfMessage())
 
     async def _refuse(self, status: int, code: str, message: str) -> None:
         """Answer an error and close, if HTTP still lets us answer (else just close)."""
