@@ -60,3 +60,62 @@ def test_two_of_four_down_halts_then_resumes(net: Network) -> None:
     ref = block_ids(net, 0, top)
     for i in (1, 2, 3):
         assert block_ids(net, i, top) == ref
+
+
+@pytest.fixture
+def hooked(tmp_path: Path) -> Iterator[Network]:
+    create(tmp_path / "net", 4)
+    n = Network(tmp_path / "net")
+    try:
+        for i in range(4):
+            n.start(i, {"ADS_TEST_HOOKS": "1"})
+        yield n
+    finally:
+        for i in list(n.procs):
+            n.kill(i)
+
+
+def test_partitioned_node_heals(hooked: Network) -> None:
+    net = hooked
+    net.wait_height(2, timeout=60)
+    net.set_links_down(3, [0, 1, 2])
+    time.sleep(1.0)
+    cut = net.heights()[3]
+    hs = net.wait_height((cut or 0) + 5, nodes=[0, 1, 2], timeout=60)
+    assert net.heights()[3] == cut, "an isolated node must not commit"
+    net.set_links_down(3, [])
+    top = max(h for h in hs[:3] if h)
+    net.wait_height(top + 2, timeout=90)
+    assert block_ids(net, 3, top) == block_ids(net, 0, top)
+
+
+def test_equivocating_validator_yields_committed_evidence(tmp_path: Path) -> None:
+    create(tmp_path / "net", 4)
+    net = Network(tmp_path / "net")
+    try:
+        for i in range(3):
+            net.start(i, {"ADS_TEST_HOOKS": "1"})
+        net.start(3, {"ADS_TEST_HOOKS": "1", "ADS_TEST_BYZANTINE": "equivocate"})
+        byz = net.info["nodes"][3]["validator"]
+        deadline = time.monotonic() + 90
+        found = None
+        checked = 0
+        while found is None and time.monotonic() < deadline:
+            h = min(x or 0 for x in net.heights()[:3])
+            with net.client(0) as c:
+                for height in range(checked + 1, h + 1):
+                    ev = c.block(height)["evidence"]
+                    if ev:
+                        found = (height, ev)
+                        break
+                checked = max(checked, h if found is None else checked)
+            time.sleep(0.5)
+        assert found is not None, "no block carried evidence of the equivocation"
+        height, ev = found
+        assert ev[0]["vote_a"]["validator"] == byz
+        net.wait_height(height + 2, nodes=[0, 1, 2], timeout=60)
+        assert block_ids(net, 1, height + 1) == block_ids(net, 0, height + 1)
+        assert block_ids(net, 2, height + 1) == block_ids(net, 0, height + 1)
+    finally:
+        for i in list(net.procs):
+            net.kill(i)

@@ -44,11 +44,12 @@ class Network:
         self.info = info
         self.apis = [n["api"] for n in info["nodes"]]
 
-    def start(self, i: int) -> None:
+    def start(self, i: int, env: dict[str, str] | None = None) -> None:
         home = self.homes[i]
         logf = open(home / "node.log", "ab")
         self.procs[i] = subprocess.Popen(
             [sys.executable, "-m", "ads_ledger.cli", "node", "start", "--home", str(home)],
+            env={**os.environ, **(env or {})},
             stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C in the terminal reaches us; we stop the nodes
         )  # fmt: skip
@@ -57,6 +58,13 @@ class Network:
     def start_all(self) -> None:
         for i in range(len(self.homes)):
             self.start(i)
+
+    def set_links_down(self, i: int, peers: list[int]) -> None:
+        """TEST-ONLY (nodes started with ADS_TEST_HOOKS=1): sever node i's links to `peers`."""
+        ids = [self.info["nodes"][j]["node_id"] for j in peers]
+        tmp = self.homes[i] / "test_links.json.tmp"
+        tmp.write_text(json.dumps({"down": ids}))
+        tmp.replace(self.homes[i] / "test_links.json")
 
     def kill(self, i: int) -> None:
         """SIGKILL node i (a crash, for fault tests)."""

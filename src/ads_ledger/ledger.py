@@ -21,13 +21,23 @@ from . import codec
 from . import schema as S
 from .crypto import H
 from .errors import DecodeError, RemoteError
+from .consensus.evidence import EvidencePool, InvalidEvidence
 from .genesis import Genesis
 from .merkle import SparseProof, list_root
 from .state import BlockResult, DictView, TxResult, check_tx, execute_block
 from .store import Staged, Store
 from .tx.envelope import parse_envelope
 from .tx.records import acct_key, decode_record
-from .types import ZERO32, Block, Commit, CommitError, Header, ValidatorSet, verify_commit
+from .types import (
+    ZERO32,
+    Block,
+    Commit,
+    CommitError,
+    DuplicateVoteEvidence,
+    Header,
+    ValidatorSet,
+    verify_commit,
+)
 
 __all__ = ["Ledger", "InvalidBlock", "BlockInfo"]
 
@@ -73,6 +83,10 @@ class Ledger:
         self.reap: Callable[[int], list[bytes]] = lambda max_bytes: []
         self.max_block_bytes = 4 * 1024 * 1024
         self.verified_txids: Callable[[bytes], bool] = lambda txid: False
+        self.max_evidence_bytes = 256 * 1024
+        self.evidence_lock = threading.Lock()  # the pool is fed by P2P and read by consensus
+        self.evidence = EvidencePool(height=self.height)
+        self.evidence.restore_committed(self._committed_evidence(), self.height)
 
     @classmethod
     def open(cls, path: Path | str, genesis: Genesis, keep_versions: int = 10000) -> "Ledger":
@@ -141,6 +155,28 @@ class Ledger:
         ok, code, log = results[index]
         return {"ok": ok, "code": code, "log": log}
 
+    def _committed_evidence(self) -> list[tuple[DuplicateVoteEvidence, int]]:
+        out = []
+        start = S.height_key(max(1, self.height - self.evidence.max_age))
+        for key, raw in self.store.items(S.EVIDENCE, start, limit=100_000):
+            out.append((DuplicateVoteEvidence.from_obj(codec.decode(raw)), S.from_u64(key[:8])))
+        return out
+
+    def committed_evidence(self, height: int) -> list[DuplicateVoteEvidence]:
+        """Evidence carried by block `height` (also in the block itself)."""
+        b = self.block(height)
+        return [] if b is None else list(b.evidence)
+
+    def add_evidence(self, ev: DuplicateVoteEvidence) -> bool:
+        """Verify and keep evidence seen by consensus or received from a peer; True if new."""
+        h = ev.vote_a.height
+        try:
+            valset = self.validators_at(h)
+        except LookupError:
+            return False
+        with self.evidence_lock:
+            return self.evidence.add_evidence(ev, valset, self.chain_id)
+
     # ------------------------------------------------------------------ validator sets
 
     def validators_at(self, height: int) -> ValidatorSet:
@@ -176,20 +212,22 @@ class Ledger:
         result = execute_block(self.state_view(height - 1), self.chain_id, height, time_ms,
                                txs, sigs_checked=True)  # fmt: skip
         staged = self._stage(height, result)
+        with self.evidence_lock:
+            evidence = tuple(self.evidence.pending(self.max_evidence_bytes))
         header = Header(
             chain_id=self.chain_id,
             height=height,
             time=time_ms,
             prev=ZERO32 if prev is None else prev.block_id,
             txs_root=list_root([r.txid for r in result.results]),
-            evidence_root=list_root([]),
+            evidence_root=list_root([e.hash() for e in evidence]),
             state_root=staged.root,
             validators=self.validators_at(height).hash(),
             next_validators=self.validators_at(height + 1).hash(),
             proposer=proposer,
             last_commit=ZERO32 if last_commit is None else last_commit.hash(),
         )
-        block = Block(header, tuple(txs), (), last_commit)
+        block = Block(header, tuple(txs), evidence, last_commit)
         self._remember(block, result, staged)
         return block
 
@@ -217,7 +255,11 @@ class Ledger:
         except DecodeError as e:
             raise InvalidBlock(str(e)) from e
         if block.evidence:
-            raise InvalidBlock("evidence is checked by the evidence pool; none expected here")
+            try:
+                with self.evidence_lock:
+                    self.evidence.verify_block_evidence(block, self.validators_at, self.chain_id)
+            except InvalidEvidence as e:
+                raise InvalidBlock(f"evidence: {e}") from e
         if height > 1:
             assert block.last_commit is not None  # check_roots ensured it
             try:
@@ -295,12 +337,16 @@ class Ledger:
             S.RESULTS: [(hk, codec.encode([[r.ok, r.code, r.log] for r in results]))],
             S.TXS: [(r.txid, S.encode_tx_location(height, i)) for i, r in enumerate(results)],
         }
+        if block.evidence:
+            extra[S.EVIDENCE] = [(hk + e.hash(), codec.encode(e.to_obj())) for e in block.evidence]
         if ex.result.next_validators is not None:
             eff, vals = ex.result.next_validators
             extra[S.VALSETS] = [(S.height_key(eff), codec.encode(ValidatorSet.from_obj(vals).to_obj()))]
         self.store.commit(ex.staged, extra)
         with self._lock:
             self._executed.clear()
+        with self.evidence_lock:
+            self.evidence.commit_block(block)
         self._valsets = {k: v for k, v in self._valsets.items() if k <= height}
 
     def check_tx(self, raw: bytes, *, verify_sigs: bool = False, now: int | None = None) -> TxResult:
@@ -311,7 +357,8 @@ class Ledger:
                         height=self.height + 1)  # fmt: skip
 
     def evidence_to_include(self) -> Sequence[object]:
-        return ()
+        with self.evidence_lock:
+            return self.evidence.pending(self.max_evidence_bytes)
 
     def apply_synced(self, block: Block, commit: Commit) -> None:
         """Block sync: verify `commit` for `block` against the set we know, then commit it."""

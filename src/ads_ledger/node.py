@@ -16,7 +16,9 @@ height h, which are discarded (the block is already stored).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -53,7 +55,7 @@ from .mempool import Mempool, MempoolError
 from .p2p.peers import GOSSIP_TYPES, P2PConfig, PeerAddr, PeerManager
 from .store import VersionUnavailable
 from .tx.envelope import parse_envelope
-from .types import Block, Commit, Header, ValidatorSet
+from .types import Block, Commit, DuplicateVoteEvidence, Header, ValidatorSet, Vote
 
 __all__ = ["Node", "run_node"]
 
@@ -64,6 +66,9 @@ STATUS_INTERVAL = 1.0  # seconds between our height announcements
 RETRANSMIT_INTERVAL = 1.0  # seconds between re-gossip of our current-round messages
 CONSENSUS_TYPES = frozenset({"proposal", "vote", "commit"})
 P2P_TYPES = GOSSIP_TYPES | {"commit", "status", "get_blocks"}
+# TEST-ONLY switches, read from the environment by fault tests; never set in production.
+_TEST_HOOKS = os.environ.get("ADS_TEST_HOOKS") == "1"
+_TEST_BYZANTINE = os.environ.get("ADS_TEST_BYZANTINE", "") if _TEST_HOOKS else ""
 
 
 @dataclass(slots=True)
@@ -147,6 +152,8 @@ class Node:
                 n.start_soon(self._consensus_loop)
                 n.start_soon(self._status_loop)
                 n.start_soon(self._retransmit_loop)
+                if _TEST_HOOKS:
+                    n.start_soon(self._test_links_loop)
                 kv(log, logging.INFO, "node started", moniker=self.cfg.moniker, chain=self.chain_id,
                    height=self.ledger.height, p2p=self.p2p_port, api=self.api_port,
                    node_id=self.p2p.node_id[:16], validator=self.validator_key.pub.hex()[:16])  # fmt: skip
@@ -208,6 +215,11 @@ class Node:
             self._broadcast_consensus(msg)
         for block, commit in self.core.decisions():
             self._on_decided(block, commit)
+        for ev in self.core.evidence():
+            if self.ledger.add_evidence(ev):
+                kv(log, logging.WARNING, "equivocation detected", validator=ev.validator.hex()[:16],
+                   height=ev.vote_a.height, round=ev.vote_a.round)  # fmt: skip
+                self.p2p.broadcast("evidence", ev.to_obj())
         ask = self._want_sync()
         if ask is not None:
             self._request_blocks(*ask)
@@ -217,6 +229,8 @@ class Node:
             self.p2p.broadcast("proposal", msg.to_obj())
         elif isinstance(msg, VoteMessage):
             self.p2p.broadcast("vote", msg.to_obj())
+            if _TEST_BYZANTINE == "equivocate":
+                self._equivocate(msg.vote)
         else:
             self.p2p.broadcast("commit", msg.to_obj())
 
@@ -242,6 +256,28 @@ class Node:
             kv(log, logging.INFO, "committed block", height=h, txs=len(block.txs),
                round=commit.round, id=block.block_id().hex()[:12])  # fmt: skip
         self.p2p.broadcast("status", {"height": h})
+
+    def _equivocate(self, vote: Vote) -> None:
+        """TEST-ONLY Byzantine mode: also send a conflicting vote, signed past the guard."""
+        other = b"\xee" * 32 if vote.block is None else None
+        bad = Vote(vote.type, vote.height, vote.round, other, vote.validator).signed(self.chain_id, self.validator_key)
+        self.p2p.broadcast("vote", VoteMessage(bad).to_obj())
+
+    async def _test_links_loop(self) -> None:
+        """TEST-ONLY: HOME/test_links.json {"down": [node_id, ...]} severs links (partitions)."""
+        path = self.cfg.home / "test_links.json"
+        down: set[str] = set()
+        while True:
+            await trio.sleep(0.2)
+            try:
+                want = set(json.loads(path.read_text()).get("down", [])) if path.exists() else set()
+            except (ValueError, OSError):
+                continue
+            for pid in want - down:
+                self.p2p.set_link(pid, False)
+            for pid in down - want:
+                self.p2p.set_link(pid, True)
+            down = want
 
     def _reap(self, max_bytes: int) -> list[bytes]:
         with self._mp_lock:
@@ -289,7 +325,11 @@ class Node:
             await self._serve_blocks(peer, body["from"], min(max(body["count"], 0), SYNC_BATCH))
             return False
         if mtype == "evidence":
-            return False  # evidence gossip is handled by consensus votes for now
+            try:
+                ev = DuplicateVoteEvidence.from_obj(body)
+            except DecodeError as e:
+                raise DecodeError(f"bad evidence message: {e}") from e
+            return self.ledger.add_evidence(ev)
         return False
 
     async def _serve_blocks(self, peer: str, start: int, count: int) -> None:

@@ -17,6 +17,7 @@ right edge (appends, not random inserts).
 | `txs`     | txid(32)                                    | height u64 ‖ index u32                    |
 | `results` | height u64                                  | [[ok, code, log], ...] of the block's txs |
 | `valsets` | height u64                                  | validator set deciding that height, where it changes |
+| `evidence`| height u64 ‖ evidence hash(32)              | committed evidence (canonical msgpack)    |
 
 The node key ends in 0xFF (greater than any nibble) so that a parent sorts after all its
 descendants: a bottom-up build emits nodes in key order. Versions in `values` are inverted so
@@ -43,6 +44,7 @@ __all__ = [
     "TXS",
     "RESULTS",
     "VALSETS",
+    "EVIDENCE",
     "ALL_TABLES",
     "EXTRA_TABLES",
     "TREE_TABLES",
@@ -85,9 +87,10 @@ COMMITS: Final = "commits"
 TXS: Final = "txs"
 RESULTS: Final = "results"
 VALSETS: Final = "valsets"
+EVIDENCE: Final = "evidence"
 
 TREE_TABLES: Final = (NODES, STALE, VALUES, FLAT, ROOTS)
-EXTRA_TABLES: Final = (BLOCKS, COMMITS, TXS, RESULTS, VALSETS)
+EXTRA_TABLES: Final = (BLOCKS, COMMITS, TXS, RESULTS, VALSETS, EVIDENCE)
 ALL_TABLES: Final = TREE_TABLES + (META,) + EXTRA_TABLES
 
 META_LATEST: Final = b"latest"  # u64: latest committed version (absent = 0, nothing written)
