@@ -175,14 +175,14 @@ class PeerManager:
         """Queue a message to every connected peer; return how many peers took it."""
         plaintext = self._plaintext(msg_type, body)
         if msg_type in self.config.relay_types:
-            self._mark_seen(plaintext)  # our own message echoed back is not delivered to us
+            self._mark_seen(H(plaintext))  # our own message echoed back is not delivered to us
         return self._enqueue_all(msg_type, plaintext, exclude=None)
 
     def send(self, peer_id: str, msg_type: str, body: codec.Value) -> bool:
         """Queue a message to one peer; False if not connected or the message was dropped."""
         plaintext = self._plaintext(msg_type, body)
         if msg_type in self.config.relay_types:
-            self._mark_seen(plaintext)
+            self._mark_seen(H(plaintext))
         peer = self._conns.get(peer_id)
         return peer is not None and self._enqueue(peer, msg_type, plaintext)
 
@@ -218,9 +218,8 @@ class PeerManager:
         peer.queued_bytes += len(plaintext)
         return True
 
-    def _mark_seen(self, plaintext: bytes) -> bool:
-        """Remember a gossip message; False if it was already seen."""
-        h = H(plaintext)
+    def _mark_seen(self, h: bytes) -> bool:
+        """Remember a gossip message by the hash of its bytes; False if it was already seen."""
         if h in self._seen:
             self._seen.move_to_end(h)
             return False
@@ -392,7 +391,8 @@ class PeerManager:
             if msg.type not in cfg.message_types:
                 raise UnknownMessageType(f"message type {msg.type!r}")
             relay = msg.type in cfg.relay_types
-            if relay and not self._mark_seen(plaintext):  # also covers copies arriving meanwhile
+            h = H(plaintext) if relay else b""
+            if relay and not self._mark_seen(h):  # also covers copies arriving meanwhile
                 self.counters["duplicates_in"] += 1
                 continue
             ok = await self.on_message(conn.remote_id, msg.type, msg.body)
@@ -400,7 +400,7 @@ class PeerManager:
                 if ok:
                     self._enqueue_all(msg.type, plaintext, exclude=conn.remote_id)
                 else:
-                    self._seen.pop(H(plaintext), None)  # not accepted now: may be valid when re-sent
+                    self._seen.pop(h, None)  # not accepted now: may be valid when re-sent
 
     async def _writer(self, peer: _Peer) -> None:
         cfg = self.config
