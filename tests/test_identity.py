@@ -6,6 +6,8 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ads_ledger.crypto import H
 from ads_ledger.identity import ms_to_datetime, verify_attestation
@@ -140,3 +142,25 @@ def test_trust_list_files_round_trip(tmp_path: Any, ec: TestTrustList) -> None:
     assert loaded.anchors_der() == ec.anchors_der() and loaded.chain_der() == ec.chain_der()
     body = issue_attestation(loaded, CHAIN, ACCOUNT, issued_at=T0, expires_at=T0 + DAY)
     assert verify_attestation(CHAIN, body, ACCOUNT, ec.anchors_der(), T0)["level"] == "substantial"
+
+
+@settings(max_examples=120, deadline=None)
+@given(data=st.data())
+def test_mutated_certificates_never_crash(data: st.DataObject) -> None:
+    """Hostile DER in issuer_certs yields a typed refusal, never another exception."""
+    tl = _FUZZ_TL
+    body = dict(_FUZZ_BODY)
+    certs = list(body["issuer_certs"])
+    i = data.draw(st.integers(0, len(certs) - 1))
+    der = bytearray(certs[i])
+    for _ in range(data.draw(st.integers(1, 3))):
+        j = data.draw(st.integers(0, len(der) - 1))
+        der[j] = data.draw(st.integers(0, 255))
+    certs[i] = bytes(der)
+    body["issuer_certs"] = certs
+    code = code_of(tl, body)
+    assert code in {"ok", "malformed", "untrusted_chain", "cert_expired", "key_usage", "bad_issuer_sig"}
+
+
+_FUZZ_TL = tl_at(intermediate=True)
+_FUZZ_BODY = body_for(_FUZZ_TL)

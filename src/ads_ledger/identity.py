@@ -21,7 +21,7 @@ from functools import lru_cache
 from typing import Any, Sequence
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.verification import (
@@ -84,20 +84,30 @@ def _verifier(anchors: Sequence[x509.Certificate], at: dt.datetime) -> Any:
     )
 
 
+def _subject(cert: x509.Certificate) -> str:
+    try:
+        return cert.subject.rfc4514_string()
+    except ValueError:  # a malformed name must not turn a refusal into a crash
+        return "<unparsable subject>"
+
+
 def _check_validity(certs: Sequence[x509.Certificate], at: dt.datetime) -> None:
     for i, c in enumerate(certs):
         nb, na = c.not_valid_before_utc, c.not_valid_after_utc
         if not nb <= at <= na:
             what = "the leaf" if i == 0 else f"issuer certificate {i}"
             raise CertExpired(
-                f"{what} ({c.subject.rfc4514_string()}) is valid from {nb.isoformat()} to "
+                f"{what} ({_subject(c)}) is valid from {nb.isoformat()} to "
                 f"{na.isoformat()}, not at block time {at.isoformat()}; ask the broker for an "
                 "attestation under a current certificate"
             )
 
 
 def _check_signature(leaf: x509.Certificate, sig: bytes, msg: bytes) -> None:
-    key = leaf.public_key()
+    try:
+        key = leaf.public_key()
+    except (ValueError, UnsupportedAlgorithm) as e:
+        raise BadIssuerSig(f"the leaf certificate's key cannot be used: {e}") from e
     try:
         if isinstance(key, ec.EllipticCurvePublicKey):
             if not isinstance(key.curve, ec.SECP256R1):
@@ -146,9 +156,9 @@ def verify_attestation(
     leaf = certs[0]
     try:
         _verifier(anchors, at).verify(leaf, certs[1:])
-    except VerificationError as e:
+    except (VerificationError, ValueError) as e:
         raise UntrustedChain(
-            f"the issuer chain of {leaf.subject.rfc4514_string()} does not validate to a trust "
+            f"the issuer chain of {_subject(leaf)} does not validate to a trust "
             f"anchor in gov/anchors: {e}"
         ) from e
     try:

@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 
 from . import codec
 from .crypto import H
-from .errors import DecodeError
+from .errors import DecodeError, RemoteError
 from .tx.account import apply_attest, bump_nonce
 from .tx.bodies import check_body
 from .tx.context import Ctx, DictView, Overlay, StateView
@@ -123,11 +123,12 @@ def _run(ctx: Ctx, raw: bytes, verify_sigs: bool) -> TxResult:
     state = ctx.state
     try:
         RULES[env.type](ctx, env, txid)
-    except TxRejected as e:
+    except RemoteError as e:  # TxRejected, or a DecodeError of some nested value: the tx's fault
         state.rollback()
         bump_nonce(ctx, env.signer, env.nonce)
         state.commit()
-        return TxResult(txid, False, e.code, e.message, env.type)
+        code, log = (e.code, e.message) if isinstance(e, TxRejected) else (Malformed.code, str(e))
+        return TxResult(txid, False, code, log, env.type)
     bump_nonce(ctx, env.signer, env.nonce)
     state.commit()
     return TxResult(txid, True, "ok", "", env.type)

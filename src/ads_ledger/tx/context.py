@@ -106,7 +106,7 @@ class Ctx:
 
     def account(self, pub: bytes) -> dict[str, Any]:
         acct = self.state.get(acct_key(pub))
-        return new_account() if acct is None else acct  # type: ignore[no-any-return]
+        return new_account() if acct is None else acct
 
     def params(self) -> dict[str, int]:
         stored = self.state.get(GOV_PARAMS)

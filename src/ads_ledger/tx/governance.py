@@ -17,7 +17,7 @@ from ..identity import parse_anchor
 from ..types import MAX_VALIDATORS, ValidatorSet
 from .context import Ctx
 from .envelope import MAX_AUTH, Envelope
-from .reasons import BadGovArgs, NotMember, Quorum
+from .reasons import BadGovArgs, NotMember, Quorum, TxRejected
 from .records import GOV_ANCHORS, GOV_MEMBERS, GOV_PARAMS, GOV_VALIDATORS, PARAMS, short
 
 __all__ = ["apply_gov", "MAX_TOTAL_POWER"]
@@ -73,7 +73,7 @@ def _anchors_add(ctx: Ctx, args: dict[str, Any]) -> None:
     der = _cert_arg(args, "anchors.add")
     try:
         parse_anchor(der)
-    except Exception as e:  # Malformed from parse_anchor: report it as a bad argument
+    except TxRejected as e:  # Malformed from parse_anchor: report it as a bad argument
         raise BadGovArgs(str(e)) from e
     anchors: list[bytes] = ctx.state.get(GOV_ANCHORS) or []
     if der in anchors:
