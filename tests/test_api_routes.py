@@ -393,3 +393,28 @@ def test_client_transport_error_when_nothing_listens() -> None:
     s.close()
     with NodeClient(f"127.0.0.1:{port}", timeout_s=2) as c, pytest.raises(TransportError):
         c.status()
+
+
+def test_events_heartbeat_and_subscriber_limit() -> None:
+    from ads_ledger.api import ApiConfig
+    from test_api_fake import json_body, raw_exchange, status_of
+
+    cfg = ApiConfig(events_heartbeat_s=0.1, max_subscribers=1)
+
+    async def body(port: int) -> tuple[bytes, bytes]:
+        first = await trio.open_tcp_stream("127.0.0.1", port)
+        async with first:
+            await first.send_all(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+            got = b""
+            with trio.move_on_after(0.45):
+                while chunk := await first.receive_some(4096):
+                    got += chunk
+            second = await raw_exchange(
+                port, b"GET /events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        return got, second
+
+    got, second = run_server(FakeBackend(), body, cfg)
+    assert got.startswith(b"HTTP/1.1 200 ") and b"text/event-stream" in got
+    assert b"transfer-encoding: chunked" in got.lower()
+    assert got.count(b": ping\n\n") >= 2
+    assert status_of(second) == 429 and json_body(second)["error"]["code"] == "too_many_subscribers"

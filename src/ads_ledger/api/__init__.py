@@ -9,6 +9,12 @@ Layering, bottom up (each module imports only those above it in this list, plus
 - `server`   the trio + h11 shell: connections, limits, timeouts, keep-alive, event streams
 - `client`   a small blocking client on `http.client` (for the wallet CLI and tests);
              of this package it uses `jsonenc` only.
+
+`GET /events` is Server-Sent Events (text/event-stream): a `: ads-ledger block events` comment
+first, then per committed block `id: <height>`, `event: block`, `data: {"height", "block_id",
+"time", "num_txs", "header"}` (one JSON line), and a `: ping` comment when idle for
+`events_heartbeat_s`. A client that falls behind may be dropped; it reconnects and catches up
+from `/status` and `/commits/{height}`.
 """
 
 from .backend import (

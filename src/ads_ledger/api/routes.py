@@ -324,6 +324,7 @@ async def get_chargepoint(ctx: ApiContext, req: Request, p: Mapping[str, str],
 
 
 def render_block_event(ev: NewBlock) -> bytes:
+    """One SSE frame: `id: <height>`, `event: block`, `data: <one JSON line>`, blank line."""
     h = ev.header
     data = jsonenc.dumps({"height": h.height, "block_id": h.block_id(), "time": h.time,
                           "num_txs": ev.num_txs, "header": h.to_obj()}).rstrip(b"\n")  # fmt: skip
