@@ -418,3 +418,20 @@ def test_events_heartbeat_and_subscriber_limit() -> None:
     assert b"transfer-encoding: chunked" in got.lower()
     assert got.count(b": ping\n\n") >= 2
     assert status_of(second) == 429 and json_body(second)["error"]["code"] == "too_many_subscribers"
+
+
+def test_client_survives_the_server_closing_idle_keepalive() -> None:
+    from ads_ledger.api import ApiConfig
+
+    fake = FakeBackend()
+
+    def fn(c: NodeClient) -> Any:
+        import time as _t
+
+        first = c.status()["latest_height"]
+        _t.sleep(0.5)  # the server's idle timeout closes the connection meanwhile
+        posted = c.submit_tx(make_tx(1))  # a POST is not retried: it must go out on a fresh one
+        _t.sleep(0.5)
+        return first, posted["code"], c.block(1)["header"]["height"]
+
+    assert with_client(fake, fn, ApiConfig(idle_timeout_s=0.2)) == (3, "ok", 1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import select
 import socket
 from typing import Any, Iterator
 from urllib.parse import urlsplit
@@ -65,6 +66,9 @@ class NodeClient:
     # -------------------------------------------------------------- transport
 
     def _connection(self) -> http.client.HTTPConnection:
+        sock = None if self._conn is None else self._conn.sock
+        if sock is not None and select.select([sock], [], [], 0)[0]:
+            self.close()  # readable while idle: the server closed it (or sent junk); start afresh
         if self._conn is None:
             self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
         return self._conn
