@@ -110,13 +110,13 @@ def h11_rate(seconds: float) -> float:
     body = b'{"chain_id":"ads-test","latest_height":3}\n'
 
     def one() -> None:
-        srv.receive_data(cli.send(h11.Request(method="GET", target="/status",
-                                              headers=[("host", "x")])) + cli.send(h11.EndOfMessage()))  # type: ignore[operator]
+        req = h11.Request(method="GET", target="/status", headers=[("host", "x")])
+        srv.receive_data(cli.send(req) + cli.send(h11.EndOfMessage()))
         assert isinstance(srv.next_event(), h11.Request)
         assert isinstance(srv.next_event(), h11.EndOfMessage)
         out = srv.send(h11.Response(status_code=200, headers=[
             ("content-type", "application/json"), ("content-length", str(len(body)))]))
-        cli.receive_data(out + srv.send(h11.Data(data=body)) + srv.send(h11.EndOfMessage()))  # type: ignore[operator]
+        cli.receive_data(out + srv.send(h11.Data(data=body)) + srv.send(h11.EndOfMessage()))
         assert isinstance(cli.next_event(), h11.Response)
         assert isinstance(cli.next_event(), h11.Data)
         assert isinstance(cli.next_event(), h11.EndOfMessage)

@@ -336,7 +336,7 @@ async def get_events(ctx: ApiContext, req: Request, p: Mapping[str, str],
     if ctx.stats.subscribers >= ctx.config.max_subscribers:
         raise ApiError(429, "too_many_subscribers",
                        f"this node serves at most {ctx.config.max_subscribers} event streams")
-    return EventStream(ctx.backend.subscribe_blocks, render_block_event)  # type: ignore[arg-type]
+    return EventStream(ctx.backend.subscribe_blocks, render_block_event)
 
 
 def _escape_label(v: str) -> str:
