@@ -470,3 +470,18 @@ def test_pending_handshake_limit_bounds_silent_sockets() -> None:
         await connected(a, b)
 
     run(t)
+
+
+def test_graceful_close_flushes_queued_messages() -> None:
+    async def t(nursery: trio.Nursery) -> None:
+        a, b = await _serving_pair(nursery)
+        for i in range(300):  # queued, not yet written: stop() would lose them
+            assert a.mgr.send(b.id, "vote", {"i": i, "pad": b"v" * 1000})
+        with trio.fail_after(5):
+            await a.mgr.aclose(grace=3.0)
+        assert len(b.bodies("vote")) == 300
+        assert a.mgr.connected_peers() == [] and a.mgr.errors == {}
+        await eventually(lambda: b.mgr.connected_peers() == [])
+        assert b.mgr.errors == {}
+
+    run(t)

@@ -106,6 +106,7 @@ class PeerManager:
         self._changed = trio.Event()
         self._seen: OrderedDict[bytes, None] = OrderedDict()
         self._pending_handshakes = 0
+        self._closing = False
         self._nursery: trio.Nursery | None = None
         self.listen_port: int | None = None
         self.counters: Counter[str] = Counter()
@@ -131,9 +132,20 @@ class PeerManager:
             self._nursery = None
 
     def stop(self) -> None:
-        """Close every connection and stop listening and dialing; `run()` returns."""
+        """Close every connection now (queued messages are lost); `run()` returns."""
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
+
+    async def aclose(self, grace: float = 1.0) -> None:
+        """Graceful stop: refuse new connections, let every writer flush its queue and close
+        its side (the peer sees EOF), wait up to `grace` seconds for that, then `stop()`."""
+        self._closing = True
+        self._notify()
+        for peer in list(self._conns.values()):
+            peer.send_ch.close()  # the writer drains what is queued, then ends the connection
+        with trio.move_on_after(grace):
+            await self.wait_until(lambda: not self._conns)
+        self.stop()
 
     def add_peer(self, addr: PeerAddr) -> None:
         """Pin and start dialing a peer (the manager must be running)."""
@@ -208,6 +220,8 @@ class PeerManager:
                 peer.send_ch.send_nowait((msg_type, plaintext))
             except trio.WouldBlock:
                 full = True
+            except trio.ClosedResourceError:  # closing gracefully: takes nothing new
+                return False
         if full:
             if msg_type in self.config.drop_when_full:
                 self.dropped[msg_type] += 1  # cheap to lose: re-gossiped by the mempool and others
@@ -252,6 +266,8 @@ class PeerManager:
         pid = addr.node_id
         while True:
             await self.wait_until(lambda: pid not in self._down and pid not in self._conns)
+            if self._closing:
+                await trio.sleep_forever()  # until stop() cancels us
             started = trio.current_time()
             lived = 0.0
             try:
@@ -352,6 +368,8 @@ class PeerManager:
         return True
 
     def _refusal(self, pid: str, outbound: bool) -> str | None:
+        if self._closing:
+            return "shutting down"
         if pid in self._down:
             return "link is switched down"
         if not outbound and sum(not p.conn.outbound for p in self._conns.values()) >= self.config.max_inbound:
@@ -408,14 +426,18 @@ class PeerManager:
         while True:
             batch: list[bytes] = []
             with trio.move_on_after(cfg.ping_interval):
-                batch.append((await peer.recv_ch.receive())[1])
+                try:
+                    batch.append((await peer.recv_ch.receive())[1])
+                except trio.EndOfChannel:  # aclose(): the queue is flushed, end our side
+                    await self._send_eof(peer)
+                    return
             dequeued = sum(map(len, batch))
             if not batch:
                 batch.append(_PING)  # keeps the peer's idle timer from firing
             while dequeued < cfg.write_batch_bytes:  # one send_all for a burst of small messages
                 try:
                     _, more = peer.recv_ch.receive_nowait()
-                except trio.WouldBlock:
+                except (trio.WouldBlock, trio.EndOfChannel):
                     break
                 batch.append(more)
                 dequeued += len(more)
@@ -425,3 +447,15 @@ class PeerManager:
                 self.counters["messages_out"] += len(batch)
             if stalled.cancelled_caught:
                 raise SlowPeer(f"a write stalled for {cfg.write_timeout} s")
+
+    async def _send_eof(self, peer: _Peer) -> None:
+        stream = peer.conn.stream
+        if isinstance(stream, trio.abc.HalfCloseableStream):
+            with trio.move_on_after(self.config.write_timeout):
+                try:
+                    await stream.send_eof()
+                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+        # Not closing yet: the reader waits for the peer's EOF, so no unread byte turns our
+        # close into a reset that could destroy what we just flushed.
+        peer.close_reason = peer.close_reason or "closed gracefully"
