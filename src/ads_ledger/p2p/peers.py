@@ -23,6 +23,12 @@ Policies (the "why" is in the comments where they are applied):
   and from the configured peers; outbound connections are pinned to the configured node id.
 - A peer that breaks the protocol is disconnected and logged with its typed error; the manager
   keeps serving everyone else. Dialing retries with capped exponential backoff and jitter.
+- Liveness: a ping goes out after `ping_interval` without sending; a connection with no byte in
+  for `idle_timeout`, or a write stalled for `write_timeout`, is closed.
+- Stopping: `aclose()` flushes queues and half-closes (the peer sees EOF); `stop()` cuts at once.
+- `set_link(peer_id, up)` severs or restores one link (no connection, no dial, inbound refused):
+  the switch tests and the simulator use to partition a node.
+- Counters for /metrics: `metrics()` (peers, bytes/messages in/out, dropped by type, errors by class).
 """
 
 from __future__ import annotations
