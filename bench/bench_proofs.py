@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
@@ -49,7 +49,7 @@ def items(n: int) -> Iterator[tuple[bytes, bytes]]:
         yield key_of(i), value_of(i)
 
 
-def pct(xs: list[float], p: float) -> float:
+def pct(xs: Sequence[float], p: float) -> float:
     s = sorted(xs)
     return s[min(len(s) - 1, int(p * len(s)))]
 

@@ -119,7 +119,7 @@ class _NodeCache:
 class _TxnReader:
     """A jmt.NodeReader over one LMDB transaction, through the shared cache."""
 
-    def __init__(self, txn: lmdb.Transaction, db: lmdb._Database, cache: _NodeCache) -> None:
+    def __init__(self, txn: lmdb.Transaction[bytes], db: lmdb._Database, cache: _NodeCache) -> None:
         self.txn = txn
         self.db = db
         self.cache = cache
@@ -225,7 +225,7 @@ class Store:
 
     # -- versions --------------------------------------------------------------------------
 
-    def _meta_int(self, txn: lmdb.Transaction, name: bytes) -> int:
+    def _meta_int(self, txn: lmdb.Transaction[bytes], name: bytes) -> int:
         raw = txn.get(name, db=self._dbs[S.META])
         return 0 if raw is None else S.from_u64(raw)
 
@@ -239,7 +239,7 @@ class Store:
         with self._env.begin() as txn:
             return self._meta_int(txn, S.META_OLDEST)
 
-    def _resolve(self, txn: lmdb.Transaction, version: int | None) -> tuple[int, int]:
+    def _resolve(self, txn: lmdb.Transaction[bytes], version: int | None) -> tuple[int, int]:
         """(version, latest); VersionUnavailable unless the version is retained."""
         latest = self._meta_int(txn, S.META_LATEST)
         v = latest if version is None else version
@@ -249,7 +249,7 @@ class Store:
             raise VersionUnavailable(f"version {v} is not retained (latest {latest})")
         return v, latest
 
-    def _root_record(self, txn: lmdb.Transaction, v: int) -> tuple[bytes, int | None]:
+    def _root_record(self, txn: lmdb.Transaction[bytes], v: int) -> tuple[bytes, int | None]:
         if v == 0:
             return PLACEHOLDER, None
         raw = txn.get(S.u64(v), db=self._dbs[S.ROOTS])
@@ -265,7 +265,7 @@ class Store:
 
     # -- reads -----------------------------------------------------------------------------
 
-    def _get(self, txn: lmdb.Transaction, key: bytes, v: int, latest: int) -> bytes | None:
+    def _get(self, txn: lmdb.Transaction[bytes], key: bytes, v: int, latest: int) -> bytes | None:
         if v == 0:
             return None
         if v == latest:
@@ -357,7 +357,7 @@ class Store:
         with self._env.begin() as txn:
             return {name: txn.stat(db)["entries"] for name, db in self._dbs.items()}
 
-    def _reader(self, txn: lmdb.Transaction) -> _TxnReader:
+    def _reader(self, txn: lmdb.Transaction[bytes]) -> _TxnReader:
         return _TxnReader(txn, self._dbs[S.NODES], self._cache)
 
     # -- writes ----------------------------------------------------------------------------
@@ -459,7 +459,7 @@ class Store:
         for key, node in staged.internal_nodes:
             self._cache.put(key, node)
 
-    def _prune(self, txn: lmdb.Transaction, latest: int) -> None:
+    def _prune(self, txn: lmdb.Transaction[bytes], latest: int) -> None:
         """Drop what only versions below latest − keep_versions + 1 use."""
         d = self._dbs
         prev_oldest = self._meta_int(txn, S.META_OLDEST)
