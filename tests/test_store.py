@@ -191,3 +191,14 @@ def test_open_twice_in_one_process_is_refused(tmp_path: Path) -> None:
 def test_keep_versions_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         Store.open(tmp_path / "k", keep_versions=0)
+
+
+def test_bulk_load_duplicate_keys_last_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_mod, "_BULK_CHUNK", 2)  # duplicates within and across chunks
+    items = [(b"a", b"9"), (b"a", b"1"), (b"b", b"2"), (b"c", b"0"), (b"a", b"3"), (b"c", b"5")]
+    with Store.open(tmp_path / "d") as s:
+        root = s.bulk_load(items, 1)
+        assert root == MemoryTree().update({b"a": b"3", b"b": b"2", b"c": b"5"})
+        assert [s.get(k) for k in (b"a", b"b", b"c")] == [b"3", b"2", b"5"]
+        value, proof = s.prove(b"a")
+        assert value == b"3" and verify_proof(root, b"a", value, proof)

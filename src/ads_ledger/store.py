@@ -495,10 +495,11 @@ class Store:
 
         def flush() -> None:
             with self._env.begin(write=True) as txn:
+                # stable sorts by key only: of duplicate keys, the last one given wins
                 with txn.cursor(db=d[S.FLAT]) as cur:
-                    cur.putmulti(sorted(flat))
+                    cur.putmulti(sorted(flat, key=_first))
                 with txn.cursor(db=d[S.VALUES]) as cur:
-                    cur.putmulti(sorted(vals))
+                    cur.putmulti(sorted(vals, key=_first))
             flat.clear()
             vals.clear()
 
@@ -547,6 +548,10 @@ class Store:
         builder.new_nodes.clear()
         with self._env.begin(write=True) as txn, txn.cursor(db=self._dbs[S.NODES]) as cur:
             cur.putmulti(nodes, append=append)
+
+
+def _first(item: tuple[bytes, bytes]) -> bytes:
+    return item[0]
 
 
 class _NoNodes:
