@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings, strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
+    initialize,
     invariant,
     precondition,
     rule,
@@ -84,6 +85,13 @@ class TreeVsDict(RuleBasedStateMachine):
     def teardown(self) -> None:
         self.store.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    @initialize(start=st.dictionaries(keys, values, max_size=20))
+    def maybe_bulk_load(self, start: dict[bytes, bytes]) -> None:
+        if start:  # half the runs start from a bulk-loaded genesis
+            root = self.store.bulk_load(iter(start.items()), 1)
+            self.model = dict(start)
+            self.history[1] = (root, dict(start))
 
     @property
     def version(self) -> int:
