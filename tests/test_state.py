@@ -172,3 +172,13 @@ def test_mutated_transactions_never_crash(h: LedgerHarness, data: st.DataObject)
             "not_owner", "grant_unknown", "cp_owned", "cp_unknown", "bad_window", "not_pending",
             "exclusive_required", "no_owner",
         }  # fmt: skip
+
+
+def test_every_cosignature_is_verified(h: LedgerHarness) -> None:
+    m = [key(f"member{j}") for j in range(3)]
+    raw = make_envelope(h.chain_id, "gov", m[0], 1, {"action": "params.set", "args": {"heartbeat_ms": 3000}}, [m[1]])
+    env = codec.decode(raw)
+    env["auth"][1][1] = m[1].sign(b"something else")
+    res = h.block(codec.encode(env))
+    assert res.results[0].code == "bad_signature" and "auth[1]" in res.results[0].log
+    assert res.writes == {}

@@ -127,7 +127,7 @@ def _run(ctx: Ctx, raw: bytes, verify_sigs: bool) -> TxResult:
         state.rollback()
         bump_nonce(ctx, env.signer, env.nonce)
         state.commit()
-        code, log = (e.code, e.message) if isinstance(e, TxRejected) else (Malformed.code, str(e))
+        code, log = (e.code, e.message) if isinstance(e, TxRejected) else (TxRejected.code, str(e))
         return TxResult(txid, False, code, log, env.type)
     bump_nonce(ctx, env.signer, env.nonce)
     state.commit()
