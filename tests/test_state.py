@@ -182,3 +182,19 @@ def test_every_cosignature_is_verified(h: LedgerHarness) -> None:
     res = h.block(codec.encode(env))
     assert res.results[0].code == "bad_signature" and "auth[1]" in res.results[0].log
     assert res.writes == {}
+
+
+def test_each_key_read_once_per_block(h: LedgerHarness) -> None:
+    """The overlay decodes a record once per block, however many txs touch it."""
+    reads: list[bytes] = []
+
+    class CountingView:
+        def get(self, k: bytes) -> bytes | None:
+            reads.append(k)
+            return h.view.get(k)
+
+    txs = [h.tx(OWNER, "grant", grant_body(grantee=key(f"p{i}").pub)) for i in range(4)]
+    res = execute_block(CountingView(), h.chain_id, 9, T0 + 5000, txs)
+    assert all(r.ok for r in res.results)
+    assert len(reads) == len(set(reads))
+    assert len(codec.decode(res.writes[b"cp/" + DEV.pub])["grants"]) == 5
