@@ -98,6 +98,8 @@ class LedgerMachine(RuleBasedStateMachine):
         again = execute_block(DictView(dict(reversed(list(pre.items())))), CHAIN, self.height, self.time, txs)
         assert again.writes == res.writes and again.results == res.results, "execute_block is not deterministic"
         assert list(res.writes) == sorted(res.writes)
+        for v in res.writes.values():  # the strict codec refuses non-canonical bytes
+            assert v is None or codec.encode(codec.decode(v)) == v
         self.view.apply(res.writes)
         self._check_block(pre, txs, res)
         return res

@@ -1,7 +1,7 @@
 """State keys, record shapes and chain parameters (DESIGN §5, normative; §7 scopes).
 
 Records are plain dicts with their keys inserted in canonical (sorted) order, exactly the
-msgpack maps of §5, so encoding them is one `codec.encode` and decoding them is one unpack.
+msgpack maps of §5, so encoding them is one msgpack pack and decoding them one unpack.
 Rules treat a record they read as immutable and build a new one (copy on write): the block
 overlay shares decoded records between transactions and must be able to drop a failed tx's
 changes by forgetting them.
@@ -13,7 +13,6 @@ from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
 
-from .. import codec
 
 __all__ = [
     "ACCT",
@@ -88,8 +87,14 @@ def new_cp(height: int) -> dict[str, Any]:
 
 
 def encode_record(value: Any) -> bytes:
-    """Canonical bytes of a state value."""
-    return codec.encode(value)
+    """Canonical bytes of a state value built by the rules (the hot path of every block).
+
+    Every record is built with its map keys inserted in sorted order (and decoded bodies and
+    records keep their canonical order), so plain msgpack packing is already canonical; this
+    skips codec.encode's re-sorting walk (~10x faster). The tests decode every write with the
+    strict codec, which refuses non-canonical bytes, so a record built out of order is caught.
+    """
+    return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
 
 
 def decode_record(raw: bytes) -> Any:
