@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from functools import lru_cache
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -393,7 +394,12 @@ async def get_metrics(ctx: ApiContext, req: Request, p: Mapping[str, str],
 
 async def get_openapi(ctx: ApiContext, req: Request, p: Mapping[str, str],
                       q: Mapping[str, str]) -> Response:  # fmt: skip
-    return json_response(openapi_document())
+    return Response(200, _openapi_bytes())
+
+
+@lru_cache(maxsize=1)
+def _openapi_bytes() -> bytes:
+    return jsonenc.dumps(openapi_document())  # the document never changes while we run
 
 
 ROUTES: tuple[Route, ...] = (
