@@ -1,0 +1,306 @@
+"""Validator network benchmarks on a loopback devnet (real processes, real sockets, real fsyncs).
+
+  throughput  committed tx/s of signed grant/revoke transactions under a closed-loop load
+  latency     submit→commit latency p50/p99 at a fixed offered rate (default 500 tx/s)
+  sync        blocks/s of block sync for a node joining N blocks behind (default 5,000)
+
+Prints one JSON line and a human line per figure, with raw Ed25519 verifications/s measured in
+the same run (bench/limits.py). Everything runs on this machine: the validators, the load
+generator and the measurement share its cores, as they would on a one-box devnet.
+
+  .venv/bin/python bench/bench_devnet.py [--mode all|throughput|latency|sync] [--txs 6000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ads_ledger.api.client import ApiResponseError, NodeClient  # noqa: E402
+from ads_ledger.crypto import SigningKey, sign_bytes  # noqa: E402
+from ads_ledger.devnet import Network, create  # noqa: E402
+from ads_ledger.tx.envelope import make_envelope, parse_envelope  # noqa: E402
+
+
+def limits() -> dict[str, Any]:
+    try:
+        from limits import measure_limits  # type: ignore[import-not-found]
+
+        return dict(measure_limits(seconds=0.5))
+    except Exception as e:  # the figure is still useful without it
+        return {"error": str(e)}
+
+
+class Actors:
+    """Owners with attested identities, each owning one charge point, ready to grant."""
+
+    def __init__(self, net: Network, n: int) -> None:
+        from ads_ledger.testing.trustlist import issue_attestation, load_trust_list
+
+        self.chain = net.info["chain_id"]
+        tl = load_trust_list(Path(net.info["eid"]))
+        now = int(time.time() * 1000)
+        self.owners = [SigningKey.generate() for _ in range(n)]
+        self.devices = [SigningKey.generate() for _ in range(n)]
+        self.provider = SigningKey.generate()
+        self.nonce = [0] * n
+        setup: list[list[bytes]] = [[] for _ in range(n)]
+        for i, (o, d) in enumerate(zip(self.owners, self.devices)):
+            att = issue_attestation(tl, self.chain, o.pub, issued_at=now - 60_000, expires_at=now + 86400_000)
+            setup[i].append(make_envelope(self.chain, "attest", o, 1, att))
+            dsig = d.sign(sign_bytes("ads/own/1", self.chain, {"cp": d.pub, "owner": o.pub, "epoch": 0}))
+            setup[i].append(make_envelope(self.chain, "cp.claim", o, 2, {"cp": d.pub, "device_sig": dsig}))
+            self.nonce[i] = 2
+        self.setup = setup
+
+    def load(self, per_owner: int) -> list[list[bytes]]:
+        """Alternating grant and revoke of that grant: records stay small, every tx does work."""
+        now = int(time.time() * 1000)
+        out: list[list[bytes]] = []
+        for i, o in enumerate(self.owners):
+            txs = []
+            for k in range(per_owner):
+                self.nonce[i] += 1
+                if k % 2 == 0:
+                    g = {"cp": self.devices[i].pub, "grantee": self.provider.pub, "scopes": ["meter.read"],
+                         "not_before": now - 60_000, "not_after": now + 86400_000, "limits": {},
+                         "exclusive": False, "priority": 1, "redelegate": 0, "parent": None}  # fmt: skip
+                    raw = make_envelope(self.chain, "grant", o, self.nonce[i], g)
+                    gid = parse_envelope(raw).txid(self.chain)[:16]
+                else:
+                    raw = make_envelope(self.chain, "revoke", o, self.nonce[i], {"cp": self.devices[i].pub, "grant": gid})
+                txs.append(raw)
+            out.append(txs)
+        return out
+
+
+def submit_streams(net: Network, streams: list[list[bytes]], threads: int, rate: float | None,
+                   sent: dict[bytes, float]) -> int:  # fmt: skip
+    """Submit each owner's stream in order; owners spread over threads and nodes."""
+    errors = [0]
+    lock = threading.Lock()
+    chain = net.info["chain_id"]
+    per_thread_rate = None if rate is None else rate / threads
+
+    def worker(t: int) -> None:
+        mine = [s for i, s in enumerate(streams) if i % threads == t]
+        order = [tx for batch in zip(*mine) for tx in batch] if mine else []
+        with NodeClient(net.apis[t % len(net.apis)], timeout_s=60.0) as c:
+            start = time.monotonic()
+            for k, raw in enumerate(order):
+                if per_thread_rate:
+                    due = start + k / per_thread_rate
+                    delay = due - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                txid = parse_envelope(raw).txid(chain)
+                t0 = time.monotonic()
+                for _attempt in range(50):
+                    try:
+                        c.submit_tx(raw)
+                        break
+                    except ApiResponseError as e:
+                        if e.code != "mempool_full":
+                            with lock:
+                                errors[0] += 1
+                            break
+                        time.sleep(0.05)
+                with lock:
+                    sent[txid] = t0
+
+    ths = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+    return errors[0]
+
+
+def wait_included(net: Network, txids: list[bytes], timeout: float) -> dict[bytes, int]:
+    """Height of each txid (polling node 0)."""
+    heights: dict[bytes, int] = {}
+    deadline = time.monotonic() + timeout
+    with NodeClient(net.apis[0], timeout_s=30.0) as c:
+        pending = list(txids)
+        while pending and time.monotonic() < deadline:
+            still = []
+            for t in pending:
+                try:
+                    heights[t] = int(c.tx(t)["height"])
+                except ApiResponseError:
+                    still.append(t)
+            pending = still
+            if pending:
+                time.sleep(0.2)
+    return heights
+
+
+class BlockClock:
+    """Arrival time at the client of each committed height, from GET /events."""
+
+    def __init__(self, net: Network) -> None:
+        self.seen: dict[int, float] = {}
+        self._stop = False
+        self._th = threading.Thread(target=self._run, args=(net.apis[0],), daemon=True)
+        self._th.start()
+
+    def _run(self, api: str) -> None:
+        c = NodeClient(api, timeout_s=5.0)
+        while not self._stop:
+            try:
+                for ev in c.events(max_events=10**9):
+                    self.seen[int(ev["height"])] = time.monotonic()
+                    if self._stop:
+                        return
+            except Exception:
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        self._stop = True
+
+
+def setup_net(root: Path, owners: int) -> tuple[Network, Actors]:
+    create(root / "net", 4)
+    net = Network(root / "net")
+    net.start_all()
+    net.wait_height(1, timeout=60)
+    actors = Actors(net, owners)
+    sent: dict[bytes, float] = {}
+    submit_streams(net, actors.setup, 8, None, sent)
+    got = wait_included(net, list(sent), 120)
+    if len(got) != len(sent):
+        raise SystemExit(f"setup: only {len(got)} of {len(sent)} setup txs committed")
+    return net, actors
+
+
+def bench_throughput(root: Path, total: int, threads: int) -> dict[str, Any]:
+    owners = 400
+    net, actors = setup_net(root, owners)
+    try:
+        streams = actors.load(max(2, total // owners))
+        n = sum(len(s) for s in streams)
+        h0 = net.heights()[0] or 0
+        sent: dict[bytes, float] = {}
+        t0 = time.monotonic()
+        errs = submit_streams(net, streams, threads, None, sent)
+        t_sub = time.monotonic() - t0
+        heights = wait_included(net, list(sent), 300)
+        t_all = time.monotonic() - t0
+        h1 = max(heights.values()) if heights else h0
+        return {"figure": "committed_tx_per_s", "txs": n, "committed": len(heights), "errors": errs,
+                "seconds": round(t_all, 2), "tx_per_s": round(len(heights) / t_all, 1),
+                "submit_per_s": round(n / t_sub, 1), "blocks": h1 - h0, "validators": 4,
+                "submit_threads": threads}  # fmt: skip
+    finally:
+        net.stop_all()
+
+
+def bench_latency(root: Path, rate: float, seconds: float, threads: int) -> dict[str, Any]:
+    owners = 400
+    net, actors = setup_net(root, owners)
+    clock = BlockClock(net)
+    try:
+        per_owner = max(2, int(rate * seconds / owners) + 1)
+        streams = actors.load(per_owner)
+        time.sleep(1.0)
+        sent: dict[bytes, float] = {}
+        t0 = time.monotonic()
+        submit_streams(net, streams, threads, rate, sent)
+        achieved = len(sent) / (time.monotonic() - t0)
+        heights = wait_included(net, list(sent), 120)
+        time.sleep(1.0)
+        lat = sorted((clock.seen[h] - sent[t]) * 1000 for t, h in heights.items() if h in clock.seen)
+        q = statistics.quantiles(lat, n=100) if len(lat) > 2 else [float("nan")] * 99
+        return {"figure": "submit_to_commit_ms", "offered_tx_per_s": rate, "achieved_tx_per_s": round(achieved, 1),
+                "txs": len(sent), "measured": len(lat), "p50_ms": round(q[49], 1), "p99_ms": round(q[98], 1),
+                "max_ms": round(lat[-1], 1) if lat else None}  # fmt: skip
+    finally:
+        clock.stop()
+        net.stop_all()
+
+
+def bench_sync(root: Path, behind: int) -> dict[str, Any]:
+    """A 1-validator chain runs `behind` blocks ahead; a second node (not a validator) joins."""
+    from ads_ledger.cli import free_port
+    from ads_ledger.config import NodeConfig, write_config, write_key
+    from ads_ledger.p2p.handshake import node_id
+
+    info = create(root / "sync", 1)
+    net = Network(root / "sync")
+    net.start_all()
+    try:
+        net.wait_height(behind, timeout=1800)
+        lead = net.heights()[0] or behind
+        home = root / "sync" / "node1"
+        home.mkdir()
+        shutil.copy(root / "sync" / "node0" / "genesis.json", home / "genesis.json")
+        nk = SigningKey.generate()
+        write_key(home / "node_key.json", nk, "p2p node key")
+        write_key(home / "validator_key.json", SigningKey.generate(), "not in the validator set")
+        api = f"127.0.0.1:{free_port()}"
+        n0 = info["nodes"][0]
+        write_config(NodeConfig(home=home, moniker="joiner", p2p_listen=f"127.0.0.1:{free_port()}",
+                                api_listen=api, peers=[f"{n0['node_id']}@{n0['p2p']}"]))  # fmt: skip
+        net.homes.append(home)
+        net.apis.append("http://" + api)
+        net.info["nodes"].append({"node_id": node_id(nk.pub)})
+        t0 = time.monotonic()
+        net.start(1)
+        net.wait_height(lead, nodes=[1], timeout=1800)
+        dt = time.monotonic() - t0
+        return {"figure": "block_sync_blocks_per_s", "blocks": lead, "seconds": round(dt, 2),
+                "blocks_per_s": round(lead / dt, 1), "includes_process_start": True}  # fmt: skip
+    finally:
+        net.stop_all()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mode", default="all", choices=["all", "throughput", "latency", "sync"])
+    ap.add_argument("--txs", type=int, default=6000)
+    ap.add_argument("--threads", type=int, default=16)
+    ap.add_argument("--rate", type=float, default=500.0)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--behind", type=int, default=5000)
+    a = ap.parse_args()
+    lim = limits()
+    root = Path(tempfile.mkdtemp(prefix="ads-bench-"))
+    try:
+        results = []
+        if a.mode in ("all", "throughput"):
+            results.append(bench_throughput(root / "t", a.txs, a.threads))
+        if a.mode in ("all", "latency"):
+            results.append(bench_latency(root / "l", a.rate, a.seconds, a.threads))
+        if a.mode in ("all", "sync"):
+            results.append(bench_sync(root / "s", a.behind))
+        for r in results:
+            r["limits"] = lim
+            print(json.dumps(r, sort_keys=True))
+        ed = lim.get("ed25519_verify_per_s")
+        for r in results:
+            f = r["figure"]
+            if f == "committed_tx_per_s":
+                print(f"committed {r['tx_per_s']} tx/s ({r['committed']}/{r['txs']} txs, 4 validators, "
+                      f"{r['blocks']} blocks) — target ≥ 2000; raw Ed25519 {ed} verify/s")
+            elif f == "submit_to_commit_ms":
+                print(f"latency at {r['achieved_tx_per_s']} tx/s: p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms "
+                      f"— targets ≤ 200 / ≤ 1000 ms")
+            else:
+                print(f"block sync: {r['blocks']} blocks in {r['seconds']} s = {r['blocks_per_s']} blocks/s "
+                      f"— target ≥ 300")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
