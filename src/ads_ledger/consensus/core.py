@@ -40,7 +40,7 @@ from .messages import (
 from .ports import WAL, Application, Signer
 from .proposer import ProposerPriorities, priorities_for_height
 from .timeouts import ConsensusParams
-from .votes import Tally
+from .votes import MAX_VOTES_PER_VALIDATOR, Tally
 
 __all__ = ["Core", "MUTANTS", "STEP_PROPOSE", "STEP_PREVOTE", "STEP_PRECOMMIT", "RecoveryError"]
 
@@ -305,17 +305,20 @@ class Core:
             return
         tallies = self._prevotes if v.type == PREVOTE else self._precommits
         tally = tallies.get(v.round)
-        first = None if tally is None else tally.votes.get(v.validator)
-        if first is not None and first.block == v.block:
+        if tally is not None and tally.has(v.validator, v.block):
             self._count("duplicate")  # Ed25519 is deterministic: same vote, same signature
+            return
+        seen = 0 if tally is None else tally.count_of(v.validator)
+        if seen >= MAX_VOTES_PER_VALIDATOR:
+            self._count("equivocation_dropped")
             return
         if not self._verify(v.validator, v.sig, v.sign_bytes(self.chain_id)):
             self._count("bad_signature")
             return
-        if first is not None:
+        if tally is not None and seen:
+            # counted for its value too (Alg.1 counts messages); kept as evidence
             self._count("equivocation")
-            self._evidence.append(DuplicateVoteEvidence(first, v))
-            return
+            self._evidence.append(DuplicateVoteEvidence(tally.votes[v.validator][0], v))
         self._log(encode_record("in", now, msg))
         self._add_vote(v, power)
 
@@ -324,8 +327,8 @@ class Core:
         tally = tallies.get(v.round)
         if tally is None:
             tally = tallies[v.round] = Tally()
-        if v.validator in tally.votes:
-            return  # our twin's vote got here first; ours is not counted twice
+        if tally.has(v.validator, v.block):
+            return  # our twin's identical vote got here first
         tally.add(v, power)
         self._senders.setdefault(v.round, {})[v.validator] = power
 
@@ -408,8 +411,11 @@ class Core:
         return ok
 
     def _timely(self, prop: _Prop) -> bool:
-        """The proposal's time is within `precision` of our clock when it arrived."""
-        return abs(prop.msg.block.header.time - prop.received) <= self.params.precision_ms
+        """The proposal's time is within `precision` of our clock when it arrived, allowing
+        `message_delay` for building and carrying it (PBTS's timely window)."""
+        late = prop.received - prop.msg.block.header.time
+        p = self.params
+        return -p.precision_ms <= late <= p.message_delay_ms + p.precision_ms
 
     def _lock_allows(self, block_id: bytes, pol_round: int) -> bool:
         """L23 (pol_round −1) and L29: lockedRound = −1 (≤ vr) or lockedValue = v."""

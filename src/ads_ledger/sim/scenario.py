@@ -30,8 +30,11 @@ class Scenario:
     Nodes 0..validators−1 hold validator keys 0..validators−1; nodes validators+j (j <
     twins) are Twins of validator j: the same key and the same unmodified code, another
     node. Before `gst_ms`, messages are dropped (‰ `drop_pm`), duplicated (‰ `dup_pm`),
-    delayed up to `delay_ms` (so reordered), and a message of round r only crosses between
-    nodes in the same group of `partitions[r]` (one group id per node). From `gst_ms` on
+    delayed up to `delay_ms` (so reordered), and a message of round r and phase k (0
+    proposal, 1 prevote, 2 precommit) only crosses between nodes in the same group of
+    `partitions[3r + k]` (one group id per node; Twins' per-round partitions, per step),
+    except that members of group 0 are heard by everyone (while hearing only group 0):
+    one-way links, the asymmetry a node needs to lock on a value others decide. From `gst_ms` on
     the network is synchronous: every message arrives within `sync_delay_ms`.
     """
 
@@ -81,14 +84,17 @@ class Scenario:
             if not 3 * sum(powers[:twins]) < sum(powers):
                 powers = ()
         faulty = rng.random() < 0.85
-        gst = rng.choice((4000, 8000, 15000, 25000)) if faulty else 0
-        n_part = rng.randint(1, 6) if faulty and rng.random() < 0.8 else 0
-        partitions = []
+        gst = rng.choice((5000, 10000, 20000, 30000)) if faulty else 0
+        n_part = 3 * rng.randint(2, 6) if faulty and rng.random() < 0.8 else 0
+        partitions: list[tuple[int, ...]] = []
         for _ in range(n_part):
-            groups = rng.choice((2, 2, 2, 3))
+            if partitions and rng.random() < 0.3:
+                partitions.append(partitions[-1])  # the same split for the next step
+                continue
+            groups = rng.choice((1, 2, 3, 3, 4))
             assign = [rng.randrange(groups) for _ in range(n)]
             for j in range(twins):  # Twins: the two copies of a key usually sit apart
-                if rng.random() < 0.8:
+                if groups > 1 and rng.random() < 0.8:
                     assign[validators + j] = (assign[j] + 1 + rng.randrange(groups - 1)) % groups
             partitions.append(tuple(assign))
         crashes = []
@@ -102,9 +108,9 @@ class Scenario:
                 change = (rng.randint(1, heights - 1), new)
         return cls(
             seed=seed, validators=validators, twins=twins, heights=heights, powers=powers,
-            drop_pm=rng.choice((0, 50, 200, 400)) if faulty else 0,
+            drop_pm=rng.choice((0, 0, 20, 100, 300)) if faulty else 0,
             dup_pm=rng.choice((0, 50, 200)) if faulty else 0,
-            delay_ms=rng.choice((50, 300, 1500)) if faulty else 100,
+            delay_ms=rng.choice((50, 100, 300, 1500)) if faulty else 100,
             gst_ms=gst, partitions=tuple(partitions), crashes=tuple(crashes),
             skews_ms=tuple(rng.randint(-150, 150) for _ in range(n)),
             valset_change=change, mutants=mutants,

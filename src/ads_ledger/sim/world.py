@@ -20,7 +20,7 @@ from typing import Any
 
 from ..consensus import core as core_module
 from ..consensus.core import Core
-from ..consensus.messages import CommitMessage, Message
+from ..consensus.messages import CommitMessage, Message, VoteMessage
 from ..consensus.privval import DoubleSignGuard, MemorySignerState
 from ..consensus.timeouts import ConsensusParams
 from ..consensus.wal import MemoryWAL
@@ -210,9 +210,11 @@ class _Sim:
         if now >= sc.gst_ms:
             self.push(now + rng.randint(1, sc.sync_delay_ms), _DELIVER, dst, (src, msg))
             return
-        r = msg.round
-        if r < len(sc.partitions) and sc.partitions[r][src] != sc.partitions[r][dst]:
-            return
+        phase = _phase(msg)
+        if phase < len(sc.partitions):
+            g = sc.partitions[phase]
+            if g[src] != g[dst] and g[src] != 0:  # group 0 is heard by all (one-way links)
+                return
         if sc.drop_pm and rng.randrange(1000) < sc.drop_pm:
             return
         self.push(now + rng.randint(1, sc.delay_ms), _DELIVER, dst, (src, msg))
@@ -271,6 +273,15 @@ class _Sim:
         stats["verify_unique"] = len(self.verify.memo)
         return Result(sc, list(self.checker.violations), min(heights),
                       max(n.max_round for n in self.nodes), events, self.now, stats)  # fmt: skip
+
+
+def _phase(msg: Message) -> int:
+    """Which partition map applies: 3 per round (proposal, prevote, precommit)."""
+    if isinstance(msg, VoteMessage):
+        return 3 * msg.round + msg.vote.type  # PREVOTE 1, PRECOMMIT 2
+    if isinstance(msg, CommitMessage):
+        return 3 * msg.round + 2  # a bundle of precommits travels as precommits do
+    return 3 * msg.round
 
 
 def run_scenario(sc: Scenario, *, max_events: int = 400_000) -> Result:
