@@ -336,3 +336,73 @@ def test_dispatch_never_fails_on_any_request(method: str, segments: list[str],
         assert 200 <= resp.status < 500, (target, resp)
         if resp.status >= 400:
             assert set(json_body(b"\r\n\r\n" + resp.body)["error"]) == {"code", "message"}
+
+
+def test_slow_body_gets_408() -> None:
+    head = (b"POST /txs HTTP/1.1\r\nHost: x\r\nContent-Type: application/msgpack\r\n"
+            b"Content-Length: 100\r\n\r\n")  # fmt: skip
+
+    async def body(port: int) -> tuple[int, float]:
+        t0 = time.monotonic()
+        resp = await raw_exchange(port, head + b"\x00" * 10, read_s=5)
+        return status_of(resp), time.monotonic() - t0
+
+    fake = FakeBackend()
+    status, took = run_server(fake, body, FAST)
+    assert status == 408 and took < 3 and fake.mempool == []
+
+
+def test_client_that_never_reads_is_dropped_by_the_write_deadline() -> None:
+    """Pipelined requests whose responses are never read: the server's writes stall, its write
+    deadline fires, the connection is closed and the slot is freed."""
+    cfg = ApiConfig(write_timeout_s=0.3, idle_timeout_s=5, request_timeout_s=5)
+    req = b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n"
+
+    async def body(port: int) -> tuple[bool, str]:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        closed = False
+        async with stream:
+            with trio.move_on_after(8):
+                try:
+                    while True:  # ~40 bytes each; the server stops reading once it is stuck
+                        await stream.send_all(req * 100)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    closed = True
+            if not closed:  # our send buffer may be what filled up: the socket must be dead
+                with trio.move_on_after(3):
+                    try:
+                        while await stream.receive_some(1 << 20):
+                            pass
+                        closed = True
+                    except trio.BrokenResourceError:
+                        closed = True
+        await trio.sleep(0.2)
+        metrics = await raw_exchange(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n"
+                                           b"Connection: close\r\n\r\n")  # fmt: skip
+        line = [x for x in metrics.decode().splitlines()
+                if x.startswith("ads_api_connections_open ")]  # fmt: skip
+        return closed, line[0]
+
+    closed, open_line = run_server(FakeBackend(), body, cfg, limit_s=30)
+    assert closed
+    assert open_line == "ads_api_connections_open 1"  # only the /metrics connection itself
+
+
+def test_many_concurrent_clients_beyond_the_connection_limit_are_all_served() -> None:
+    cfg = ApiConfig(max_connections=4, idle_timeout_s=2, request_timeout_s=2)
+
+    async def body(port: int) -> list[int]:
+        statuses: list[int] = []
+
+        async def one(i: int) -> None:
+            path = b"/status" if i % 2 else b"/blocks/%d" % (1 + i % 3)
+            resp = await raw_exchange(port, b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close"
+                                            b"\r\n\r\n" % path, read_s=10)  # fmt: skip
+            statuses.append(status_of(resp))
+
+        async with trio.open_nursery() as n:
+            for i in range(40):
+                n.start_soon(one, i)
+        return statuses
+
+    assert run_server(FakeBackend(), body, cfg) == [200] * 40
