@@ -62,8 +62,6 @@ def test_commit_round_trips_and_verifies() -> None:
 
 def test_validators_in_set_order() -> None:
     fake = FakeBackend()
-    from ads_ledger.api.client import NodeClient as _C  # noqa: F401
-
     body = with_client(fake, lambda c: c._json("GET", "/validators/1"))
     assert body["height"] == 1
     assert [v["power"] for v in body["validators"]] == [13, 12, 11, 10]
@@ -263,7 +261,6 @@ def test_405_names_allowed_methods_and_404_is_typed() -> None:
     def fn(c: NodeClient) -> Any:
         status, _, _ = c.request("PATCH", "/txs")
         conn = c._connection()
-        allow = None
         conn.request("POST", "/blocks/1", body=b"")
         resp = conn.getresponse()
         allow = resp.getheader("allow")
@@ -435,3 +432,25 @@ def test_client_survives_the_server_closing_idle_keepalive() -> None:
         return first, posted["code"], c.block(1)["header"]["height"]
 
     assert with_client(fake, fn, ApiConfig(idle_timeout_s=0.2)) == (3, "ok", 1)
+
+
+def test_render_metrics_edge_values() -> None:
+    from ads_ledger.api.backend import Metric
+    from ads_ledger.api.metrics import render_metrics
+
+    text = render_metrics([
+        Metric("a_total", "counter", "first", 1, {"x": "1"}),
+        Metric("b", "gauge", "flag", True),
+        Metric("a_total", "counter", "first", 2, {"x": "2"}),
+        Metric("c", "gauge", "odd", float("nan")),
+        Metric("d", "gauge", "big", float("-inf")),
+    ]).decode()  # fmt: skip
+    samples = parse_prometheus(text)
+    assert samples["a_total"] == [('{x="1"}', 1.0), ('{x="2"}', 2.0)]  # grouped under one HELP
+    assert samples["b"] == [("", 1.0)]
+    assert "c NaN\n" in text and "d -Inf\n" in text
+    for bad in ("1abc", "a-b", ""):
+        with pytest.raises(ValueError):
+            Metric(bad, "gauge", "h", 1)
+    with pytest.raises(ValueError):
+        Metric("ok", "gauge", "h", 1, {"bad-label": "v"})

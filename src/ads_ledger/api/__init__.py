@@ -4,6 +4,7 @@ Layering, bottom up (each module imports only those above it in this list, plus
 `ads_ledger.codec`, `.merkle`, `.types`, `.errors`):
 - `jsonenc`  rendering of ledger values as JSON (bytes as lowercase hex) and the inverse parsers
 - `backend`  the `NodeBackend` protocol the node implements, its value types, typed refusals
+- `metrics`  Prometheus text exposition of `backend.Metric` samples
 - `openapi`  the OpenAPI 3.1 document, written next to the route table
 - `routes`   sans-IO routing, parameter parsing, handlers, error bodies, Prometheus rendering
 - `server`   the trio + h11 shell: connections, limits, timeouts, keep-alive, event streams

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from functools import lru_cache
 from contextlib import AbstractAsyncContextManager
+from functools import lru_cache
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from urllib.parse import parse_qsl, unquote
@@ -21,6 +21,7 @@ from ..errors import DecodeError, RemoteError
 from ..merkle import SparseProof
 from . import jsonenc
 from .backend import HeightUnavailable, Metric, NewBlock, NodeBackend, TxRejected
+from .metrics import PROM_TEXT, render_metrics
 from .openapi import document as openapi_document
 
 __all__ = [
@@ -42,7 +43,6 @@ MAX_KEY_BYTES = 256  # longer than any state key of DESIGN §5
 JSON = "application/json"
 MSGPACK = "application/msgpack"
 SSE = "text/event-stream"
-PROM_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,36 +338,6 @@ async def get_events(ctx: ApiContext, req: Request, p: Mapping[str, str],
         raise ApiError(429, "too_many_subscribers",
                        f"this node serves at most {ctx.config.max_subscribers} event streams")
     return EventStream(ctx.backend.subscribe_blocks, render_block_event)
-
-
-def _escape_label(v: str) -> str:
-    return v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _fmt_value(v: int | float) -> str:
-    if isinstance(v, int):
-        return str(v)
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    return repr(v)
-
-
-def render_metrics(metrics: Sequence[Metric]) -> bytes:
-    """Prometheus text exposition 0.0.4: one HELP/TYPE per name, samples grouped under it."""
-    by_name: dict[str, list[Metric]] = {}
-    for m in metrics:
-        by_name.setdefault(m.name, []).append(m)
-    lines: list[str] = []
-    for name, ms in by_name.items():
-        help_text = ms[0].help.replace("\\", "\\\\").replace("\n", "\\n")
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {ms[0].kind}"]
-        for m in ms:
-            labels = ",".join(f'{k}="{_escape_label(v)}"' for k, v in sorted(m.labels.items()))
-            lines.append(f"{name}{{{labels}}} {_fmt_value(m.value)}" if labels
-                         else f"{name} {_fmt_value(m.value)}")  # fmt: skip
-    return ("\n".join(lines) + "\n").encode()
 
 
 def api_metrics(stats: ApiStats) -> list[Metric]:
