@@ -46,8 +46,7 @@ async def serve_http(
     """Serve the API on host:port until cancelled. `task_status.started(port)` gives the bound
     port (useful with port 0). Raises OSError if it cannot listen."""
     listeners = await trio.open_tcp_listeners(port, host=host)
-    bound = listeners[0].socket.getsockname()[1]
-    await serve_listeners(backend, listeners, config=config, task_status=task_status, port=bound)
+    await serve_listeners(backend, listeners, config=config, task_status=task_status)
 
 
 async def serve_listeners(
@@ -56,9 +55,10 @@ async def serve_listeners(
     *,
     config: ApiConfig | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
-    port: int = 0,
 ) -> None:
-    """As serve_http, on listeners the caller opened (closed when this returns)."""
+    """As serve_http, on listeners the caller opened (closed when this returns); the port
+    given to `task_status.started` is the first listener's."""
+    port = listeners[0].socket.getsockname()[1]
     ctx = ApiContext(backend, config or ApiConfig())
     slots = trio.Semaphore(ctx.config.max_connections)
     try:
