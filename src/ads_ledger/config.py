@@ -56,6 +56,7 @@ class NodeConfig:
     timeout_precommit_delta_ms: int = 500
     heartbeat_ms: int = 1000
     precision_ms: int = 500
+    message_delay_ms: int = 3000
     max_block_bytes: int = 4 * 1024 * 1024
     # [mempool]
     mempool_max_txs: int = 20000
@@ -102,6 +103,8 @@ _SECTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "timeout_precommit_delta_ms": ("timeout_precommit_delta_ms", "added per round"),
         "heartbeat_ms": ("heartbeat_ms", "an (empty) block at least this often, so headers carry fresh time"),
         "precision_ms": ("precision_ms", "prevote nil when a proposal's time differs from our clock by more"),
+        "message_delay_ms": ("message_delay_ms", "…allowing a proposal to arrive this much after its time "
+                             "(building, executing and sending a large block)"),
         "max_block_bytes": ("max_block_bytes", "upper bound on a proposed block's transactions"),
     },
     "mempool": {

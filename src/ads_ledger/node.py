@@ -98,7 +98,7 @@ class Node:
             propose_ms=cfg.timeout_propose_ms, propose_delta_ms=cfg.timeout_propose_delta_ms,
             prevote_ms=cfg.timeout_prevote_ms, prevote_delta_ms=cfg.timeout_prevote_delta_ms,
             precommit_ms=cfg.timeout_precommit_ms, precommit_delta_ms=cfg.timeout_precommit_delta_ms,
-            precision_ms=cfg.precision_ms,
+            precision_ms=cfg.precision_ms, message_delay_ms=cfg.message_delay_ms,
         )  # fmt: skip
         self.core = self._recover_core()
         self.p2p = PeerManager(
