@@ -351,3 +351,14 @@ def test_gov_anchors(w: World) -> None:
 
 def test_unknown_type(w: World) -> None:
     refused(w.h.run(w.owner, "mint", {}), "unknown_type")
+
+
+def test_flex_is_not_redelegable_while_its_holder_lives(w: World) -> None:
+    """Documented consequence of exclusivity: a flex sub-grant would be a second exclusive holder."""
+    p = w.grant(w.owner, w.prov, scopes=["flex", "meter.read"], exclusive=True, redelegate=1)
+    assert p.ok
+    pid = p.txid[:16]
+    refused(w.grant(w.prov, w.sub, parent=pid, scopes=["flex"], exclusive=True), "exclusive_held")
+    refused(w.grant(w.prov, w.sub, parent=pid, scopes=["flex"], exclusive=False), "exclusive_required")
+    refused(w.grant(w.prov, w.sub, parent=pid, scopes=["meter.read"], exclusive=True), "exclusive_held")
+    assert w.grant(w.prov, w.sub, parent=pid, scopes=["meter.read"], limits={"max_power_w": 11_000}).ok
