@@ -403,7 +403,7 @@ def test_events_heartbeat_and_subscriber_limit() -> None:
         async with first:
             await first.send_all(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
             got = b""
-            with trio.move_on_after(0.45):
+            with trio.move_on_after(0.8):
                 while chunk := await first.receive_some(4096):
                     got += chunk
             second = await raw_exchange(
