@@ -117,8 +117,12 @@ def _errors(*statuses: int) -> dict[str, Any]:
     desc = {400: "bad input (see error.code)", 404: "not found", 406: "Accept refuses the type",
             410: "height pruned", 413: "body too large", 415: "wrong Content-Type",
             429: "too many subscribers / mempool full"}  # fmt: skip
-    return {str(s): {"description": desc.get(s, "error"), "content": {
-        "application/json": {"schema": _ref("Error")}}} for s in statuses}  # fmt: skip
+    err = {"application/json": {"schema": _ref("Error")}}
+    out: dict[str, Any] = {str(s): {"description": desc.get(s, "error"), "content": err}
+                           for s in statuses}  # fmt: skip
+    out["default"] = {"description": "any other error (405 wrong method, 408 request timeout, "
+                                     "431 head too large, 500 a bug of ours)", "content": err}
+    return out
 
 
 def _op(summary: str, schema: dict[str, Any] | str, params: list[dict[str, Any]],
@@ -141,6 +145,10 @@ def _doc() -> dict[str, Any]:
         "application/msgpack": {"schema": {"type": "string", "format": "binary",
                                            "maxLength": 65536}}}}  # fmt: skip
     post["responses"]["400"]["description"] = "refused before inclusion: error.code is the reason"
+    post["responses"]["4XX"] = {
+        "description": "refused before inclusion with another 4xx the node chose (409 duplicate, "
+                       "429 mempool full …): error.code is the reason",
+        "content": {"application/json": {"schema": _ref("Error")}}}  # fmt: skip
     paths = {
         "/status": {"get": _op("Chain and node status", "Status", [], (406,))},
         "/txs": {"post": post},
