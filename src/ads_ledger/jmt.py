@@ -286,10 +286,8 @@ def prove(
         if stop == -1:
             return SparseProof(None, tuple(siblings)), None
         slot = n if stop is None else stop
-        child = node.children[slot]
-        assert child is not None
         path += bytes((slot,))
-        node = reader.get_node(node_key(child.version, path))
+        node = reader.get_node(node_key(node.child_version(slot), path))
         depth += 1
         if stop is not None and not isinstance(node, LeafNode):
             raise MissingNode("tree layout broken: a lone-leaf slot holds an internal node")

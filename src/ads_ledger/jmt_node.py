@@ -69,24 +69,60 @@ class InternalNode:
     """16 child slots. The binary range hashes inside the node are computed once and kept
     (nodes are immutable) in heap order: index 1 is the whole node, index i has children
     2i and 2i+1, and index 16+s is child slot s. `lone()[i]` is the slot of the only child
-    under index i when that child is a leaf, else -1."""
+    under index i when that child is a leaf, else -1.
 
-    __slots__ = ("children", "_hashes", "_lone")
+    Kept as flat arrays (child versions, leaf bitmap, hashes) so that decoding a node read
+    from disk for a proof builds no per-child objects; `children` is made on demand."""
+
+    __slots__ = ("_children", "_versions", "_leaves", "_h", "_lone", "_ranges_done")
 
     def __init__(self, children: tuple[Child | None, ...]) -> None:
         if len(children) != 16:
             raise ValueError("an internal node has 16 child slots")
-        self.children = children
-        self._hashes: list[bytes | None] | None = None
+        self._children: tuple[Child | None, ...] | None = children
+        self._versions = [-1 if c is None else c.version for c in children]
+        self._leaves = sum(1 << i for i, c in enumerate(children) if c is not None and c.is_leaf)
+        h: list[bytes | None] = [None] * 32
+        for i, c in enumerate(children):
+            if c is not None:
+                h[16 + i] = c.hash
+        self._h = h
         self._lone: list[int] = []
+        self._ranges_done = False
+
+    @classmethod
+    def _from_arrays(cls, versions: list[int], leaves: int, h: list[bytes | None]) -> "InternalNode":
+        node = cls.__new__(cls)
+        node._children = None
+        node._versions = versions
+        node._leaves = leaves
+        node._h = h
+        node._lone = []
+        node._ranges_done = False
+        return node
+
+    @property
+    def children(self) -> tuple[Child | None, ...]:
+        c = self._children
+        if c is None:
+            h = self._h
+            c = tuple(
+                None if v < 0 else Child(v, h[16 + i], bool(self._leaves >> i & 1))  # type: ignore[arg-type]
+                for i, v in enumerate(self._versions)
+            )
+            self._children = c
+        return c
+
+    def child_version(self, slot: int) -> int:
+        """The version the child in `slot` was written at (-1: empty slot)."""
+        return self._versions[slot]
 
     def hashes(self) -> list[bytes | None]:
         """Range hashes in heap order (None: empty range)."""
-        h = self._hashes
-        if h is None:
-            h, self._lone = _compute_ranges(self.children)
-            self._hashes = h
-        return h
+        if not self._ranges_done:
+            self._lone = _compute_ranges(self._h, self._leaves)
+            self._ranges_done = True
+        return self._h
 
     def lone(self) -> list[int]:
         self.hashes()
@@ -100,20 +136,18 @@ class InternalNode:
         return isinstance(other, InternalNode) and other.children == self.children
 
     def __repr__(self) -> str:
-        return f"InternalNode({[i for i, c in enumerate(self.children) if c is not None]})"
+        return f"InternalNode({[i for i, v in enumerate(self._versions) if v >= 0]})"
 
 
 Node = LeafNode | InternalNode
 
 
-def _compute_ranges(children: tuple[Child | None, ...]) -> tuple[list[bytes | None], list[int]]:
-    h: list[bytes | None] = [None] * 32
+def _compute_ranges(h: list[bytes | None], leaves: int) -> list[int]:
+    """Fill h[1..15] from the child hashes in h[16..31]; return the lone-leaf slots."""
     lone = [-1] * 32
-    for i, c in enumerate(children):
-        if c is not None:
-            h[16 + i] = c.hash
-            if c.is_leaf:
-                lone[16 + i] = i
+    for i in range(16):
+        if leaves >> i & 1:
+            lone[16 + i] = i
     sha = _sha256
     for i in range(15, 0, -1):
         left = 2 * i
@@ -134,7 +168,7 @@ def _compute_ranges(children: tuple[Child | None, ...]) -> tuple[list[bytes | No
                 continue
             rh = PLACEHOLDER
         h[i] = sha(NODE_TAG + lh + rh).digest()  # merkle.node_hash, inlined: the hot loop
-    return h, lone
+    return lone
 
 
 def encode_node(node: Node) -> bytes:
@@ -143,16 +177,14 @@ def encode_node(node: Node) -> bytes:
     if isinstance(node, LeafNode):
         return b"\x01" + node.key_hash + node.value_hash
     exist = 0
-    leaves = 0
     parts = []
-    for i, c in enumerate(node.children):
-        if c is not None:
+    h = node._h
+    for i, v in enumerate(node._versions):
+        if v >= 0:
             exist |= 1 << i
-            if c.is_leaf:
-                leaves |= 1 << i
-            parts.append(c.version.to_bytes(8, "big"))
-            parts.append(c.hash)
-    return b"\x02" + exist.to_bytes(2, "big") + leaves.to_bytes(2, "big") + b"".join(parts)
+            parts.append(v.to_bytes(8, "big"))
+            parts.append(h[16 + i])  # type: ignore[arg-type]
+    return b"\x02" + exist.to_bytes(2, "big") + node._leaves.to_bytes(2, "big") + b"".join(parts)
 
 
 def decode_node(raw: bytes) -> Node:
@@ -168,14 +200,12 @@ def decode_node(raw: bytes) -> Node:
     leaves = int.from_bytes(raw[3:5], "big")
     if leaves & ~exist or len(raw) != 5 + 40 * bin(exist).count("1"):
         raise SchemaError("bad internal node layout")
-    children: list[Child | None] = [None] * 16
+    versions = [-1] * 16
+    h: list[bytes | None] = [None] * 32
     pos = 5
     for i in range(16):
         if exist >> i & 1:
-            children[i] = Child(
-                int.from_bytes(raw[pos : pos + 8], "big"),
-                bytes(raw[pos + 8 : pos + 40]),
-                bool(leaves >> i & 1),
-            )
+            versions[i] = int.from_bytes(raw[pos : pos + 8], "big")
+            h[16 + i] = raw[pos + 8 : pos + 40]
             pos += 40
-    return InternalNode(tuple(children))
+    return InternalNode._from_arrays(versions, leaves, h)

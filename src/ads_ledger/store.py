@@ -496,10 +496,12 @@ class Store:
         def flush() -> None:
             with self._env.begin(write=True) as txn:
                 # stable sorts by key only: of duplicate keys, the last one given wins
+                flat_sorted: list[tuple[bytes, bytes]] = sorted(flat, key=_first)
+                vals_sorted: list[tuple[bytes, bytes]] = sorted(vals, key=_first)
                 with txn.cursor(db=d[S.FLAT]) as cur:
-                    cur.putmulti(sorted(flat, key=_first))
+                    cur.putmulti(flat_sorted)
                 with txn.cursor(db=d[S.VALUES]) as cur:
-                    cur.putmulti(sorted(vals, key=_first))
+                    cur.putmulti(vals_sorted)
             flat.clear()
             vals.clear()
 
