@@ -20,6 +20,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -141,6 +142,7 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=5, help="2,000-write blocks staged+committed")
     ap.add_argument("--seconds", type=float, default=1.0, help="per raw-limit measurement")
     a = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally: clean up /tmp
     rng = random.Random(int.from_bytes(os.urandom(8), "big"))
     for n in [int(x) for x in a.keys.split(",")]:
         out = run(n, a.samples, a.blocks, rng)
