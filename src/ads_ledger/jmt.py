@@ -21,7 +21,7 @@ from typing import Mapping, Protocol
 
 from .crypto import H
 from .errors import AdsError
-from .jmt_node import Child, InternalNode, LeafNode, Node, nibble
+from .jmt_node import InternalNode, LeafNode, Node, nibble
 from .merkle import PLACEHOLDER, SparseProof, leaf_hash
 from .schema import node_key, node_key_version
 
@@ -150,14 +150,14 @@ class TreeBuilder:
         assert key is not None
         subs: dict[int, _Sub] = {}
         for n, run in _groups(writes, len(path)):
-            child = node.children[n]
+            child_version = node.child_version(n)
             cpath = path + bytes((n,))
-            if child is None:
+            if child_version < 0:
                 sub = self.build(cpath, [(k, v) for k, v in run if v is not None])
                 if sub is None:
                     continue  # only deletes of absent keys
             else:
-                ckey = node_key(child.version, cpath)
+                ckey = node_key(child_version, cpath)
                 sub = self.update(cpath, ckey, self.reader.get_node(ckey), run)
                 if sub is not None and sub.unchanged:
                     continue
@@ -165,24 +165,29 @@ class TreeBuilder:
         if not subs:
             return _Inner(node_key_version(key), node.hash(), True)
         self.stale.append(key)
-        return self.assemble(path, node.children, subs)
+        return self.assemble(path, node, subs)
 
-    def assemble(
-        self, path: bytes, old: tuple[Child | None, ...] | None, subs: Mapping[int, _Sub]
-    ) -> _Sub:
-        """The internal node at `path` with slots `old` overridden by `subs`, or what it
-        collapses to (nothing, or its lone leaf)."""
-        final: list[Child | None] = list(old) if old is not None else [None] * 16
+    def assemble(self, path: bytes, old: InternalNode | None, subs: Mapping[int, _Sub]) -> _Sub:
+        """The internal node at `path` with the slots of `old` overridden by `subs`, or what
+        it collapses to (nothing, or its lone leaf)."""
+        if old is None:
+            versions = [-1] * 16
+            hs: list[bytes | None] = [None] * 32
+            leaves = 0
+        else:
+            versions, leaves, hs = old.arrays()
         pending: dict[int, _Leaf] = {}
         for n, sub in subs.items():
-            if isinstance(sub, _Leaf):
-                pending[n] = sub
-                final[n] = None
-            elif sub is None:
-                final[n] = None
+            leaves &= ~(1 << n)
+            if isinstance(sub, _Leaf) or sub is None:
+                versions[n] = -1
+                hs[16 + n] = None
+                if sub is not None:
+                    pending[n] = sub
             else:
-                final[n] = Child(sub.version, sub.hash, False)
-        present = [n for n in range(16) if final[n] is not None or n in pending]
+                versions[n] = sub.version
+                hs[16 + n] = sub.hash
+        present = [n for n in range(16) if versions[n] >= 0 or n in pending]
         if not present:
             return None
         if len(present) == 1 and _MUTANT != "no_collapse":
@@ -190,25 +195,25 @@ class TreeBuilder:
             if n in pending:
                 lone = pending[n]
                 return _Leaf(lone.kh, lone.vh, lone.origin, False)
-            c = final[n]
-            assert c is not None
-            if c.is_leaf:  # an untouched leaf whose siblings all went: it moves up
-                ckey = node_key(c.version, path + bytes((n,)))
+            if leaves >> n & 1:  # an untouched leaf whose siblings all went: it moves up
+                ckey = node_key(versions[n], path + bytes((n,)))
                 leaf = self.reader.get_node(ckey)
                 assert isinstance(leaf, LeafNode)
                 return _Leaf(leaf.key_hash, leaf.value_hash, ckey, False)
         for n, lone in pending.items():
-            final[n] = self._place(path + bytes((n,)), lone)
-        inode = InternalNode(tuple(final))
+            versions[n] = self.version
+            hs[16 + n] = self._place(path + bytes((n,)), lone)
+            leaves |= 1 << n
+        inode = InternalNode.from_arrays(versions, leaves, hs)
         self.new_nodes[node_key(self.version, path)] = inode
         return _Inner(self.version, inode.hash(), False)
 
-    def _place(self, path: bytes, lone: _Leaf) -> Child:
-        """Write a leaf at `path` in this version (its old node, if any, goes stale)."""
+    def _place(self, path: bytes, lone: _Leaf) -> bytes:
+        """Write a leaf at `path` in this version (its old node, if any, goes stale); its hash."""
         self.new_nodes[node_key(self.version, path)] = LeafNode(lone.kh, lone.vh)
         if lone.origin is not None:
             self.stale.append(lone.origin)
-        return Child(self.version, leaf_hash(lone.kh, lone.vh), True)
+        return leaf_hash(lone.kh, lone.vh)
 
     def finish(self, sub: _Sub, base_root_version: int | None) -> TreeUpdate:
         """The update whose whole tree is `sub`."""
@@ -218,7 +223,7 @@ class TreeBuilder:
             if sub.unchanged:
                 root, root_version = leaf_hash(sub.kh, sub.vh), base_root_version
             else:
-                root, root_version = self._place(b"", sub).hash, self.version
+                root, root_version = self._place(b"", sub), self.version
         else:
             root, root_version = sub.hash, sub.version
         return TreeUpdate(self.version, root, root_version, self.new_nodes, self.stale)

@@ -91,7 +91,9 @@ class InternalNode:
         self._ranges_done = False
 
     @classmethod
-    def _from_arrays(cls, versions: list[int], leaves: int, h: list[bytes | None]) -> "InternalNode":
+    def from_arrays(cls, versions: list[int], leaves: int, h: list[bytes | None]) -> "InternalNode":
+        """A node from child versions (-1: empty), the leaf bitmap, and a 32-entry list whose
+        entries 16..31 are the child hashes (the list is kept and filled in)."""
         node = cls.__new__(cls)
         node._children = None
         node._versions = versions
@@ -112,6 +114,10 @@ class InternalNode:
             )
             self._children = c
         return c
+
+    def arrays(self) -> tuple[list[int], int, list[bytes | None]]:
+        """Fresh copies of (child versions, leaf bitmap, hash list with only the children)."""
+        return list(self._versions), self._leaves, [None] * 16 + self._h[16:]
 
     def child_version(self, slot: int) -> int:
         """The version the child in `slot` was written at (-1: empty slot)."""
@@ -208,4 +214,4 @@ def decode_node(raw: bytes) -> Node:
             versions[i] = int.from_bytes(raw[pos : pos + 8], "big")
             h[16 + i] = raw[pos + 8 : pos + 40]
             pos += 40
-    return InternalNode._from_arrays(versions, leaves, h)
+    return InternalNode.from_arrays(versions, leaves, h)
