@@ -69,8 +69,9 @@ class Scenario:
         return all(3 * sum(p[: self.twins]) < sum(p) for p in sets)
 
     def replay_hint(self) -> str:
-        return (f"ads sim --seed {self.seed} --validators {self.validators} "
+        hint = (f"ads sim --seed {self.seed} --validators {self.validators} "
                 f"--twins {self.twins} --heights {self.heights}")  # fmt: skip
+        return hint + "".join(f" --mutant {m}" for m in sorted(self.mutants))
 
     @classmethod
     def from_seed(cls, seed: int, *, validators: int = 4, twins: int = 0, heights: int = 3,
@@ -78,40 +79,47 @@ class Scenario:
         """A scenario drawn from `seed` alone (biased towards Twins-style partitions)."""
         rng = random.Random(f"scenario/{seed}")
         n = validators + twins
+        family = rng.choice(("fault-free", "twins", "twins", "mixed", "mixed", "mixed", "mixed"))
         powers: tuple[int, ...] = ()
-        if rng.random() < 0.25:
+        if family != "twins" and rng.random() < 0.3:
             powers = tuple(rng.randint(1, 5) for _ in range(validators))
             if not 3 * sum(powers[:twins]) < sum(powers):
                 powers = ()
-        faulty = rng.random() < 0.85
-        gst = rng.choice((5000, 10000, 20000, 30000)) if faulty else 0
-        n_part = 3 * rng.randint(2, 6) if faulty and rng.random() < 0.8 else 0
+        # Two families: "twins" (partitions only, the shape that exposes lock bugs) and
+        # "mixed" (partitions plus drops, duplicates, long delays and crash-restarts).
+        faulty = family != "fault-free"
+        mixed = family == "mixed"
+        gst = (rng.choice((8000, 12000, 12000, 25000)) if mixed
+               else rng.choice((8000, 12000)) if faulty else 0)  # fmt: skip
+        # Tuned so that the planted lock bug is found (tests/test_sim_mutants.py): a few
+        # partitioned rounds, often fully connected steps, one-way links (group 0) common.
+        n_part = 3 * rng.randint(3, 4) if faulty and rng.random() < 0.9 else 0
         partitions: list[tuple[int, ...]] = []
         for _ in range(n_part):
-            if partitions and rng.random() < 0.3:
+            if partitions and rng.random() < 0.2:
                 partitions.append(partitions[-1])  # the same split for the next step
                 continue
-            groups = rng.choice((1, 2, 3, 3, 4))
+            groups = rng.choice((1, 1, 2, 3, 3))
             assign = [rng.randrange(groups) for _ in range(n)]
             for j in range(twins):  # Twins: the two copies of a key usually sit apart
                 if groups > 1 and rng.random() < 0.8:
                     assign[validators + j] = (assign[j] + 1 + rng.randrange(groups - 1)) % groups
             partitions.append(tuple(assign))
         crashes = []
-        if faulty and rng.random() < 0.4:
+        if mixed and rng.random() < 0.5:
             for _ in range(rng.randint(1, 2)):
                 crashes.append(Crash(rng.randrange(n), rng.randint(0, gst + 3000), rng.randint(10, 3000)))
         change = None
-        if heights >= 2 and rng.random() < 0.15:
+        if heights >= 2 and family != "twins" and rng.random() < 0.2:
             new = tuple(rng.randint(1, 4) for _ in range(validators))
             if 3 * sum(new[:twins]) < sum(new):
                 change = (rng.randint(1, heights - 1), new)
         return cls(
             seed=seed, validators=validators, twins=twins, heights=heights, powers=powers,
-            drop_pm=rng.choice((0, 0, 20, 100, 300)) if faulty else 0,
-            dup_pm=rng.choice((0, 50, 200)) if faulty else 0,
-            delay_ms=rng.choice((50, 100, 300, 1500)) if faulty else 100,
+            drop_pm=rng.choice((0, 20, 100, 300)) if mixed else 0,
+            dup_pm=rng.choice((0, 50, 200)) if mixed else 0,
+            delay_ms=rng.choice((50, 300, 1500)) if mixed else rng.choice((50, 100, 300)),
             gst_ms=gst, partitions=tuple(partitions), crashes=tuple(crashes),
-            skews_ms=tuple(rng.randint(-150, 150) for _ in range(n)),
+            skews_ms=tuple(rng.randint(-150, 150) for _ in range(n)) if mixed else (),
             valset_change=change, mutants=mutants,
         )  # fmt: skip

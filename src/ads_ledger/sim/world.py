@@ -240,7 +240,8 @@ class _Sim:
         end = settle + LIVENESS_MS_PER_HEIGHT * sc.heights
         events = 0
         target = len(self.correct)
-        while self.heap and self.done < target and events < max_events:
+        checker = self.checker
+        while self.heap and self.done < target and events < max_events and not checker.violations:
             t, _, kind, i, payload = heapq.heappop(self.heap)
             if t > end:
                 break
@@ -265,7 +266,7 @@ class _Sim:
                 for k, v in n.core.stats.items():
                     stats[k] = stats.get(k, 0) + v
         heights = [n.app.height for n in self.correct]
-        if self.done < target and sc.faulty_power_ok():
+        if self.done < target and sc.faulty_power_ok() and not checker.violations:
             why = "event budget" if events >= max_events else f"{end} ms"
             self.checker.fail(f"liveness: correct nodes at heights {heights} after {why} "
                               f"(target {sc.heights}, network synchronous from {settle} ms)")  # fmt: skip
