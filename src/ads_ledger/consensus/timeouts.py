@@ -28,6 +28,7 @@ class ConsensusParams:
     precommit_ms: int = 1000
     precommit_delta_ms: int = 500
     precision_ms: int = 500
+    message_delay_ms: int = 0  # a proposal may arrive this much later than its time (+precision)
     next_height_buffer: int = 1000
     max_rounds_ahead: int = 10_000
 
