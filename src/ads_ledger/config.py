@@ -58,6 +58,7 @@ class NodeConfig:
     precision_ms: int = 500
     message_delay_ms: int = 3000
     max_block_bytes: int = 4 * 1024 * 1024
+    max_block_txs: int = 2000
     # [mempool]
     mempool_max_txs: int = 20000
     mempool_max_bytes: int = 64 * 1024 * 1024
@@ -106,6 +107,8 @@ _SECTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "message_delay_ms": ("message_delay_ms", "…allowing a proposal to arrive this much after its time "
                              "(building, executing and sending a large block)"),
         "max_block_bytes": ("max_block_bytes", "upper bound on a proposed block's transactions"),
+        "max_block_txs": ("max_block_txs", "at most this many transactions per proposed block (bounds "
+                          "the time to build and check one)"),
     },
     "mempool": {
         "max_txs": ("mempool_max_txs", "pending transactions held at most"),

@@ -83,6 +83,8 @@ class Ledger:
         self.reap: Callable[[int], list[bytes]] = lambda max_bytes: []
         self.max_block_bytes = 4 * 1024 * 1024
         self.verified_txids: Callable[[bytes], bool] = lambda txid: False
+        self.commit_guard: Any = threading.RLock()
+        self.after_commit: Callable[[Block, list[bytes]], None] = lambda block, txids: None
         self.max_evidence_bytes = 256 * 1024
         self.evidence_lock = threading.Lock()  # the pool is fed by P2P and read by consensus
         self.evidence = EvidencePool(height=self.height)
@@ -342,7 +344,9 @@ class Ledger:
         if ex.result.next_validators is not None:
             eff, vals = ex.result.next_validators
             extra[S.VALSETS] = [(S.height_key(eff), codec.encode(ValidatorSet.from_obj(vals).to_obj()))]
-        self.store.commit(ex.staged, extra)
+        with self.commit_guard:  # readers of nonces see the store and the mempool change together
+            self.store.commit(ex.staged, extra)
+            self.after_commit(block, [r.txid for r in results])
         with self._lock:
             self._executed.clear()
         with self.evidence_lock:

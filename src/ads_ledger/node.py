@@ -91,9 +91,13 @@ class Node:
         self.wal = FileWAL(cfg.data_dir / "wal")
         self.signer = DoubleSignGuard(self.validator_key, FileSignerState(cfg.data_dir / "signer_state.json"))
         self.mempool = Mempool(max_txs=cfg.mempool_max_txs, max_bytes=cfg.mempool_max_bytes)
-        self._mp_lock = threading.Lock()  # the core reaps from a worker thread
+        # The core reaps and commits from a worker thread; a block's commit and the mempool's
+        # update happen under this lock so that admission never sees one without the other.
+        self._mp_lock = threading.RLock()
         self.ledger.reap = self._reap
         self.ledger.verified_txids = self._verified
+        self.ledger.commit_guard = self._mp_lock
+        self.ledger.after_commit = self._mempool_after_commit
         self.params = ConsensusParams(
             propose_ms=cfg.timeout_propose_ms, propose_delta_ms=cfg.timeout_propose_delta_ms,
             prevote_ms=cfg.timeout_prevote_ms, prevote_delta_ms=cfg.timeout_prevote_delta_ms,
@@ -239,8 +243,6 @@ class Node:
         self.counters["blocks"] += 1
         self._block_times.append((time.monotonic(), len(block.txs)))
         txids = [parse_envelope(t).txid(self.chain_id) for t in block.txs]
-        with self._mp_lock:
-            self.mempool.update(txids, self.ledger.account_nonce)
         for txid in txids:
             ev = self._waiters.pop(txid, None)
             if ev is not None:
@@ -279,9 +281,13 @@ class Node:
                 self.p2p.set_link(pid, True)
             down = want
 
+    def _mempool_after_commit(self, block: Block, txids: list[bytes]) -> None:
+        with self._mp_lock:
+            self.mempool.update(txids, self.ledger.account_nonce)
+
     def _reap(self, max_bytes: int) -> list[bytes]:
         with self._mp_lock:
-            return [p.env.raw for p in self.mempool.reap(max_bytes)]
+            return [p.env.raw for p in self.mempool.reap(max_bytes, self.cfg.max_block_txs)]
 
     def _verified(self, txid: bytes) -> bool:
         with self._mp_lock:
@@ -405,7 +411,7 @@ class Node:
                 raise TxRejected(r.code, r.log)
 
         try:
-            with self._mp_lock:
+            with self._mp_lock:  # the nonce read and the add see one consistent (store, mempool)
                 self.mempool.add(txid, env, self.ledger.account_nonce(env.signer), check_first)
         except MempoolError as e:
             self.counters["txs_rejected"] += 1
