@@ -202,3 +202,39 @@ def test_bulk_load_duplicate_keys_last_wins(tmp_path: Path, monkeypatch: pytest.
         assert [s.get(k) for k in (b"a", b"b", b"c")] == [b"3", b"2", b"5"]
         value, proof = s.prove(b"a")
         assert value == b"3" and verify_proof(root, b"a", value, proof)
+
+
+def test_proofs_served_while_another_thread_commits(tmp_path: Path) -> None:
+    import threading
+
+    with Store.open(tmp_path / "mvcc", keep_versions=1000) as s:
+        put(s, {b"k%d" % i: b"0" for i in range(200)})
+        errors: list[BaseException] = []
+        stop = threading.Event()
+
+        def writer() -> None:
+            try:
+                for n in range(1, 40):
+                    if stop.is_set():
+                        return
+                    put(s, {b"k%d" % i: b"%d" % n for i in range(n % 7, 200, 5)})
+            except BaseException as e:  # surfaced to the test below
+                errors.append(e)
+
+        t = threading.Thread(target=writer)
+        t.start()
+        checked = 0
+        try:
+            while t.is_alive() and checked < 2000:
+                v = s.latest_version()
+                root = s.root(v)
+                for i in range(0, 200, 37):
+                    key = b"k%d" % i
+                    value, proof = s.prove(key, v)
+                    assert value is not None and verify_proof(root, key, value, proof)
+                    checked += 1
+        finally:
+            stop.set()
+            t.join(timeout=60)
+        assert not errors, errors
+        assert checked > 0 and s.latest_version() > 1

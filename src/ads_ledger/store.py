@@ -154,7 +154,11 @@ class StateView:
 
 
 class Store:
-    """The state tree and chain tables on one LMDB environment. Use `Store.open`."""
+    """The state tree and chain tables on one LMDB environment. Use `Store.open`.
+
+    Every method opens and ends its own transaction in the calling thread, so a Store may be
+    shared by threads (e.g. `trio.to_thread.run_sync`): reads and proofs run on snapshots
+    while a commit is written; LMDB serialises the commits."""
 
     def __init__(
         self, env: lmdb.Environment, dbs: dict[str, lmdb._Database], keep_versions: int, cache: int
