@@ -260,7 +260,11 @@ def prove(
 ) -> tuple[SparseProof, LeafNode | None]:
     """Proof for `key_hash` in the tree whose root node is keyed at `root_version`, and the
     leaf the path ends at (None: an empty subtree). The leaf is the key's own when its
-    key_hash matches (inclusion); otherwise the proof shows absence."""
+    key_hash matches (inclusion); otherwise the proof shows absence.
+
+    The path descends the binary tree until it meets an empty subtree or a lone leaf; the
+    siblings met on the way are listed from the root downwards (DESIGN §5; the jmt crate
+    lists them leaf-upwards). MissingNode if a node is gone (a pruned version)."""
     siblings: list[bytes] = []
     if root_version is None:
         return SparseProof(None, ()), None
