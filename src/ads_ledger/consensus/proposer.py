@@ -29,41 +29,49 @@ def _tdiv(a: int, b: int) -> int:
     return q if (a >= 0) == (b > 0) else -q
 
 
-def _increment(entries: list[list[object]], times: int) -> bytes:
-    """CometBFT `IncrementProposerPriority(times)` on [pub, power, priority] rows, in place."""
-    total = sum(int(e[1]) for e in entries)  # type: ignore[call-overload]
-    _rescale(entries, WINDOW_FACTOR * total)
-    _shift_by_average(entries)
+class _Row:
+    """One validator's mutable priority while priorities are being updated."""
+
+    __slots__ = ("pub", "power", "prio")
+
+    def __init__(self, pub: bytes, power: int, prio: int) -> None:
+        self.pub, self.power, self.prio = pub, power, prio
+
+    def rank(self) -> tuple[int, tuple[int, ...]]:
+        # highest priority first; on a tie the smaller key (negated bytes compare reversed)
+        return (self.prio, tuple(-b for b in self.pub))
+
+
+def _increment(rows: list[_Row], times: int) -> bytes:
+    """CometBFT `IncrementProposerPriority(times)`, in place; returns the last proposer."""
+    total = sum(r.power for r in rows)
+    _rescale(rows, WINDOW_FACTOR * total)
+    _shift_by_average(rows)
     proposer = b""
     for _ in range(times):
-        for e in entries:
-            e[2] = int(e[2]) + int(e[1])  # type: ignore[call-overload]
-        best = max(entries, key=lambda e: (e[2], _neg_key(e[0])))
-        best[2] = int(best[2]) - total  # type: ignore[call-overload]
-        proposer = best[0]  # type: ignore[assignment]
+        for r in rows:
+            r.prio += r.power
+        best = max(rows, key=_Row.rank)
+        best.prio -= total
+        proposer = best.pub
     return proposer
 
 
-def _neg_key(pub: object) -> tuple[int, ...]:
-    # max() with a tie on priority must pick the smaller key: compare negated bytes
-    return tuple(-b for b in pub)  # type: ignore[attr-defined]
-
-
-def _rescale(entries: list[list[object]], diff_max: int) -> None:
+def _rescale(rows: list[_Row], diff_max: int) -> None:
+    """Scale priorities down so that max − min ≤ diff_max (Go division semantics)."""
     if diff_max <= 0:
         return
-    prios = [int(e[2]) for e in entries]  # type: ignore[call-overload]
-    diff = max(prios) - min(prios)
+    diff = max(r.prio for r in rows) - min(r.prio for r in rows)
     if diff > diff_max:
         ratio = (diff + diff_max - 1) // diff_max
-        for e in entries:
-            e[2] = _tdiv(int(e[2]), ratio)  # type: ignore[call-overload]
+        for r in rows:
+            r.prio = _tdiv(r.prio, ratio)
 
 
-def _shift_by_average(entries: list[list[object]]) -> None:
-    avg = sum(int(e[2]) for e in entries) // len(entries)  # type: ignore[call-overload]
-    for e in entries:
-        e[2] = int(e[2]) - avg  # type: ignore[call-overload]
+def _shift_by_average(rows: list[_Row]) -> None:
+    avg = sum(r.prio for r in rows) // len(rows)  # big.Int Div is floor division here
+    for r in rows:
+        r.prio -= avg
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,21 +82,20 @@ class ProposerPriorities:
     proposer: bytes
 
     @classmethod
-    def _from_rows(cls, rows: list[list[object]], times: int) -> "ProposerPriorities":
+    def _from_rows(cls, rows: list[_Row], times: int) -> "ProposerPriorities":
         proposer = _increment(rows, times)
-        return cls(tuple((r[0], r[1], r[2]) for r in rows), proposer)  # type: ignore[misc]
+        return cls(tuple((r.pub, r.power, r.prio) for r in rows), proposer)
 
     @classmethod
     def genesis(cls, valset: ValidatorSet) -> "ProposerPriorities":
         """Height 1: all priorities 0, incremented once (as CometBFT's NewValidatorSet)."""
-        return cls._from_rows([[pub, power, 0] for pub, power in valset.validators], 1)
+        return cls._from_rows([_Row(pub, power, 0) for pub, power in valset.validators], 1)
 
     def proposer_at(self, round: int) -> bytes:
         """proposer(h, round): `round` further increments from this height's start."""
         if round == 0:
             return self.proposer
-        rows = [[p, w, a] for p, w, a in self.entries]
-        return _increment(rows, round)  # type: ignore[arg-type]
+        return _increment([_Row(p, w, a) for p, w, a in self.entries], round)
 
     def next_height(self, valset: ValidatorSet) -> "ProposerPriorities":
         """Priorities for the next height, whose validator set is `valset`.
@@ -99,9 +106,8 @@ class ProposerPriorities:
         old = {p: a for p, _, a in self.entries}
         removed_power = sum(w for p, w, _ in self.entries if valset.index_of(p) is None)
         tvp = valset.total_power + removed_power
-        rows: list[list[object]] = [
-            [pub, power, old.get(pub, -(tvp + (tvp >> 3)))] for pub, power in valset.validators
-        ]
+        rows = [_Row(pub, power, old.get(pub, -(tvp + (tvp >> 3))))
+                for pub, power in valset.validators]  # fmt: skip
         _rescale(rows, WINDOW_FACTOR * valset.total_power)
         _shift_by_average(rows)
         return self._from_rows(rows, 1)
