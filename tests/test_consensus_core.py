@@ -96,7 +96,7 @@ def test_bad_messages_are_dropped_and_counted() -> None:
     s = b.core.stats
     assert s["unknown_validator"] == 1 and s["bad_signature"] == 1
     assert s["future_height"] == 1 and s["not_proposer"] == 1 and s["duplicate"] == 1
-    assert b.core._prevotes[0].total == 1  # only the good vote counts
+    assert b.core.log.prevotes[0].total == 1  # only the good vote counts
     assert b.core.step == 0
 
 
@@ -106,7 +106,7 @@ def test_equivocation_is_counted_for_both_values_and_reported() -> None:
     x, y = b"\x01" * 32, b"\x02" * 32
     b.core.on_message(b.vote(b.others[0], PREVOTE, 0, x), T0)
     b.core.on_message(b.vote(b.others[0], PREVOTE, 0, y), T0)
-    t = b.core._prevotes[0]
+    t = b.core.log.prevotes[0]
     assert t.power_for(x) == t.power_for(y) == 1 and t.total == 1
     [ev] = b.core.evidence()
     assert {ev.vote_a.block, ev.vote_b.block} == {x, y}
@@ -184,8 +184,8 @@ def _state(core):  # type: ignore[no-untyped-def]
     return (core.height, core.round, core.step, core.locked_round, core.valid_round,
             None if core.locked_value is None else core.locked_value.block_id(),
             [m.encoded for m in core.own_messages()],
-            {r: (t.total, dict(t.power)) for r, t in core._prevotes.items()},
-            {r: (t.total, dict(t.power)) for r, t in core._precommits.items()},
+            {r: (t.total, dict(t.power)) for r, t in core.log.prevotes.items()},
+            {r: (t.total, dict(t.power)) for r, t in core.log.precommits.items()},
             sorted(t[0] for t in core._timers))  # fmt: skip
 
 
@@ -229,7 +229,7 @@ def test_recover_after_losing_unsynced_inputs_is_a_prefix_state() -> None:
     wal2 = b.wal.crash()
     core2 = b.fresh_core(wal2)
     core2.recover(wal2.replay()[1])
-    assert core2.step == 1 and core2._prevotes[0].total == 1  # our own prevote only
+    assert core2.step == 1 and core2.log.prevotes[0].total == 1  # our own prevote only
     assert [m.encoded for m in core2.own_messages()] == [m.encoded for m in b.core.own_messages()]
 
 

@@ -5,6 +5,7 @@ Pure data and rules, no sockets, clocks or threads:
   messages   proposal/vote/commit messages and WAL record bytes
   proposer   CometBFT's weighted round-robin proposer selection
   votes      per-round vote tallies
+  height_log the message log of one height: intake checks, proposals, tallies, evidence
   timeouts   timeout and clock-precision parameters
   core       Algorithm 1 as a state machine: `Core`
   wal, privval, evidence   the local safety duties (WAL, double-sign guard, evidence)

@@ -37,10 +37,10 @@ from .messages import (
     decode_record,
     encode_record,
 )
+from .height_log import ACCEPTED, HeightLog, Proposed
 from .ports import WAL, Application, Signer
 from .proposer import ProposerPriorities, priorities_for_height
 from .timeouts import ConsensusParams
-from .votes import MAX_VOTES_PER_VALIDATOR, Tally
 
 __all__ = ["Core", "MUTANTS", "STEP_PROPOSE", "STEP_PREVOTE", "STEP_PRECOMMIT", "RecoveryError"]
 
@@ -59,17 +59,6 @@ Verify = Callable[[bytes, bytes, bytes], bool]
 
 class RecoveryError(AdsError):
     """The WAL records cannot be replayed (damaged, or not from this height): ours to fix."""
-
-
-class _Prop:
-    """A proposal from the right proposer, its block and our clock when it arrived."""
-
-    __slots__ = ("msg", "block_id", "received")
-
-    def __init__(self, msg: ProposalMessage, received: int) -> None:
-        self.msg = msg
-        self.block_id = msg.block_id
-        self.received = received
 
 
 class Core:
@@ -131,11 +120,7 @@ class Core:
         self.valid_value: Block | None = None
         self.valid_round = -1
         self.decided = False
-        self._proposals: dict[int, list[_Prop]] = {}
-        self._blocks: dict[bytes, Block] = {}
-        self._prevotes: dict[int, Tally] = {}
-        self._precommits: dict[int, Tally] = {}
-        self._senders: dict[int, dict[bytes, int]] = {}  # round -> sender -> power (L55)
+        self.log = HeightLog(self.chain_id, self.valset, self._verify)
         self._fired: set[tuple[int, int]] = set()  # ("first time" rules, round)
         self._timers: list[tuple[int, int, int, int, int]] = []  # deadline, seq, kind, h, r
         self._valid_cache: dict[bytes, bool] = {}
@@ -156,7 +141,8 @@ class Core:
 
     def evidence(self) -> list[DuplicateVoteEvidence]:
         """Equivocations seen since the last call (drained)."""
-        out, self._evidence = self._evidence, []
+        out, self._evidence = self._evidence + self.log.evidence, []
+        self.log.evidence = []
         return out
 
     def next_deadline(self) -> int | None:
@@ -173,11 +159,11 @@ class Core:
         out: list[Message] = [m for m in self._own if m.round >= self.round - 1]
         if self.valid_value is not None:
             vid = self.valid_value.block_id()
-            for p in self._proposals.get(self.valid_round, []):
+            for p in self.log.proposals.get(self.valid_round, []):
                 if p.block_id == vid:
                     out.append(p.msg)
                     break
-            tally = self._prevotes.get(self.valid_round)
+            tally = self.log.prevotes.get(self.valid_round)
             if tally is not None:
                 out.extend(VoteMessage(v) for v in tally.for_block(vid) if v.validator != self.me)
         return out
@@ -263,7 +249,8 @@ class Core:
     # ------------------------------------------------------------------ message intake
 
     def _count(self, what: str) -> None:
-        self.stats[what] = self.stats.get(what, 0) + 1
+        if what != "ok":
+            self.stats[what] = self.stats.get(what, 0) + 1
 
     def _buffer(self, msg: Message, into: list[Message] | None = None) -> None:
         buf = self._next_buffer if into is None else into
@@ -298,66 +285,18 @@ class Core:
             self._count("unknown_message")
 
     def _handle_vote(self, msg: VoteMessage, now: int) -> None:
-        v = msg.vote
-        power = self.valset.power_of(v.validator)
-        if power == 0:
-            self._count("unknown_validator")
-            return
-        tallies = self._prevotes if v.type == PREVOTE else self._precommits
-        tally = tallies.get(v.round)
-        if tally is not None and tally.has(v.validator, v.block):
-            self._count("duplicate")  # Ed25519 is deterministic: same vote, same signature
-            return
-        seen = 0 if tally is None else tally.count_of(v.validator)
-        if seen >= MAX_VOTES_PER_VALIDATOR:
-            self._count("equivocation_dropped")
-            return
-        if not self._verify(v.validator, v.sig, v.sign_bytes(self.chain_id)):
-            self._count("bad_signature")
-            return
-        if tally is not None and seen:
-            # counted for its value too (Alg.1 counts messages); kept as evidence
-            self._count("equivocation")
-            self._evidence.append(DuplicateVoteEvidence(tally.votes[v.validator][0], v))
-        self._log(encode_record("in", now, msg))
-        self._add_vote(v, power)
-
-    def _add_vote(self, v: Vote, power: int) -> None:
-        tallies = self._prevotes if v.type == PREVOTE else self._precommits
-        tally = tallies.get(v.round)
-        if tally is None:
-            tally = tallies[v.round] = Tally()
-        if tally.has(v.validator, v.block):
-            return  # our twin's identical vote got here first
-        tally.add(v, power)
-        self._senders.setdefault(v.round, {})[v.validator] = power
+        code = self.log.admit_vote(msg.vote)
+        self._count(code)
+        if code in ACCEPTED:
+            self._log(encode_record("in", now, msg))
+            self.log.add_vote(msg.vote)
 
     def _handle_proposal(self, msg: ProposalMessage, now: int) -> None:
-        p = msg.proposal
-        if p.proposer != self.proposer(p.round):
-            self._count("unknown_validator" if self.valset.power_of(p.proposer) == 0
-                        else "not_proposer")  # fmt: skip
-            return
-        if msg.block_id != p.block:
-            self._count("bad_block")
-            return
-        known = self._proposals.get(p.round, [])
-        if any(k.block_id == p.block and k.msg.proposal.pol_round == p.pol_round for k in known):
-            self._count("duplicate")
-            return
-        if not self._verify(p.proposer, p.sig, p.sign_bytes(self.chain_id)):
-            self._count("bad_signature")
-            return
-        if known:
-            self._count("equivocating_proposal")  # kept: L49 may need either one
-        self._log(encode_record("in", now, msg))
-        self._add_proposal(msg, now)
-
-    def _add_proposal(self, msg: ProposalMessage, received: int) -> None:
-        p = msg.proposal
-        self._proposals.setdefault(p.round, []).append(_Prop(msg, received))
-        self._blocks.setdefault(msg.block_id, msg.block)
-        self._senders.setdefault(p.round, {})[p.proposer] = self.valset.power_of(p.proposer)
+        code = self.log.admit_proposal(msg, self.proposer(msg.round))
+        self._count(code)
+        if code in ACCEPTED:
+            self._log(encode_record("in", now, msg))
+            self.log.add_proposal(msg, now)
 
     def _handle_commit(self, msg: CommitMessage, now: int) -> None:
         c = msg.commit
@@ -367,18 +306,8 @@ class Core:
         if c.block != msg.block_id:
             self._count("bad_block")
             return
-        signed = c.vote_sign_bytes(self.chain_id)
-        power = 0
-        for idx, sig in c.sigs:
-            if idx >= len(self.valset):
-                self._count("bad_commit")
-                return
-            pub, p = self.valset.validators[idx]
-            if not self._verify(pub, sig, signed):
-                self._count("bad_signature")
-                return
-            power += p
-        if power < self._quorum():
+        power = self.log.commit_power(c)
+        if power is None or power < self._quorum():
             self._count("bad_commit")
             return
         if not self._valid(msg.block):
@@ -410,7 +339,7 @@ class Core:
             self._valid_cache[bid] = ok
         return ok
 
-    def _timely(self, prop: _Prop) -> bool:
+    def _timely(self, prop: Proposed) -> bool:
         """The proposal's time is within `precision` of our clock when it arrived, allowing
         `message_delay` for building and carrying it (PBTS's timely window)."""
         late = prop.received - prop.msg.block.header.time
@@ -474,7 +403,7 @@ class Core:
             self._log(encode_record("own", now, msg), sync=True)
             self._outbox.append(msg)
         self._own.append(msg)
-        self._add_proposal(msg, now)
+        self.log.add_proposal(msg, now)
 
     def _send_vote(self, vtype: int, block_id: bytes | None, now: int) -> None:
         """Broadcast our vote: signed, durable in the WAL, then out (and counted by us)."""
@@ -499,7 +428,7 @@ class Core:
                 self._log(encode_record("own", now, msg), sync=True)
                 self._outbox.append(msg)
         self._own.append(msg)
-        self._add_vote(msg.vote, self.valset.power_of(self.me))
+        self.log.add_vote(msg.vote)
 
     def _schedule(self, deadline: int, kind: int, round: int) -> None:
         self._timer_seq += 1
@@ -510,7 +439,7 @@ class Core:
         id(v) if valid(v), timely, and (lockedRound = −1 or lockedValue = v); else nil."""
         if self.step != STEP_PROPOSE:
             return False
-        for prop in self._proposals.get(self.round, ()):
+        for prop in self.log.proposals.get(self.round, ()):
             if prop.msg.proposal.pol_round != -1:
                 continue
             ok = (self._valid(prop.msg.block) and self._timely(prop)
@@ -526,11 +455,11 @@ class Core:
         if self.step != STEP_PROPOSE:
             return False
         quorum = self._quorum()
-        for prop in self._proposals.get(self.round, ()):
+        for prop in self.log.proposals.get(self.round, ()):
             vr = prop.msg.proposal.pol_round
             if not 0 <= vr < self.round:
                 continue
-            tally = self._prevotes.get(vr)
+            tally = self.log.prevotes.get(vr)
             if tally is None or tally.power_for(prop.block_id) < quorum:
                 continue
             ok = self._valid(prop.msg.block) and self._lock_allows(prop.block_id, vr)
@@ -542,7 +471,7 @@ class Core:
     def _l34_any_polka(self, now: int) -> bool:
         """L34: 2f+1 PREVOTE(h, round, *) with step = prevote, the first time: schedule
         OnTimeoutPrevote."""
-        tally = self._prevotes.get(self.round)
+        tally = self.log.prevotes.get(self.round)
         flag = (34, self.round)
         if (self.step != STEP_PREVOTE or flag in self._fired or tally is None
                 or tally.total < self._quorum()):  # fmt: skip
@@ -556,11 +485,11 @@ class Core:
         step ≥ prevote, the first time: if step = prevote, lock v and precommit id(v);
         in any case validValue, validRound = v, round."""
         flag = (36, self.round)
-        tally = self._prevotes.get(self.round)
+        tally = self.log.prevotes.get(self.round)
         if self.step < STEP_PREVOTE or flag in self._fired or tally is None:
             return False
         quorum = self._quorum()
-        for prop in self._proposals.get(self.round, ()):
+        for prop in self.log.proposals.get(self.round, ()):
             if tally.power_for(prop.block_id) < quorum or not self._valid(prop.msg.block):
                 continue
             self._fired.add(flag)
@@ -575,7 +504,7 @@ class Core:
 
     def _l44_polka_for_nil(self, now: int) -> bool:
         """L44: 2f+1 PREVOTE(h, round, nil) with step = prevote: precommit nil."""
-        tally = self._prevotes.get(self.round)
+        tally = self.log.prevotes.get(self.round)
         if self.step != STEP_PREVOTE or tally is None or tally.power_for(None) < self._quorum():
             return False
         if "unlock_on_nil" in MUTANTS:
@@ -586,7 +515,7 @@ class Core:
 
     def _l47_any_precommits(self, now: int) -> bool:
         """L47: 2f+1 PRECOMMIT(h, round, *), the first time: schedule OnTimeoutPrecommit."""
-        tally = self._precommits.get(self.round)
+        tally = self.log.precommits.get(self.round)
         flag = (47, self.round)
         if flag in self._fired or tally is None or tally.total < self._quorum():
             return False
@@ -602,9 +531,9 @@ class Core:
         if self.decided:
             return False
         quorum = self._quorum()
-        for r, tally in self._precommits.items():
+        for r, tally in self.log.precommits.items():
             for bid in tally.blocks_with(quorum):
-                block = self._blocks.get(bid)
+                block = self.log.blocks.get(bid)
                 if block is None or not self._valid(block):
                     continue
                 commit = Commit.from_votes(self.valset, tally.for_block(bid))
@@ -628,11 +557,7 @@ class Core:
 
     def _l55_round_skip(self, now: int) -> bool:
         """L55: f+1 messages ⟨*, h, round, *, *⟩ with round > round_p: StartRound(round)."""
-        need = self.valset.one_third_plus()
-        best = -1
-        for r, senders in self._senders.items():
-            if r > self.round and r > best and sum(senders.values()) >= need:
-                best = r
+        best = self.log.highest_round_with(self.round, self.valset.one_third_plus())
         if best < 0:
             return False
         self._start_round(best, now)

@@ -7,6 +7,7 @@
   the same (height, round, type) — every released message is collected;
 - no amnesia: after a crash and WAL replay, a node's state holds every message it had
   released at its current height; its double-sign guard never has to refuse it;
+- no regression: a node's (height, round, step) never goes back while it is up (world.py);
 - liveness (checked by the runner at the end): every correct node reaches the target.
 Twinned validators are Byzantine: their keys are exempt from all of this.
 """

@@ -89,6 +89,7 @@ class _Node:
         self.armed: int | None = None  # deadline (our clock) of the timer event in flight
         self.catchup_sent: dict[tuple[int, int], int] = {}
         self.max_round = 0
+        self.hrs = (0, 0, 0)  # (height, round, step) never goes back while the node is up
 
     def _new_core(self) -> Core:
         app = self.app
@@ -110,6 +111,11 @@ class _Node:
         for block, commit in core.decisions():
             self.sim.on_decision(self, block, commit)
         self.max_round = max(self.max_round, core.round)
+        hrs = (core.height, core.round, core.step)
+        if hrs < self.hrs:
+            self.sim.checker.fail(f"regression: node {self.index} went from (h, r, step) "
+                                  f"{self.hrs} back to {hrs}")  # fmt: skip
+        self.hrs = hrs
         d = core.next_deadline()
         if d is not None and d != self.armed:
             self.armed = d
@@ -152,6 +158,7 @@ class _Node:
         self.sim.checker.on_stats(self.index, self.key, self.core.stats)
         self.core = None
         self.armed = None
+        self.hrs = (0, 0, 0)  # a restart may resume from an earlier step of the round
         self.wal = self.wal.crash()
 
     def restart(self, now: int) -> None:
