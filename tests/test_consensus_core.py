@@ -244,3 +244,22 @@ def test_recover_rejects_damaged_records() -> None:
 def test_params_defaults_match_cometbft_timeouts() -> None:
     assert (PARAMS.propose_ms, PARAMS.prevote_ms, PARAMS.precommit_ms) == (3000, 1000, 1000)
     assert PARAMS.propose_delta_ms == PARAMS.prevote_delta_ms == PARAMS.precommit_delta_ms == 500
+
+
+def test_recover_logs_an_own_vote_whose_record_was_lost() -> None:
+    """Signed, then power lost before its WAL record: replay re-derives the same vote,
+    the guard re-serves the same signature, and this time it is logged and sent."""
+    b = Bench()
+    b.core.start(T0)
+    b.core.on_message(b.proposal(0, b.block()), T0)
+    [sent] = b.core.outbox()
+    records = [r for r in b.wal.replay()[1] if decode_record(r).kind != "own"]
+    wal2 = b.wal.crash()
+    wal2._entries = [e for e in wal2._entries if e.record in records or e.ended is not None]
+    wal2._durable = len(wal2._entries)
+    core2 = b.fresh_core(wal2)
+    core2.recover(wal2.replay()[1])
+    assert core2.stats.get("sign_refused") is None
+    assert [m.encoded for m in core2.own_messages()] == [sent.encoded]
+    own = [decode_record(r) for r in wal2.replay()[1] if decode_record(r).kind == "own"]
+    assert [r.message.encoded for r in own] == [sent.encoded]  # type: ignore[union-attr]

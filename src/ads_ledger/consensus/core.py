@@ -400,7 +400,8 @@ class Core:
                 self._count("sign_refused")
                 return
             msg = ProposalMessage(signed, block)
-            self._log(encode_record("own", now, msg), sync=True)
+            # not muted during replay: a message re-derived there was never logged
+            self.wal.append(encode_record("own", now, msg), sync=True)
             self._outbox.append(msg)
         self._own.append(msg)
         self.log.add_proposal(msg, now)
@@ -423,9 +424,9 @@ class Core:
             msg = VoteMessage(signed)
             if "vote_before_wal" in MUTANTS:
                 self._outbox.append(msg)
-                self._log(encode_record("own", now, msg), sync=False)
+                self.wal.append(encode_record("own", now, msg), sync=False)
             else:
-                self._log(encode_record("own", now, msg), sync=True)
+                self.wal.append(encode_record("own", now, msg), sync=True)  # even in replay
                 self._outbox.append(msg)
         self._own.append(msg)
         self.log.add_vote(msg.vote)
