@@ -290,3 +290,15 @@ def test_context_manager_closes_and_syncs(tmp_path: Path) -> None:
         w.append(b"kept", sync=False)
     with FileWAL(tmp_path) as w:
         assert w.replay() == (0, [b"kept"])
+
+
+def test_c_and_python_crc32c_agree() -> None:
+    import os
+
+    from ads_ledger.consensus.wal import crc32c_py
+
+    for n in (0, 1, 7, 8, 9, 63, 64, 1000, 4099):
+        d = os.urandom(n)
+        assert crc32c(d) == crc32c_py(d)
+        assert crc32c(d[3:], crc32c(d[:3])) == crc32c_py(d)
+    assert crc32c_py(b"123456789") == 0xE3069283
