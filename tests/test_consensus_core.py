@@ -154,6 +154,9 @@ def test_catch_up_by_commit_message() -> None:
     weak = Commit.from_votes(b.valset, votes[:2])
     b.core.on_message(CommitMessage(blk, weak), T0)
     assert b.core.stats["bad_commit"] == 1 and b.app.height == 0
+    repeated = Commit(1, 1, blk.block_id(), (weak.sigs[0],) * 3)  # one signature, thrice
+    b.core.on_message(CommitMessage(blk, repeated), T0)
+    assert b.core.stats["bad_commit"] == 2 and b.app.height == 0
     b.core.on_message(CommitMessage(blk, commit), T0)
     [(block, c)] = b.core.decisions()
     assert block.block_id() == blk.block_id() and c == commit and b.core.height == 2
@@ -263,3 +266,38 @@ def test_recover_logs_an_own_vote_whose_record_was_lost() -> None:
     assert [m.encoded for m in core2.own_messages()] == [sent.encoded]
     own = [decode_record(r) for r in wal2.replay()[1] if decode_record(r).kind == "own"]
     assert [r.message.encoded for r in own] == [sent.encoded]  # type: ignore[union-attr]
+
+
+@given(st.lists(st.tuples(st.sampled_from(("vote", "proposal", "commit")), st.integers(0, 4),
+                          st.integers(0, 3), st.integers(0, 6), st.booleans(), st.booleans()),
+                max_size=25))  # fmt: skip
+@settings(max_examples=150, deadline=None)
+def test_hostile_messages_never_raise(ops: list[tuple[str, int, int, int, bool, bool]]) -> None:
+    from ads_ledger.crypto import SigningKey
+
+    b = Bench()
+    b.core.start(T0)
+    stranger = SigningKey(b"\x77" * 32)
+    blocks = [b.block(0, txs_seed=1), b.block(1, time=T0 - 5_000, txs_seed=2)]
+    for kind, who, height, rnd, good_sig, use_block in ops:
+        key = stranger if who == 4 else KEYS[who]
+        blk = blocks[rnd % 2]
+        bid = blk.block_id() if use_block else None
+        if kind == "vote":
+            v = Vote(PREVOTE if rnd % 2 else PRECOMMIT, height, rnd, bid, key.pub).signed(CHAIN, key)
+            if not good_sig:
+                v = Vote(v.type, v.height, v.round, v.block, v.validator, bytes(64))
+            msg: object = VoteMessage(v)
+        elif kind == "proposal":
+            p = Proposal(height, rnd, blk.block_id() if good_sig else bytes(32), rnd - 1 if use_block else -1,
+                         key.pub).signed(CHAIN, key)  # fmt: skip
+            msg = ProposalMessage(p, blk)
+        else:
+            votes = [Vote(PRECOMMIT, height, rnd, blk.block_id(), k.pub).signed(CHAIN, k) for k in KEYS[: who]]
+            msg = CommitMessage(blk, Commit(height, rnd, blk.block_id(),
+                                            tuple(sorted((b.valset.index_of(v.validator) or 0, v.sig if good_sig else bytes(64))
+                                                         for v in votes))))  # fmt: skip
+        b.core.on_message(msg, T0 + rnd)  # type: ignore[arg-type]
+        b.core.on_timeout(T0 + 1_000 * rnd)
+    assert b.core.height >= 1 and b.app.height in (0, 1)
+    assert b.core.stats.get("sign_refused") is None

@@ -101,12 +101,14 @@ class HeightLog:
     # ------------------------------------------------------------------ commits
 
     def commit_power(self, commit: Commit) -> int | None:
-        """Power of the valid precommits in `commit`; None if any entry is bad."""
+        """Power of the valid precommits in `commit`; None if any entry is bad (unknown or
+        repeated index, signature that does not verify)."""
         signed = commit.vote_sign_bytes(self.chain_id)
-        power = 0
+        power, last = 0, -1
         for idx, sig in commit.sigs:
-            if idx >= len(self.valset):
+            if not last < idx < len(self.valset):  # sorted, no repeats: each counted once
                 return None
+            last = idx
             pub, p = self.valset.validators[idx]
             if not self._verify(pub, sig, signed):
                 return None
