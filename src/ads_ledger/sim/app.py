@@ -93,10 +93,11 @@ class ToyApp:
             return False
         vs = self.schedule.at(height - 1)
         msg = commit.vote_sign_bytes(self.chain_id)
-        power = 0
+        power, last = 0, -1
         for idx, sig in commit.sigs:
-            if idx >= len(vs) or not self.verify(vs.validators[idx][0], sig, msg):
-                return False
+            if not last < idx < len(vs) or not self.verify(vs.validators[idx][0], sig, msg):
+                return False  # unsorted, repeated, unknown or forged
+            last = idx
             power += vs.validators[idx][1]
         return power >= vs.quorum()
 
