@@ -75,3 +75,14 @@ def test_update_drops_stale_and_gapped() -> None:
     assert dropped == 2
     assert [p.env.nonce for p in mp.pending() if p.env.signer == a.pub] == [3]
     assert len(mp) == 2
+
+
+def test_recheck_drops_a_signer_whose_first_tx_now_fails() -> None:
+    mp = Mempool()
+    a, b = SigningKey.generate(), SigningKey.generate()
+    for n in (1, 2):
+        mp.add(*tx(a, n), committed_nonce=0)
+    mp.add(*tx(b, 1), committed_nonce=0)
+    dropped = mp.recheck(lambda env: env.signer != a.pub)
+    assert dropped == 2 and [p.env.signer for p in mp.pending()] == [b.pub]
+    assert mp.recheck(lambda env: True) == 0

@@ -154,6 +154,19 @@ class Mempool:
                     expect += 1
         return dropped
 
+    def recheck(self, check: Callable[[Envelope], bool], limit: int = 1000) -> int:
+        """Re-run the state check on each signer's first pending tx (after a block changed the
+        state); a signer whose first tx now fails loses all its pending txs. Returns drops."""
+        dropped = 0
+        for signer in list(self._by_signer)[:limit]:
+            ids = self._by_signer.get(signer)
+            if not ids or check(self._txs[ids[0]].env):
+                continue
+            for txid in list(ids):
+                self._remove(txid)
+                dropped += 1
+        return dropped
+
     def _remove(self, txid: bytes) -> bool:
         p = self._txs.pop(txid, None)
         if p is None:

@@ -284,6 +284,11 @@ class Node:
     def _mempool_after_commit(self, block: Block, txids: list[bytes]) -> None:
         with self._mp_lock:
             self.mempool.update(txids, self.ledger.account_nonce)
+            now = self._now()
+            dropped = self.mempool.recheck(
+                lambda env: self.ledger.check_tx(env.raw, verify_sigs=False, now=now).ok)
+        if dropped:
+            kv(log, logging.INFO, "mempool recheck dropped txs", height=block.header.height, txs=dropped)
 
     def _reap(self, max_bytes: int) -> list[bytes]:
         with self._mp_lock:
