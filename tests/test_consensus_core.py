@@ -301,3 +301,17 @@ def test_hostile_messages_never_raise(ops: list[tuple[str, int, int, int, bool, 
         b.core.on_timeout(T0 + 1_000 * rnd)
     assert b.core.height >= 1 and b.app.height in (0, 1)
     assert b.core.stats.get("sign_refused") is None
+
+
+def test_verify_commit_refuses_repeated_index() -> None:
+    """types.verify_commit on a Commit built in memory (not via from_obj)."""
+    import pytest as _pytest
+
+    from ads_ledger.types import CommitError, verify_commit
+
+    b = Bench()
+    blk = b.block()
+    v = b.vote(b.others[0], PRECOMMIT, 0, blk.block_id()).vote
+    c = Commit(1, 0, blk.block_id(), ((b.valset.index_of(v.validator) or 0, v.sig),) * 3)
+    with _pytest.raises(CommitError):
+        verify_commit(CHAIN, b.valset, c, height=1, block_id=blk.block_id())

@@ -325,8 +325,11 @@ def verify_commit(
     if commit.height != height or commit.block != block_id:
         raise CommitError(f"commit is for height {commit.height}, not the block at {height}")
     msg = commit.vote_sign_bytes(chain_id)
-    power = 0
+    power, last = 0, -1
     for idx, sig in commit.sigs:
+        if idx <= last:  # from_obj checks this too, but a Commit may be built in memory
+            raise CommitError("commit sigs must be sorted by validator index, without repeats")
+        last = idx
         if idx >= len(valset):
             raise CommitError(f"commit names validator index {idx}; the set has {len(valset)}")
         pub, p = valset.validators[idx]
