@@ -73,16 +73,20 @@ class Network:
             p.kill()
             p.wait(10)
 
-    def stop(self, i: int, timeout: float = 10.0) -> None:
+    def stop(self, i: int, timeout: float = 10.0) -> int | None:
+        """SIGTERM node i and wait; its exit status (None if it had to be killed)."""
         p = self.procs.pop(i, None)
-        if p is None or p.poll() is not None:
-            return
+        if p is None:
+            return None
+        if p.poll() is not None:
+            return p.returncode
         p.send_signal(signal.SIGTERM)
         try:
-            p.wait(timeout)
+            return p.wait(timeout)
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait(10)
+            return None
 
     def stop_all(self) -> None:
         for i in list(self.procs):
