@@ -15,7 +15,6 @@ right edge (appends, not random inserts).
 | `blocks`  | height u64                                  | block bytes (canonical msgpack)           |
 | `commits` | height u64                                  | commit bytes (canonical msgpack)          |
 | `txs`     | txid(32)                                    | height u64 ‖ index u32                    |
-| `validators` | height u64                               | the validator set in force (canonical)    |
 | `results` | height u64                                  | [[ok, code, log], ...] of the block's txs |
 | `valsets` | height u64                                  | validator set deciding that height, where it changes |
 | `evidence`| height u64 ‖ evidence hash(32)              | committed evidence (canonical msgpack)    |
@@ -43,7 +42,6 @@ __all__ = [
     "BLOCKS",
     "COMMITS",
     "TXS",
-    "VALIDATORS",
     "RESULTS",
     "VALSETS",
     "EVIDENCE",
@@ -87,7 +85,6 @@ META: Final = "meta"
 BLOCKS: Final = "blocks"
 COMMITS: Final = "commits"
 TXS: Final = "txs"
-VALIDATORS: Final = "validators"
 RESULTS: Final = "results"
 VALSETS: Final = "valsets"
 EVIDENCE: Final = "evidence"
