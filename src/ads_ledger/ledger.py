@@ -83,6 +83,7 @@ class Ledger:
         self.reap: Callable[[int], list[bytes]] = lambda max_bytes: []
         self.max_block_bytes = 4 * 1024 * 1024
         self.verified_txids: Callable[[bytes], bool] = lambda txid: False
+        self.has_pending_txs: Callable[[], bool] = lambda: True  # the node wires its mempool
         self.commit_guard: Any = threading.RLock()
         self.after_commit: Callable[[Block, list[bytes]], None] = lambda block, txids: None
         self.max_evidence_bytes = 256 * 1024

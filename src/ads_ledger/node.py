@@ -96,6 +96,7 @@ class Node:
         self._mp_lock = threading.RLock()
         self.ledger.reap = self._reap
         self.ledger.verified_txids = self._verified
+        self.ledger.has_pending_txs = lambda: len(self.mempool) > 0
         self.ledger.commit_guard = self._mp_lock
         self.ledger.after_commit = self._mempool_after_commit
         self.params = ConsensusParams(
@@ -103,6 +104,7 @@ class Node:
             prevote_ms=cfg.timeout_prevote_ms, prevote_delta_ms=cfg.timeout_prevote_delta_ms,
             precommit_ms=cfg.timeout_precommit_ms, precommit_delta_ms=cfg.timeout_precommit_delta_ms,
             precision_ms=cfg.precision_ms, message_delay_ms=cfg.message_delay_ms,
+            idle_interval_ms=cfg.heartbeat_ms,
         )  # fmt: skip
         self.core = self._recover_core()
         self.p2p = PeerManager(
@@ -210,6 +212,8 @@ class Node:
         for kind, payload in batch:
             if kind == "msg":
                 core.on_message(payload, self._now())
+            elif kind == "txs":
+                core.txs_available(self._now())
         d = core.next_deadline()
         if d is not None and d <= self._now():
             core.on_timeout(self._now())
@@ -426,6 +430,9 @@ class Node:
             self.counters["txs_rejected"] += 1
             raise
         self.counters["txs_received"] += 1
+        if len(self.mempool) == 1:  # was empty: an idle proposer may be waiting for this
+            with contextlib.suppress(trio.WouldBlock):
+                self._inbox_send.send_nowait(("txs", None))
         return txid, True
 
     # ------------------------------------------------------------------ NodeBackend

@@ -53,6 +53,7 @@ MUTANTS: set[str] = set()
 
 STEP_PROPOSE, STEP_PREVOTE, STEP_PRECOMMIT = 0, 1, 2
 _TIMEOUT_PROPOSE, _TIMEOUT_PREVOTE, _TIMEOUT_PRECOMMIT = 0, 1, 2
+_TIMEOUT_IDLE = 3  # not in Alg.1: an idle round-0 proposer's wait for transactions (heartbeat)
 
 Verify = Callable[[bytes, bytes, bytes], bool]
 
@@ -104,6 +105,7 @@ class Core:
         self._next_buffer: list[Message] = []
         self._pending: list[Message] = []
         self._timer_seq = 0
+        self._idle_round = -1
         self._reset_height(height)
 
     # ------------------------------------------------------------------ per-height state
@@ -205,7 +207,9 @@ class Core:
         for _, _, kind, h, r in due:
             if h != self.height:
                 continue
-            if kind == _TIMEOUT_PROPOSE:
+            if kind == _TIMEOUT_IDLE:
+                self._end_idle_wait(r, now)
+            elif kind == _TIMEOUT_PROPOSE:
                 self._l57_on_timeout_propose(r, now)
             elif kind == _TIMEOUT_PREVOTE:
                 self._l61_on_timeout_prevote(r, now)
@@ -375,10 +379,43 @@ class Core:
         """Alg.1 L11–21 StartRound: the proposer proposes validValue or a new value."""
         self.round = round
         self.step = STEP_PROPOSE
+        self._idle_round = -1
         if self.proposer(round) == self.me:
+            due = self._idle_until(round, now)
+            if due is None:
+                self._propose(now)
+            else:  # nothing to propose yet: wait for transactions or the heartbeat
+                self._idle_round = round
+                self._schedule(due, _TIMEOUT_IDLE, round)
+        # L21 (for everyone: a proposer whose own proposal was refused must not stall);
+        # round 0 also allows for an idle proposer's heartbeat wait
+        extra = self.params.idle_interval_ms if round == 0 else 0
+        self._schedule(now + self.params.timeout_propose(round) + extra, _TIMEOUT_PROPOSE, round)
+
+    def _idle_until(self, round: int, now: int) -> int | None:
+        """When an idle round-0 proposer should propose (None: now). Empty blocks still come
+        at least every `idle_interval_ms`, so headers carry fresh time (DESIGN §6 heartbeat)."""
+        p = self.params
+        if round != 0 or p.idle_interval_ms <= 0 or self.valid_value is not None:
+            return None
+        if self._replaying and (0, self.height, round) in self._own_log:
+            return None  # we had proposed before the crash: the WAL holds it
+        pending = getattr(self.app, "has_pending_txs", None)
+        if pending is None or pending():
+            return None
+        due = self.app.last_block_time() + p.idle_interval_ms
+        return due if due > now else None
+
+    def txs_available(self, now: int) -> None:
+        """Input: the application has transactions to propose (ends an idle wait)."""
+        if self.started and self._idle_round == self.round:
+            self._end_idle_wait(self.round, now)
+            self._run(now)
+
+    def _end_idle_wait(self, round: int, now: int) -> None:
+        if self._idle_round == round == self.round and self.step == STEP_PROPOSE:
+            self._idle_round = -1
             self._propose(now)
-        # L21 (for everyone: a proposer whose own proposal was refused must not stall)
-        self._schedule(now + self.params.timeout_propose(round), _TIMEOUT_PROPOSE, round)
 
     def _propose(self, now: int) -> None:
         """L14–19: re-propose validValue with validRound, else getValue() with −1."""

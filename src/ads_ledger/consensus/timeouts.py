@@ -29,6 +29,7 @@ class ConsensusParams:
     precommit_delta_ms: int = 500
     precision_ms: int = 500
     message_delay_ms: int = 0  # a proposal may arrive this much later than its time (+precision)
+    idle_interval_ms: int = 0  # >0: an idle round-0 proposer waits for txs up to this after the last block
     next_height_buffer: int = 1000
     max_rounds_ahead: int = 10_000
 
