@@ -16,7 +16,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def json_option(f: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document for scripts.")(f)  # type: ignore[return-value]
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document for scripts.")(f)
 
 
 def _plain(v: Any) -> Any:
