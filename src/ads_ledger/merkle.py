@@ -7,6 +7,7 @@ agent share it with the node. The tree that builds proofs is `ads_ledger.jmt`.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -47,11 +48,13 @@ def list_root(leaves: Sequence[bytes]) -> bytes:
     n = len(leaves)
     if n == 0:
         return H(b"")
-    level = [H(b"\x00" + leaf) for leaf in leaves]
+    sha = hashlib.sha256
+    level = [sha(b"\x00" + leaf).digest() for leaf in leaves]
     # Pairwise from the left, promoting an odd last node: the same tree as RFC 6962's
     # split at the largest power of two below n.
     while len(level) > 1:
-        nxt = [H(b"\x01" + level[i] + level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        it = iter(level)  # zip(it, it) walks the list two at a time
+        nxt = [sha(b"\x01" + a + b).digest() for a, b in zip(it, it)]
         if len(level) % 2:
             nxt.append(level[-1])
         level = nxt
@@ -101,24 +104,32 @@ class SparseProof:
 
 def verify_proof(root: bytes, key: bytes, value: bytes | None, proof: SparseProof) -> bool:
     """True iff `proof` shows `key` maps to `value` (None: is absent) in the tree with `root`."""
-    depth = len(proof.siblings)
+    sibs = proof.siblings
+    depth = len(sibs)
     if depth > MAX_DEPTH:
         return False
-    kh = H(key)
+    sha = hashlib.sha256  # node_hash/leaf_hash/bit inlined: this loop is the light client's cost
+    kh = sha(key).digest()
+    leaf = proof.leaf
     if value is not None:
-        if proof.leaf is None or proof.leaf[0] != kh or proof.leaf[1] != H(value):
+        if leaf is None or leaf[0] != kh or leaf[1] != sha(value).digest():
             return False
-        h = leaf_hash(kh, proof.leaf[1])
-    elif proof.leaf is None:
+        h = sha(LEAF_TAG + kh + leaf[1]).digest()
+    elif leaf is None:
         h = PLACEHOLDER
     else:
-        other = proof.leaf[0]
+        other = leaf[0]
         if other == kh:
             return False  # the key is present: this proves inclusion, not absence
-        if any(bit(other, i) != bit(kh, i) for i in range(depth)):
-            return False  # that leaf would not sit on our key's path
-        h = leaf_hash(other, proof.leaf[1])
-    for i in range(depth - 1, -1, -1):
-        sib = proof.siblings[i]
-        h = node_hash(sib, h) if bit(kh, i) else node_hash(h, sib)
+        if len(other) != 32:
+            if any(bit(other, i) != bit(kh, i) for i in range(depth)):
+                return False
+        elif (int.from_bytes(other, "big") ^ int.from_bytes(kh, "big")) >> (256 - depth):
+            return False  # that leaf would not sit on our key's path (its first `depth` bits differ)
+        h = sha(LEAF_TAG + other + leaf[1]).digest()
+    # The key's first `depth` bits, read from the last: bit i is the side at depth i.
+    path = int.from_bytes(kh, "big") >> (256 - depth)
+    for sib in reversed(sibs):
+        h = sha(NODE_TAG + sib + h).digest() if path & 1 else sha(NODE_TAG + h + sib).digest()
+        path >>= 1
     return h == root
