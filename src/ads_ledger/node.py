@@ -18,12 +18,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Sequence
 
@@ -51,10 +52,13 @@ from .errors import DecodeError, RemoteError
 from .genesis import Genesis
 from .ledger import Ledger
 from .logs import kv
-from .mempool import Mempool, MempoolError
+from .crypto import H, verify
+from .mempool import AlreadySeen, Mempool, MempoolError
 from .p2p.peers import GOSSIP_TYPES, P2PConfig, PeerAddr, PeerManager
 from .store import VersionUnavailable
-from .tx.envelope import parse_envelope
+from .state import check_tx
+from .tx.envelope import Envelope, parse_envelope
+from .tx.records import acct_key, decode_record
 from .types import Block, Commit, DuplicateVoteEvidence, Header, ValidatorSet, Vote
 
 __all__ = ["Node", "run_node"]
@@ -62,6 +66,10 @@ __all__ = ["Node", "run_node"]
 log = logging.getLogger("ads_ledger.node")
 
 SYNC_BATCH = 64  # blocks asked of one peer at a time
+INTAKE_BATCH = 512  # transactions verified in one worker-thread hop at most
+GOSSIP_BATCH_TXS = 1000  # transactions in one `txs` P2P message at most
+GOSSIP_BATCH_BYTES = 1024 * 1024  # …and about this many bytes
+MAX_TXS_MESSAGE = 4096  # a peer's `txs` message carrying more is a protocol violation
 STATUS_INTERVAL = 1.0  # seconds between our height announcements
 RETRANSMIT_INTERVAL = 1.0  # seconds between re-gossip of our current-round messages
 CONSENSUS_TYPES = frozenset({"proposal", "vote", "commit"})
@@ -74,6 +82,24 @@ _TEST_BYZANTINE = os.environ.get("ADS_TEST_BYZANTINE", "") if _TEST_HOOKS else "
 @dataclass(slots=True)
 class _Sub:
     send: trio.MemorySendChannel[NewBlock]
+
+
+@dataclass(slots=True, eq=False)
+class _Intake:
+    """A transaction waiting for verification and admission; `result` is True (added),
+    False (already known) or the TxRejected to answer with."""
+
+    env: Envelope
+    txid: bytes
+    msg: bytes  # the signed bytes
+    gossip: bool = True  # we send it to peers once admitted (False: a peer's batch we relay)
+    result: bool | TxRejected | None = None
+    done: trio.Event = field(default_factory=trio.Event)
+
+
+def _nonce_in(view: Any, signer: bytes) -> int:
+    raw = view.get(acct_key(signer))
+    return 0 if raw is None else int(decode_record(raw)["nonce"])
 
 
 class Node:
@@ -114,6 +140,9 @@ class Node:
                              relay_types=GOSSIP_TYPES),
         )  # fmt: skip
         self._inbox_send, self._inbox = trio.open_memory_channel[tuple[str, Any]](4096)
+        self._intake_send, self._intake_recv = trio.open_memory_channel[_Intake](math.inf)
+        self._tip: tuple[int, int] = (-1, 0)  # (height, its block time), for admission checks
+        self._committed_txids: tuple[int, list[bytes]] = (0, [])  # the last block's, for waiters
         self._subs: list[_Sub] = []
         self._waiters: dict[bytes, trio.Event] = {}
         self._peer_heights: dict[str, int] = {}
@@ -156,6 +185,7 @@ class Node:
                 host, port = parse_hostport(self.cfg.api_listen)
                 self.api_port = await n.start(serve_http, self, host, port)
                 n.start_soon(self._consensus_loop)
+                n.start_soon(self._intake_loop)
                 n.start_soon(self._status_loop)
                 n.start_soon(self._retransmit_loop)
                 if _TEST_HOOKS:
@@ -246,11 +276,14 @@ class Node:
         h = block.header.height
         self.counters["blocks"] += 1
         self._block_times.append((time.monotonic(), len(block.txs)))
-        txids = [parse_envelope(t).txid(self.chain_id) for t in block.txs]
-        for txid in txids:
-            ev = self._waiters.pop(txid, None)
-            if ev is not None:
-                ev.set()
+        if self._waiters:
+            ch, txids = self._committed_txids
+            if ch != h:
+                txids = [parse_envelope(t).txid(self.chain_id) for t in block.txs]
+            for txid in txids:
+                ev = self._waiters.pop(txid, None)
+                if ev is not None:
+                    ev.set()
         note = NewBlock(block.header, len(block.txs))
         for sub in list(self._subs):
             try:
@@ -287,10 +320,13 @@ class Node:
 
     def _mempool_after_commit(self, block: Block, txids: list[bytes]) -> None:
         with self._mp_lock:
-            self.mempool.update(txids, self.ledger.account_nonce)
-            now = self._now()
+            hd = block.header
+            self._tip = (hd.height, hd.time)
+            self._committed_txids = (hd.height, txids)
+            view, t, next_h = self._check_context(self._now())  # one view, no block decode per check
+            self.mempool.update(txids, lambda signer: _nonce_in(view, signer))
             dropped = self.mempool.recheck(
-                lambda env: self.ledger.check_tx(env.raw, verify_sigs=False, now=now).ok)
+                lambda env: check_tx(view, self.chain_id, env.raw, t, verify_sigs=False, height=next_h).ok)
         if dropped:
             kv(log, logging.INFO, "mempool recheck dropped txs", height=block.header.height, txs=dropped)
 
@@ -318,13 +354,20 @@ class Node:
                 return False
             await self._inbox_send.send(("msg", msg))
             return mtype != "commit"
-        if mtype == "tx":
-            if type(body) is not bytes:
-                raise DecodeError("a tx message carries the envelope bytes")
-            with contextlib.suppress(RemoteError):
-                await self._admit(body)
-                return True
-            return False
+        if mtype in ("tx", "txs"):
+            raws = [body] if mtype == "tx" else body
+            if type(raws) is not list or len(raws) > MAX_TXS_MESSAGE or any(type(r) is not bytes for r in raws):
+                raise DecodeError(f"a {mtype} message carries envelope bytes (at most {MAX_TXS_MESSAGE})")
+            items = []
+            for raw in raws:
+                with contextlib.suppress(RemoteError):  # one bad tx does not spoil the batch
+                    items.append(self._intake(raw))
+            if not items:
+                return False
+            for it in items:
+                it.gossip = False  # the peer manager relays the message itself
+            await self._submit_intake(items)
+            return any(it.result is True for it in items)  # relay what taught us something
         if mtype == "status":
             h = body.get("height") if type(body) is dict else None
             if type(h) is not int or h < 0:
@@ -396,44 +439,111 @@ class Node:
 
     # ------------------------------------------------------------------ transactions
 
-    async def _admit(self, raw: bytes) -> tuple[bytes, bool]:
-        """Check a transaction and add it to the mempool. Returns (txid, newly added)."""
+    def _intake(self, raw: bytes) -> _Intake:
+        """Parse a transaction once: its sign bytes and txid are reused by every later check."""
         try:
             env = parse_envelope(raw)
         except DecodeError as e:
             raise TxRejected("malformed", f"the transaction does not decode: {e}") from e
-        txid = env.txid(self.chain_id)
-        with self._mp_lock:
-            if self.mempool.seen(txid):
-                return txid, False
-        if self.ledger.tx_location(txid) is not None:
-            return txid, False
-        try:
-            await trio.to_thread.run_sync(env.verify_signatures, self.chain_id)
-        except RemoteError as e:
-            self.counters["txs_rejected"] += 1
-            raise TxRejected("bad_signature", f"{e}; sign it for chain {self.chain_id!r}") from e
+        msg = env.sign_bytes(self.chain_id)
+        return _Intake(env, H(msg), msg)
 
-        def check_first(e_: Any) -> None:
-            r = self.ledger.check_tx(raw, verify_sigs=False, now=self._now())
-            if not r.ok:
-                raise TxRejected(r.code, r.log)
+    async def _admit(self, raw: bytes) -> tuple[bytes, bool]:
+        """Check one transaction and add it to the mempool. Returns (txid, newly added);
+        raises TxRejected. It joins the next verification batch (see `_intake_loop`)."""
+        item = self._intake(raw)
+        await self._submit_intake([item])
+        if isinstance(item.result, BaseException):
+            raise item.result
+        return item.txid, item.result is True
 
-        try:
-            with self._mp_lock:  # the nonce read and the add see one consistent (store, mempool)
-                self.mempool.add(txid, env, self.ledger.account_nonce(env.signer), check_first)
-        except MempoolError as e:
-            self.counters["txs_rejected"] += 1
-            status = 429 if e.code == "mempool_full" else 400
-            raise TxRejected(e.code, str(e), status) from e
-        except TxRejected:
-            self.counters["txs_rejected"] += 1
-            raise
-        self.counters["txs_received"] += 1
-        if len(self.mempool) == 1:  # was empty: an idle proposer may be waiting for this
-            with contextlib.suppress(trio.WouldBlock):
-                self._inbox_send.send_nowait(("txs", None))
-        return txid, True
+    async def _submit_intake(self, items: list[_Intake]) -> None:
+        for it in items:
+            self._intake_send.send_nowait(it)  # unbounded: callers are bounded (HTTP slots, P2P readers)
+        await items[-1].done.wait()  # batches are processed in order: the last one done means all
+
+    async def _intake_loop(self) -> None:
+        """Verify and admit queued transactions in batches: one worker-thread hop for many
+        signature checks (libsodium releases the GIL), one mempool-lock hold for their admission.
+        Arrival order is kept, so each signer's nonces stay in sequence."""
+        while True:
+            batch = [await self._intake_recv.receive()]
+            while len(batch) < INTAKE_BATCH:
+                try:
+                    batch.append(self._intake_recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            signal = await trio.to_thread.run_sync(self._verify_and_admit, batch)
+            fresh = [it.env.raw for it in batch if it.result is True and it.gossip]
+            for it in batch:
+                it.done.set()
+            if signal:  # the mempool was empty: an idle proposer may be waiting for this
+                with contextlib.suppress(trio.WouldBlock):
+                    self._inbox_send.send_nowait(("txs", None))
+            self._gossip_txs(fresh)
+
+    def _gossip_txs(self, raws: list[bytes]) -> None:
+        """Send newly admitted transactions to every peer as `txs` messages of bounded size."""
+        start, size = 0, 0
+        for i, raw in enumerate(raws):
+            if i > start and (size + len(raw) > GOSSIP_BATCH_BYTES or i - start >= GOSSIP_BATCH_TXS):
+                self.p2p.broadcast("txs", raws[start:i])
+                start, size = i, 0
+            size += len(raw) + 8
+        if start < len(raws):
+            self.p2p.broadcast("txs", raws[start:])
+
+    def _verify_and_admit(self, batch: Sequence[_Intake]) -> bool:
+        """(worker thread) Sets each item's `result`; True if the mempool went from empty to not."""
+        with self._mp_lock:  # cheap filters first: no signature check for what we already have
+            for it in batch:
+                if self.mempool.seen(it.txid) or self.ledger.tx_location(it.txid) is not None:
+                    it.result = False
+        for it in batch:
+            if it.result is None:
+                for i, (pub, sig) in enumerate(it.env.auth):
+                    if not verify(pub, sig, it.msg):
+                        self.counters["txs_rejected"] += 1
+                        it.result = TxRejected("bad_signature", f"auth[{i}] signature by {pub.hex()} does "
+                                               f"not verify; sign it for chain {self.chain_id!r}")  # fmt: skip
+                        break
+        with self._mp_lock:  # nonce reads and adds see one consistent (store, mempool)
+            was_empty = len(self.mempool) == 0
+            view, t, next_h = self._check_context(self._now())
+            nonces: dict[bytes, int] = {}
+            for it in batch:
+                if it.result is not None:
+                    continue
+                env = it.env
+                if env.signer not in nonces:
+                    nonces[env.signer] = _nonce_in(view, env.signer)
+
+                def check_first(e_: Envelope) -> None:
+                    r = check_tx(view, self.chain_id, e_.raw, t, verify_sigs=False, height=next_h)
+                    if not r.ok:
+                        raise TxRejected(r.code, r.log)
+
+                try:
+                    self.mempool.add(it.txid, env, nonces[env.signer], check_first)
+                except AlreadySeen:
+                    it.result = False  # the same tx twice in one batch
+                except MempoolError as e:
+                    self.counters["txs_rejected"] += 1
+                    it.result = TxRejected(e.code, str(e), 429 if e.code == "mempool_full" else 400)
+                except TxRejected as e:
+                    self.counters["txs_rejected"] += 1
+                    it.result = e
+                else:
+                    self.counters["txs_received"] += 1
+                    it.result = True
+            return was_empty and len(self.mempool) > 0
+
+    def _check_context(self, now: int) -> tuple[Any, int, int]:
+        """(latest state view, block time for admission checks, next height); under the lock."""
+        h = self.ledger.height
+        if self._tip[0] != h:
+            self._tip = (h, self.ledger.last_block_time())
+        return self.ledger.state_view(), max(self._tip[1] + 1, now), h + 1
 
     # ------------------------------------------------------------------ NodeBackend
 
@@ -454,8 +564,7 @@ class Node:
         )
 
     async def submit_tx(self, raw: bytes, wait_commit: bool, timeout_s: float) -> TxResult:
-        txid, _ = await self._admit(raw)
-        self.p2p.broadcast("tx", raw)
+        txid, _ = await self._admit(raw)  # gossiped to peers by the intake loop once admitted
         if wait_commit and self.ledger.tx_location(txid) is None:
             ev = self._waiters.setdefault(txid, trio.Event())
             with trio.move_on_after(timeout_s):

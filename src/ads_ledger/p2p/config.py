@@ -13,7 +13,7 @@ from .handshake import parse_node_id
 
 __all__ = ["GOSSIP_TYPES", "PeerAddr", "P2PConfig", "Backoff"]
 
-GOSSIP_TYPES = frozenset({"tx", "proposal", "vote", "evidence"})
+GOSSIP_TYPES = frozenset({"tx", "txs", "proposal", "vote", "evidence"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +69,7 @@ class P2PConfig:
     write_batch_bytes: int = 256 * 1024
     message_types: frozenset[str] = GOSSIP_TYPES
     relay_types: frozenset[str] = GOSSIP_TYPES
-    drop_when_full: frozenset[str] = frozenset({"tx"})
+    drop_when_full: frozenset[str] = frozenset({"tx", "txs"})
 
 
 class Backoff:

@@ -56,12 +56,20 @@ class PeerConnection:
         Raises FrameError subclasses for hostile bytes, ConnectionLost for network errors and
         IdleTimeout if no byte at all arrives for `idle_timeout` seconds (a large frame that
         keeps arriving slowly is not idle)."""
+        plaintext = await self.receive_plaintext(idle_timeout)
+        if plaintext is None:
+            return None
+        return decode_message(plaintext, max_size=self.session.opener.max_frame), plaintext
+
+    async def receive_plaintext(self, idle_timeout: float = math.inf) -> bytes | None:
+        """Like `receive()`, but the message is left undecoded (a caller that already has
+        it, e.g. a gossip duplicate recognised by hash, skips the decoding)."""
         opener = self.session.opener
         while True:
             plaintext = opener.next_frame()
             if plaintext is not None:
                 self.messages_in += 1
-                return decode_message(plaintext, max_size=opener.max_frame), plaintext
+                return plaintext
             try:
                 with trio.fail_after(idle_timeout):
                     data = await self.stream.receive_some(RECV_CHUNK)

@@ -8,7 +8,7 @@ which never block: they put the message in each peer's bounded queue.
 Policies (the "why" is in the comments where they are applied):
 - One connection per peer. If two exist (simultaneous dials), both ends keep the one dialed by
   the node with the smaller node id; a new connection from the same dialer replaces the old one.
-- Outbound queue full (count or bytes): a `tx` is dropped and counted (the mempool re-gossips and
+- Outbound queue full (count or bytes): a `tx` or `txs` is dropped and counted (the mempool re-gossips and
   other peers relay it); any consensus message (`proposal`, `vote`, `evidence`, and any type not
   listed in `drop_when_full`) disconnects the slow peer with `SlowPeer` instead of being dropped
   silently: a peer that misses votes would stall, while a reconnected peer is brought up to date
@@ -46,7 +46,7 @@ from ..crypto import H, SigningKey
 from ..errors import RemoteError
 from .conn import PeerConnection, establish
 from .errors import ConnectionLost, P2PError, SlowPeer, UnknownMessageType
-from .framing import TAG, encode_message
+from .framing import TAG, decode_message, encode_message
 from .config import GOSSIP_TYPES, Backoff, P2PConfig, PeerAddr
 from .handshake import node_id, parse_node_id
 
@@ -404,18 +404,22 @@ class PeerManager:
         cfg = self.config
         conn = peer.conn
         while True:
-            got = await conn.receive(cfg.idle_timeout)
-            if got is None:
+            plaintext = await conn.receive_plaintext(cfg.idle_timeout)
+            if plaintext is None:
                 peer.close("closed by the peer")
                 return
-            msg, plaintext = got
             self.counters["messages_in"] += 1
+            h = H(plaintext)
+            if h in self._seen:  # only relayed types are remembered: a gossip copy, not decoded again
+                self._seen.move_to_end(h)
+                self.counters["duplicates_in"] += 1
+                continue
+            msg = decode_message(plaintext, max_size=conn.session.opener.max_frame)
             if msg.type == "ping":
                 continue
             if msg.type not in cfg.message_types:
                 raise UnknownMessageType(f"message type {msg.type!r}")
             relay = msg.type in cfg.relay_types
-            h = H(plaintext) if relay else b""
             if relay and not self._mark_seen(h):  # also covers copies arriving meanwhile
                 self.counters["duplicates_in"] += 1
                 continue
