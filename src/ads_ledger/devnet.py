@@ -113,6 +113,10 @@ class Network:
             hs = self.heights()
             if all(hs[i] is not None and hs[i] >= height for i in idx):  # type: ignore[operator]
                 return hs
+            dead = [i for i in idx if i in self.procs and self.procs[i].poll() is not None]
+            if dead:
+                tail = (self.homes[dead[0]] / "node.log").read_text()[-2000:]
+                raise RuntimeError(f"node{dead[0]} exited ({self.procs[dead[0]].returncode}):\n{tail}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nodes {idx} did not reach height {height} in {timeout}s: {hs}")
             time.sleep(0.2)
