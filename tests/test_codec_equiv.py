@@ -177,6 +177,7 @@ values = st.recursive(
         st.lists(kids, max_size=6),
         st.dictionaries(texts, kids, max_size=6),
         st.lists(st.none(), min_size=15, max_size=17),  # fixarray/array16 boundary
+        st.lists(leaves, min_size=17, max_size=19),
         st.dictionaries(st.text("abcdefghijklmnopq", min_size=1, max_size=2), st.just(0), min_size=15, max_size=17),
     ),
     max_leaves=25,
@@ -447,6 +448,12 @@ def test_long_lists_of_one_leaf_type_and_mixed() -> None:
         [b"x"] * 40 + [{"b": 1, "a": 2}],
         [True] * 20 + [1],
         [None] * 20,
+        [1.5] * 20,  # one forbidden type throughout
+        [[1.5]] * 20,  # all lists: the inner ones still need checking
+        [{"b": 1, "a": 2}] * 20,
+        [{"a": [0.5]}] * 20,
+        nest_lists(MAX_DEPTH - 1, [[0]] * 20),
+        nest_lists(MAX_DEPTH - 2, [[0]] * 20),
     ):
         raw = msgpack.packb(v, use_bin_type=True)
         same_decode(raw)
