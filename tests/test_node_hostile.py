@@ -35,6 +35,10 @@ from ads_ledger.tx.envelope import make_envelope
 TRACEBACK = b"Traceback (most recent call last)"
 
 
+class KnownBug(Exception):
+    """Raised only by the final check of an xfail test, so that any other failure still fails."""
+
+
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
     d = tmp_path_factory.mktemp("hostile") / "net"
@@ -79,6 +83,18 @@ def metrics(net: Network, i: int = 0) -> dict[str, float]:
             name, _, value = line.rpartition(" ")
             out[name] = float(value)
     return out
+
+
+def open_fds(net: Network, i: int = 0) -> int:
+    return len(list(Path(f"/proc/{net.procs[i].pid}/fd").iterdir()))
+
+
+def assert_no_fd_leak(net: Network, before: int, slack: int = 4) -> None:
+    """Node 0's open descriptors return to about `before` (closing sockets may take a moment)."""
+    deadline = time.monotonic() + 5
+    while (now := open_fds(net)) > before + slack and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert now <= before + slack, f"node 0 holds {now} descriptors, {before} before the attack"
 
 
 def request(net: Network, method: str, path: str, body: bytes | None = None,
@@ -150,6 +166,7 @@ def test_hostile_http_gets_typed_4xx_and_the_chain_keeps_committing(net: Network
     chain = net.info["chain_id"]
     rng = random.Random(20261125)
     h0 = height(net)
+    fds = open_fds(net)
     seen: list[tuple[str, int, str | None]] = []  # (what, status, code) of every refusal
 
     def expect(what: str, got: tuple[int, Any], status: int, code: str) -> None:
@@ -306,6 +323,8 @@ def test_hostile_http_gets_typed_4xx_and_the_chain_keeps_committing(net: Network
     m = metrics(net)
     assert not any(k.startswith("ads_api_requests_total") and 'status="5' in k for k in m), m
     assert m["ads_peers"] == 3
+    assert m["ads_api_connections_open"] <= 2, "connections of the attack are still open"
+    assert_no_fd_leak(net, fds)
 
 
 # ---------------------------------------------------------------- P2P
@@ -334,6 +353,7 @@ def test_p2p_garbage_and_truncated_handshakes_are_dropped(net: Network) -> None:
     rng = random.Random(7)
     before = metrics(net)
     h0 = height(net)
+    fds = open_fds(net)
     addr = p2p_addr(net)
 
     def err(m: dict[str, float], name: str) -> float:
@@ -394,6 +414,7 @@ def test_p2p_garbage_and_truncated_handshakes_are_dropped(net: Network) -> None:
     assert err(after, "HandshakeAuthError") >= err(before, "HandshakeAuthError") + 2
     assert after["ads_peers"] == 3, "node 0 must keep its real peers"
     assert after.get('ads_p2p_total{what="refused"}', 0) == before.get('ads_p2p_total{what="refused"}', 0)
+    assert_no_fd_leak(net, fds)
     net.wait_height(h0 + 2, timeout=30)
 
 
@@ -434,7 +455,7 @@ def read_messages(s: socket.socket, opener: FrameOpener, limit_s: float) -> tupl
     return types, False
 
 
-@pytest.mark.xfail(strict=True, reason="node.py builds its PeerManager without an allow-list: any "
+@pytest.mark.xfail(strict=True, raises=KnownBug, reason="node.py builds its PeerManager without an allow-list: any "
                    "key that completes the handshake is taken as a peer (see the report)")  # fmt: skip
 def test_p2p_unknown_key_is_refused(net: Network) -> None:
     """A fresh key that is not one of the configured peers completes a valid handshake;
@@ -443,8 +464,8 @@ def test_p2p_unknown_key_is_refused(net: Network) -> None:
     with s:
         types, closed = read_messages(s, session.opener, 3)
         peers = metrics(net)["ads_peers"]
-    assert not types and closed, f"an unknown key got a session; node 0 sent it {types[:5]}"
-    assert peers == 3
+    if types or not closed or peers != 3:
+        raise KnownBug(f"an unknown key got a session; node 0 sent it {types[:5]} ({peers:.0f} peers)")
 
 
 def test_p2p_unknown_key_cannot_disturb_the_node(net: Network) -> None:
@@ -465,6 +486,61 @@ def test_p2p_unknown_key_cannot_disturb_the_node(net: Network) -> None:
     m = metrics(net)
     assert m["ads_peers"] == 3
     net.wait_height(h0 + 2, timeout=30)
+
+
+def rss_mib(net: Network, i: int = 0) -> float:
+    for line in Path(f"/proc/{net.procs[i].pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.xfail(strict=True, raises=KnownBug, reason="p2p/handshake.py reads the auth frame with the full max_frame "
+                   "(8 MiB): unauthenticated sockets can make the node buffer 8 MiB each")  # fmt: skip
+def test_unauthenticated_sockets_cannot_pin_much_memory(net: Network) -> None:
+    """16 sockets (the pending-handshake limit) each send a hello and most of an 8 MiB "auth
+    frame": what the node buffers for peers it has not authenticated stays small."""
+    chain = net.info["chain_id"]
+    rss0 = rss_mib(net)
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(16):
+            hs = Handshake(SigningKey.generate(), chain)
+            s = socket.create_connection(p2p_addr(net), timeout=5)
+            socks.append(s)
+            try:
+                s.sendall(hs.data_to_send() + (8 << 20).to_bytes(4, "big") + bytes((8 << 20) - 4096))
+            except OSError:
+                pass  # refused early: what we want
+        time.sleep(1.0)
+        grew = rss_mib(net) - rss0
+    finally:
+        for s in socks:
+            s.close()
+    if grew >= 32:
+        raise KnownBug(f"node 0 grew by {grew:.0f} MiB for 16 unauthenticated sockets")
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=KnownBug, reason="api/server.py gives a connection that never sends a byte the "
+                   "30 s keep-alive idle timeout: 256 such sockets hold every API slot")  # fmt: skip
+def test_silent_sockets_do_not_lock_out_the_api(net: Network) -> None:
+    """max_connections (256) TCP connections that never send a byte; a real client must still
+    be answered promptly (silent connections should get a short first-byte deadline)."""
+    from ads_ledger.api.client import TransportError
+
+    socks = [socket.create_connection(api_addr(net), timeout=5) for _ in range(256)]
+    try:
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        try:
+            with net.client(0, timeout_s=5.0) as c:
+                c.status()
+        except TransportError as e:  # timed out: every slot is held
+            raise KnownBug(f"no answer in {time.monotonic() - t0:.1f} s: {e}") from e
+    finally:
+        for s in socks:
+            s.close()
 
 
 # ---------------------------------------------------------------- the end
@@ -488,7 +564,7 @@ def test_all_nodes_agree_stop_cleanly_and_log_no_traceback(net: Network) -> None
 # ---------------------------------------------------------------- block sync vs a lying peer
 
 
-@pytest.mark.xfail(strict=True, reason="node.py trusts the highest height any peer claims and never "
+@pytest.mark.xfail(strict=True, raises=KnownBug, reason="node.py trusts the highest height any peer claims and never "
                    "forgets a peer's height: one status message stalls block sync (see the report)")  # fmt: skip
 def test_lagging_node_still_syncs_after_a_lying_status(tmp_path: Path) -> None:
     """Node 0 is cut off while the others commit; an unknown key tells it `status 2^62` and
@@ -512,7 +588,10 @@ def test_lagging_node_still_syncs_after_a_lying_status(tmp_path: Path) -> None:
         net.wait_height(cut + 4, nodes=[1, 2, 3], timeout=30)
         net.set_links_down(0, [])
         target = max(h for h in net.heights()[1:] if h)
-        net.wait_height(target, nodes=[0], timeout=10)
+        try:
+            net.wait_height(target, nodes=[0], timeout=10)
+        except TimeoutError as e:
+            raise KnownBug(str(e)) from e
     finally:
         net.stop_all()
         for i in list(net.procs):
