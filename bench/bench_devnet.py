@@ -212,15 +212,19 @@ def setup_net(root: Path, owners: int) -> tuple[Network, Actors]:
     create(root / "net", 4)
     net = Network(root / "net")
     net.start_all()
-    net.wait_height(1, timeout=60)
-    actors = Actors(net, owners)
-    sent: dict[bytes, float] = {}
-    errs = submit_streams(net, actors.setup, 1, 8, None, sent)
-    got = wait_included(net, list(sent), 120)
-    if len(got) != len(sent):
-        missing = [t.hex()[:16] for t in sent if t not in got][:5]
-        raise SystemExit(f"setup: only {len(got)} of {len(sent)} setup txs committed "
-                         f"({errs} refused; e.g. {missing})")
+    try:
+        net.wait_height(1, timeout=60)
+        actors = Actors(net, owners)
+        sent: dict[bytes, float] = {}
+        errs = submit_streams(net, actors.setup, 1, 8, None, sent)
+        got = wait_included(net, list(sent), 120)
+        if len(got) != len(sent):
+            missing = [t.hex()[:16] for t in sent if t not in got][:5]
+            raise SystemExit(f"setup: only {len(got)} of {len(sent)} setup txs committed "
+                             f"({errs} refused; e.g. {missing})")
+    except BaseException:
+        net.stop_all()  # never leave validator processes behind
+        raise
     return net, actors
 
 

@@ -86,3 +86,40 @@ def test_recheck_drops_a_signer_whose_first_tx_now_fails() -> None:
     dropped = mp.recheck(lambda env: env.signer != a.pub)
     assert dropped == 2 and [p.env.signer for p in mp.pending()] == [b.pub]
     assert mp.recheck(lambda env: True) == 0
+
+
+def test_update_with_touched_signers_checks_only_those() -> None:
+    mp = Mempool()
+    a, b = SigningKey.generate(), SigningKey.generate()
+    ta, tb = tx(a, 1), tx(b, 1)
+    mp.add(*ta, committed_nonce=0)
+    mp.add(*tb, committed_nonce=0)
+    asked: list[bytes] = []
+
+    def nonce(signer: bytes) -> int:
+        asked.append(signer)
+        return 1  # both nonces were used (b's by a tx we never had)
+
+    assert mp.update([], nonce, touched=[b.pub]) == 1
+    assert asked == [b.pub]  # a was not looked up: its nonce cannot have moved
+    assert ta[0] in mp and tb[0] not in mp
+    assert mp.signer_of(ta[0]) == a.pub and mp.signer_of(tb[0]) is None
+
+
+def test_recheck_rotates_when_more_signers_than_the_limit() -> None:
+    mp = Mempool()
+    keys = [SigningKey.generate() for _ in range(5)]
+    for k in keys:
+        mp.add(*tx(k, 1), committed_nonce=0)
+    checked: list[bytes] = []
+
+    def check(env) -> bool:  # type: ignore[no-untyped-def]
+        checked.append(env.signer)
+        return True
+
+    for _ in range(3):
+        assert mp.recheck(check, limit=2) == 0
+    assert len(checked) == 6  # at most `limit` per call
+    assert set(checked) == {k.pub for k in keys}  # …and every signer within a few calls
+    assert mp.recheck(lambda env: env.signer != keys[0].pub, limit=10) == 1
+    assert len(mp) == 4

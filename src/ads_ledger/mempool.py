@@ -58,6 +58,7 @@ class Mempool:
     _seen: "OrderedDict[bytes, None]" = field(default_factory=OrderedDict)
     _bytes: int = 0
     _counter: int = 0
+    _recheck_cursor: int = 0
 
     def __len__(self) -> int:
         return len(self._txs)
@@ -130,14 +131,23 @@ class Mempool:
             used += p.size
         return out
 
-    def update(self, included: Iterable[bytes], committed_nonce: Callable[[bytes], int]) -> int:
-        """After a block: drop included txs and any now stale (nonce already used). Returns drops."""
+    def update(
+        self,
+        included: Iterable[bytes],
+        committed_nonce: Callable[[bytes], int],
+        touched: Iterable[bytes] | None = None,
+    ) -> int:
+        """After a block: drop included txs and any now stale (nonce already used). Returns drops.
+
+        `touched` names the signers of the block's transactions (only their nonces can have
+        moved); None checks every pending signer."""
         dropped = 0
         for txid in included:
             self._remember(txid)
             if self._remove(txid):
                 dropped += 1
-        for signer in list(self._by_signer):
+        signers = list(self._by_signer) if touched is None else [s for s in set(touched) if s in self._by_signer]
+        for signer in signers:
             n = committed_nonce(signer)
             for txid in list(self._by_signer.get(signer, ())):
                 if self._txs[txid].env.nonce <= n:
@@ -154,11 +164,23 @@ class Mempool:
                     expect += 1
         return dropped
 
+    def signer_of(self, txid: bytes) -> bytes | None:
+        p = self._txs.get(txid)
+        return None if p is None else p.env.signer
+
     def recheck(self, check: Callable[[Envelope], bool], limit: int = 1000) -> int:
         """Re-run the state check on each signer's first pending tx (after a block changed the
-        state); a signer whose first tx now fails loses all its pending txs. Returns drops."""
+        state); a signer whose first tx now fails loses all its pending txs. Returns drops.
+
+        At most `limit` signers per call; the next call continues after the last one checked,
+        so with more pending signers than `limit` each is still rechecked every few blocks."""
         dropped = 0
-        for signer in list(self._by_signer)[:limit]:
+        signers = list(self._by_signer)
+        if len(signers) > limit:
+            start = self._recheck_cursor % len(signers)
+            signers = (signers[start:] + signers[:start])[:limit]
+            self._recheck_cursor = start + limit
+        for signer in signers:
             ids = self._by_signer.get(signer)
             if not ids or check(self._txs[ids[0]].env):
                 continue
