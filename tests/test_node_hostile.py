@@ -477,7 +477,8 @@ def test_p2p_unknown_key_cannot_disturb_the_node(net: Network) -> None:
     h0 = height(net)
     for bad in (("vote", {"kind": "vote"}), ("proposal", b"\x00"), ("commit", {"kind": "vote"}),
                 ("evidence", {}), ("status", {"height": -1}), ("get_blocks", [1, 2]),
-                ("tx", {"not": "bytes"}), ("nosuchtype", None)):  # fmt: skip
+                ("tx", {"not": "bytes"}), ("txs", {"x": 1}), ("txs", [b"\x00"] * 5000),
+                ("txs", [b"\x00", 1]), ("nosuchtype", None)):  # fmt: skip
         s, session = unknown_session(net, SigningKey.generate())
         with s:
             s.sendall(session.sealer.seal(encode_message(*bad)))
