@@ -177,7 +177,7 @@ def test_hostile_http_gets_typed_4xx_and_the_chain_keeps_committing(net: Network
     # request deadline (10 s by default). It runs beside everything else.
     slow: dict[str, bytes] = {}
     t_slow = threading.Thread(target=lambda: slow.update(
-        r=raw_http(net, b"GET /status HTTP/1.1\r\nHost: x\r\n", half_close=False, read_s=15)))
+        r=raw_http(net, b"GET /status HTTP/1.1\r\nHost: x\r\n", half_close=False, read_s=15)), daemon=True)
     t_slow.start()
 
     # 1. random bytes and mangled requests over raw sockets
