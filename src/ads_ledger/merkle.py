@@ -29,6 +29,11 @@ LEAF_TAG = b"JMT::LeafNode"
 NODE_TAG = b"JMT::IntrnalNode"
 MAX_DEPTH = 256
 
+# SHA-256 states that have absorbed a prefix; `.copy()` them instead of concatenating bytes.
+_LIST_LEAF = hashlib.sha256(b"\x00")
+_LIST_NODE = hashlib.sha256(b"\x01")
+_JMT_NODE = hashlib.sha256(NODE_TAG)
+
 
 def leaf_hash(key_hash: bytes, value_hash: bytes) -> bytes:
     return H(LEAF_TAG + key_hash + value_hash)
@@ -48,13 +53,23 @@ def list_root(leaves: Sequence[bytes]) -> bytes:
     n = len(leaves)
     if n == 0:
         return H(b"")
-    sha = hashlib.sha256
-    level = [sha(b"\x00" + leaf).digest() for leaf in leaves]
+    # Copying a hash already fed the prefix beats building prefix+data bytes for every node.
+    leaf0, node1 = _LIST_LEAF.copy, _LIST_NODE.copy
+    level = []
+    for leaf in leaves:
+        s = leaf0()
+        s.update(leaf)
+        level.append(s.digest())
     # Pairwise from the left, promoting an odd last node: the same tree as RFC 6962's
     # split at the largest power of two below n.
     while len(level) > 1:
-        it = iter(level)  # zip(it, it) walks the list two at a time
-        nxt = [sha(b"\x01" + a + b).digest() for a, b in zip(it, it)]
+        nxt = []
+        it = iter(level)
+        for a, b in zip(it, it):  # zip(it, it) walks the list two at a time
+            s = node1()
+            s.update(a)
+            s.update(b)
+            nxt.append(s.digest())
         if len(level) % 2:
             nxt.append(level[-1])
         level = nxt
@@ -129,7 +144,15 @@ def verify_proof(root: bytes, key: bytes, value: bytes | None, proof: SparseProo
         h = sha(LEAF_TAG + other + leaf[1]).digest()
     # The key's first `depth` bits, read from the last: bit i is the side at depth i.
     path = int.from_bytes(kh, "big") >> (256 - depth)
+    node = _JMT_NODE.copy
     for sib in reversed(sibs):
-        h = sha(NODE_TAG + sib + h).digest() if path & 1 else sha(NODE_TAG + h + sib).digest()
+        s = node()
+        if path & 1:  # we are the right child
+            s.update(sib)
+            s.update(h)
+        else:
+            s.update(h)
+            s.update(sib)
+        h = s.digest()
         path >>= 1
     return h == root
