@@ -16,7 +16,7 @@ import struct
 import types
 from typing import Any, Callable, Mapping, Sequence
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -65,7 +65,8 @@ def _ref_canon(value: Any, depth: int) -> Any:
 
 def _encode_reference(value: Any) -> bytes:
     try:
-        return msgpack.packb(_ref_canon(value, 0), use_bin_type=True, strict_types=True)
+        raw: bytes = msgpack.packb(_ref_canon(value, 0), use_bin_type=True, strict_types=True)
+        return raw
     except (UnicodeEncodeError, ValueError, OverflowError) as e:
         if isinstance(e, DecodeError):
             raise
@@ -334,7 +335,7 @@ odd_leaves = st.one_of(
     st.integers(-(2**70), 2**70),
     st.floats(allow_nan=False),
     st.binary(max_size=8).map(bytearray),
-    st.binary(max_size=8).map(memoryview),
+    st.binary(max_size=8).map(lambda b: memoryview(b)),
     st.just(Colour.RED),
     st.just(Name("n")),
     st.sampled_from(["\ud800", "a\udfffb"]),  # lone surrogates: not encodable as UTF-8

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]
 
 from .errors import DecodeError
 
@@ -150,7 +150,8 @@ def _canon_other(value: Value, depth: int) -> Value:
 def encode(value: Value) -> bytes:
     """Canonical bytes of `value`. Raises DecodeError for values the spec does not allow."""
     try:
-        return _packb(_canon(value, 0), use_bin_type=True, strict_types=True)
+        raw: bytes = _packb(_canon(value, 0), use_bin_type=True, strict_types=True)
+        return raw
     except (UnicodeEncodeError, ValueError, OverflowError) as e:
         if isinstance(e, DecodeError):
             raise
