@@ -523,8 +523,6 @@ def test_unauthenticated_sockets_cannot_pin_much_memory(net: Network) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=KnownBug, reason="api/server.py gives a connection that never sends a byte the "
-                   "30 s keep-alive idle timeout: 256 such sockets hold every API slot")  # fmt: skip
 def test_silent_sockets_do_not_lock_out_the_api(net: Network) -> None:
     """max_connections (256) TCP connections that never send a byte; a real client must still
     be answered promptly (silent connections should get a short first-byte deadline)."""

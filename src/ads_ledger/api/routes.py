@@ -54,6 +54,8 @@ class ApiConfig:
     max_connections: int = 256
     max_subscribers: int = 64
     idle_timeout_s: float = 30.0  # keep-alive connection with no request in progress
+    first_byte_timeout_s: float = 5.0  # a new connection must start its first request by then
+    busy_idle_timeout_s: float = 1.0  # keep-alive wait when over 3/4 of the connections are open
     request_timeout_s: float = 10.0  # first byte of a request to its last
     write_timeout_s: float = 10.0  # one response write
     tx_wait_timeout_s: float = 20.0  # POST /txs?wait=commit

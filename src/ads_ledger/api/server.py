@@ -117,6 +117,7 @@ class _Connection:
         self.ctx = ctx
         self.cfg = ctx.config
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.cfg.max_header_bytes)
+        self._served = 0  # requests answered on this connection
 
     async def serve(self) -> None:
         try:
@@ -124,6 +125,7 @@ class _Connection:
                 req = await self._read_request()
                 if req is None:
                     return
+                self._served += 1
                 t0 = time.perf_counter()
                 try:
                     name, resp = await dispatch(self.ctx, req)
@@ -163,7 +165,14 @@ class _Connection:
     async def _read_request(self) -> Request | None:
         """The next complete request, or None when the client is gone or idled out."""
         if not self.conn.trailing_data[0]:
-            with trio.move_on_after(self.cfg.idle_timeout_s):
+            # silent sockets must not hold connection slots: a short wait for a new
+            # connection's first byte, and a short keep-alive when the server is busy
+            wait = self.cfg.idle_timeout_s
+            if self._served == 0:
+                wait = min(wait, self.cfg.first_byte_timeout_s)
+            if self.ctx.stats.connections_open * 4 > self.cfg.max_connections * 3:
+                wait = min(wait, self.cfg.busy_idle_timeout_s)
+            with trio.move_on_after(wait):
                 await self._receive()
             if not self.conn.trailing_data[0]:
                 return None  # idle timeout or a clean close between requests
