@@ -295,6 +295,13 @@ def bench_sync(root: Path, behind: int) -> dict[str, Any]:
     net.start_all()
     try:
         net.wait_height(behind, timeout=1800)
+        # restart the leader with the default heartbeat: while the joiner syncs it makes ~1
+        # block/s instead of competing for the cores at full speed
+        net.stop(0)
+        lead_cfg.heartbeat_ms = NodeConfig.heartbeat_ms
+        write_config(lead_cfg)
+        net.start(0)
+        net.wait_height(behind, nodes=[0], timeout=60)
         lead = net.heights()[0] or behind
         home = root / "sync" / "node1"
         home.mkdir()

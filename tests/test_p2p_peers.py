@@ -115,6 +115,8 @@ def test_two_managers_connect_and_exchange() -> None:
         await eventually(lambda: b.bodies("vote").count({"h": 2}) == 2)
         assert b.bodies("vote").count({"h": 1}) == 1 and b.mgr.counters["duplicates_in"] == 2
         assert not a.mgr.send("00" * 32, "vote", 1)  # not connected
+        assert a.mgr.queued_bytes("00" * 32) is None
+        assert a.mgr.queued_bytes(b.id) is not None and a.mgr.queued_bytes(b.id) >= 0
         with pytest.raises(ValueError):
             a.mgr.broadcast("nonsense", 1)
 
@@ -485,3 +487,9 @@ def test_graceful_close_flushes_queued_messages() -> None:
         assert b.mgr.errors == {}
 
     run(t)
+
+
+def test_batched_txs_gossip_is_relayed_and_droppable_by_default() -> None:
+    cfg = P2PConfig()
+    assert "txs" in cfg.relay_types and "txs" in cfg.message_types
+    assert "txs" in cfg.drop_when_full and "vote" not in cfg.drop_when_full

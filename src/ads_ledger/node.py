@@ -65,7 +65,8 @@ __all__ = ["Node", "run_node"]
 
 log = logging.getLogger("ads_ledger.node")
 
-SYNC_BATCH = 64  # blocks asked of one peer at a time
+SYNC_BATCH = 64  # blocks asked of one peer at a time (the next batch is asked half way through)
+SERVE_WAIT_STEPS = 500  # × 10 ms: how long block serving waits for a peer's queue to drain
 INTAKE_BATCH = 512  # transactions verified in one worker-thread hop at most
 INLINE_BATCH = 16  # smaller batches are verified on the event loop if the mempool lock is free
 GOSSIP_BATCH_TXS = 1000  # transactions in one `txs` P2P message at most
@@ -412,6 +413,13 @@ class Node:
                 break
             body = {"kind": "commit", "block": codec.decode(raw, max_size=64 * 1024 * 1024),
                     "commit": commit.to_obj()}
+            # a full outbound queue would disconnect the peer (commits are never dropped): wait
+            # for the writer to drain it below half, for a bounded time
+            for _ in range(SERVE_WAIT_STEPS):
+                queued = self.p2p.queued_bytes(peer)
+                if queued is None or queued + len(raw) <= self.p2p.config.queue_bytes // 2:
+                    break
+                await trio.sleep(0.01)
             if not self.p2p.send(peer, "commit", body):
                 break
             await trio.sleep(0)

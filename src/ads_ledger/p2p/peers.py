@@ -169,6 +169,11 @@ class PeerManager:
     def connected_peers(self) -> list[str]:
         return sorted(self._conns)
 
+    def queued_bytes(self, peer_id: str) -> int | None:
+        """Bytes waiting in a peer's outbound queue; None if not connected."""
+        peer = self._conns.get(peer_id)
+        return None if peer is None else peer.queued_bytes
+
     def metrics(self) -> dict[str, int]:
         """Flat counters for /metrics: peers, bytes and messages in/out, drops and errors."""
         m: dict[str, int] = {"peers": len(self._conns)}
