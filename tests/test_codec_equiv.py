@@ -253,7 +253,9 @@ class Loose:
             self.deviated = True
             entries.append(r.choice(entries))  # a duplicate key
         if len(entries) > 1 and r.random() < self.p:
-            r.shuffle(entries)  # may or may not change the order; decode decides
+            self.deviated = True
+            i = r.randrange(len(entries) - 1)
+            entries[i], entries[i + 1] = entries[i + 1], entries[i]  # two entries out of order
         if entries and r.random() < self.p / 2:
             self.deviated = True
             entries[0] = (r.choice([b"\x01", b"\xc4\x01k", b"\xc0", b"\x90"]), None, entries[0][2])
@@ -281,7 +283,11 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
 
 # ------------------------------------------------------------------ properties
 
-SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=400,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+)
 
 
 @SETTINGS
@@ -293,9 +299,13 @@ def test_canonical_round_trip_matches_reference(v: Any) -> None:
     assert codec.decode(raw) == v
 
 
+seeds = st.integers(0, 2**32)  # a plain Random: hypothesis' own randoms() stay near "simple" draws
+
+
 @SETTINGS
-@given(values, st.sampled_from([0.0, 0.05, 0.3]), st.randoms(use_true_random=False))
-def test_loose_encodings_decide_like_reference(v: Any, p: float, rng: random.Random) -> None:
+@given(values, st.sampled_from([0.0, 0.05, 0.3]), seeds)
+def test_loose_encodings_decide_like_reference(v: Any, p: float, seed: int) -> None:
+    rng = random.Random(seed)
     loose = Loose(rng, p)
     raw = loose.enc(v)
     result = same_decode(raw)
@@ -307,8 +317,9 @@ def test_loose_encodings_decide_like_reference(v: Any, p: float, rng: random.Ran
 
 
 @SETTINGS
-@given(values, st.randoms(use_true_random=False))
-def test_mutated_canonical_bytes_decide_like_reference(v: Any, rng: random.Random) -> None:
+@given(values, seeds)
+def test_mutated_canonical_bytes_decide_like_reference(v: Any, seed: int) -> None:
+    rng = random.Random(seed)
     raw = codec.encode(v)
     for _ in range(8):
         raw2 = mutate(raw, rng)
