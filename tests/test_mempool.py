@@ -103,7 +103,7 @@ def test_update_with_touched_signers_checks_only_those() -> None:
     assert mp.update([], nonce, touched=[b.pub]) == 1
     assert asked == [b.pub]  # a was not looked up: its nonce cannot have moved
     assert ta[0] in mp and tb[0] not in mp
-    assert mp.signer_of(ta[0]) == a.pub and mp.signer_of(tb[0]) is None
+    assert mp.signer_of(ta[0]) == a.pub and mp.signer_of(tb[0]) is None and mp.signer_count() == 1
 
 
 def test_recheck_rotates_when_more_signers_than_the_limit() -> None:

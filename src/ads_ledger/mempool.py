@@ -164,6 +164,10 @@ class Mempool:
                     expect += 1
         return dropped
 
+    def signer_count(self) -> int:
+        """Signers with pending transactions."""
+        return len(self._by_signer)
+
     def signer_of(self, txid: bytes) -> bytes | None:
         p = self._txs.get(txid)
         return None if p is None else p.env.signer
