@@ -304,3 +304,20 @@ def test_backoff_is_exponential_jittered_capped_and_resettable() -> None:
     assert 0.05 <= b.next_delay() <= 0.1
     with pytest.raises(ValueError):
         Backoff(2.0, 1.0, random.Random())
+
+
+def test_unauthenticated_peer_cannot_announce_a_large_frame() -> None:
+    """Before the auth frame, a header announcing more than an auth frame needs is refused at
+    once (nothing is buffered for it); after authentication full-size frames flow."""
+    ka, kb = keys()
+    a = Handshake(ka, CHAIN)
+    b = Handshake(kb, CHAIN)
+    a.receive_data(b.data_to_send()[:HELLO_SIZE])  # b's hello only, not its auth frame
+    with pytest.raises(HandshakeAuthError):
+        a.receive_data(struct.pack(">I", 1 << 20) + bytes(4096))
+    a, b = Handshake(ka, CHAIN), Handshake(kb, CHAIN)
+    pump(a, b)
+    big = encode_message("proposal", b"p" * 200_000)
+    sa, sb = a.session(), b.session()
+    sb.opener.receive_data(sa.sealer.seal(big))
+    assert sb.opener.next_frame() == big

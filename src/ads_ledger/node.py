@@ -65,6 +65,8 @@ __all__ = ["Node", "run_node"]
 
 log = logging.getLogger("ads_ledger.node")
 
+SYNC_STALL_TICKS = 3  # status intervals without a block while a sync batch is asked
+SYNC_DISTRUST_S = 10.0  # …after which that peer's height claims are ignored this long
 SYNC_BATCH = 64  # blocks asked of one peer at a time (the next batch is asked half way through)
 SERVE_WAIT_STEPS = 500  # × 10 ms: how long block serving waits for a peer's queue to drain
 INTAKE_BATCH = 512  # transactions verified in one worker-thread hop at most
@@ -150,6 +152,8 @@ class Node:
         self._waiters: dict[bytes, trio.Event] = {}
         self._peer_heights: dict[str, int] = {}
         self._sync_asked: int = 0  # highest height requested by block sync
+        self._sync_peer: str | None = None  # …and of whom
+        self._distrust: dict[str, float] = {}  # peer → monotonic time until its heights are ignored
         self._block_times: deque[tuple[float, int]] = deque(maxlen=64)  # (wall s, num txs)
         self.counters: dict[str, int] = {"txs_received": 0, "txs_rejected": 0, "blocks": 0,
                                          "sync_blocks": 0, "bad_p2p": 0}  # fmt: skip
@@ -386,7 +390,8 @@ class Node:
             h = body.get("height") if type(body) is dict else None
             if type(h) is not int or h < 0:
                 raise DecodeError("status carries {height: uint}")
-            self._peer_heights[peer] = h
+            if self._distrust.get(peer, 0.0) <= time.monotonic():  # see _status_loop
+                self._peer_heights[peer] = h
             ask = self._want_sync()
             if ask is not None:
                 self._request_blocks(*ask)
@@ -439,9 +444,34 @@ class Node:
     def _request_blocks(self, peer: str, start: int) -> None:
         if self.p2p.send(peer, "get_blocks", {"from": start, "count": SYNC_BATCH}):
             self._sync_asked = start + SYNC_BATCH - 1
+            self._sync_peer = peer
+        else:  # gone (or its queue is full): its claim must not keep us from asking others
+            self._peer_heights.pop(peer, None)
+
+    def _forget_unhelpful_peers(self, stalled_ticks: int) -> None:
+        """Heights of disconnected peers are forgotten; a peer that was asked for blocks and
+        sent none for SYNC_STALL_TICKS status intervals is not believed for SYNC_DISTRUST_S
+        (one lying status must not stall block sync)."""
+        connected = set(self.p2p.connected_peers())
+        for pid in [p for p in self._peer_heights if p not in connected]:
+            del self._peer_heights[pid]
+        peer = self._sync_peer
+        if stalled_ticks >= SYNC_STALL_TICKS and peer is not None:
+            kv(log, logging.WARNING, "block sync: peer sent no blocks; ignoring its height for a while",
+               peer=peer[:12], claimed=self._peer_heights.get(peer))  # fmt: skip
+            self._peer_heights.pop(peer, None)
+            self._distrust[peer] = time.monotonic() + SYNC_DISTRUST_S
+            self._sync_asked, self._sync_peer = 0, None
 
     async def _status_loop(self) -> None:
+        last, stalled = -1, 0
         while True:
+            h = self.ledger.height
+            stalled = stalled + 1 if self._sync_asked > h and h == last else 0
+            last = h
+            self._forget_unhelpful_peers(stalled)
+            if stalled >= SYNC_STALL_TICKS:
+                stalled = 0
             self.p2p.broadcast("status", {"height": self.ledger.height})
             if self._sync_asked and self._sync_asked <= self.ledger.height:
                 self._sync_asked = 0
@@ -582,7 +612,7 @@ class Node:
 
     def status(self) -> NodeStatus:
         info = self.ledger.last_info()
-        top = max(self._peer_heights.values(), default=0)
+        top = max(self._peer_heights.values(), default=0)  # connected, believed peers only
         return NodeStatus(
             chain_id=self.chain_id,
             node_id=self.node_key.pub,

@@ -82,6 +82,7 @@ PROTOCOL = "ads/p2p/1"
 MAGIC = b"ADSP2P\x00\x01"  # the last byte is the protocol version
 HELLO_SIZE = len(MAGIC) + 8 + 32
 _AUTH_LABEL = PROTOCOL + "/auth"
+AUTH_MAX_FRAME = 1024  # bytes an auth frame may announce (it needs about 130)
 _KEYS_INFO = (PROTOCOL + " keys").encode()
 
 
@@ -224,7 +225,9 @@ class Handshake:
         send_key, recv_key = (k_lo, k_hi) if self._eph_pub == lo else (k_hi, k_lo)
         self._remote_eph, self._th = remote_eph, th
         self._sealer = FrameSealer(send_key, max_frame=self._max_frame)
-        self._opener = FrameOpener(recv_key, max_frame=self._max_frame)
+        # until the peer is authenticated it may announce no more than an auth frame needs:
+        # an unauthenticated socket cannot make us buffer max_frame bytes
+        self._opener = FrameOpener(recv_key, max_frame=min(AUTH_MAX_FRAME, self._max_frame))
         sig = self._key.sign(_auth_bytes(self._chain_id, th, self._eph_pub))
         self._out += self._sealer.seal(encode_message("auth", {"pub": self._key.pub, "sig": sig}))
 
@@ -232,7 +235,7 @@ class Handshake:
         assert self._th is not None and self._remote_eph is not None
         assert self._sealer is not None and self._opener is not None
         try:
-            msg = decode_message(frame, max_size=self._max_frame)
+            msg = decode_message(frame, max_size=AUTH_MAX_FRAME)
         except MessageError as e:
             raise HandshakeAuthError(f"bad auth message: {e}") from e
         body = msg.body
@@ -251,4 +254,5 @@ class Handshake:
             )
         if self._allowed is not None and pub not in self._allowed:
             raise PeerNotAllowed(f"node {pub.hex()} is not in the allow-list")
+        self._opener.max_frame = self._max_frame  # authenticated: full-size frames from now on
         self._session = Session(pub, self._th, self._sealer, self._opener)
