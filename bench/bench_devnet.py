@@ -9,6 +9,10 @@ the same run (bench/limits.py). Everything runs on this machine: the validators,
 generator and the measurement share its cores, as they would on a one-box devnet.
 
   .venv/bin/python bench/bench_devnet.py [--mode all|throughput|latency|sync] [--txs 6000]
+      [--procs 4 --threads 4] [--rate 500 --seconds 10] [--behind 5000]
+
+The load generator is `--procs` spawned processes of `--threads` threads, each POSTing signed
+transactions over keep-alive HTTP (one Python process is GIL-bound below what the nodes take).
 """
 
 from __future__ import annotations
