@@ -26,7 +26,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Sequence
+from typing import Any, AsyncIterator, Callable, Sequence
 
 import trio
 
@@ -48,7 +48,7 @@ from .consensus.messages import CommitMessage, Message, ProposalMessage, VoteMes
 from .consensus.privval import DoubleSignGuard, FileSignerState
 from .consensus.timeouts import ConsensusParams
 from .consensus.wal import FileWAL
-from .errors import DecodeError, RemoteError
+from .errors import AdsError, DecodeError, RemoteError
 from .genesis import Genesis
 from .ledger import Ledger
 from .logs import kv
@@ -59,7 +59,7 @@ from .store import VersionUnavailable
 from .state import check_tx
 from .tx.envelope import Envelope, parse_envelope
 from .tx.records import acct_key, decode_record
-from .types import Block, Commit, DuplicateVoteEvidence, Header, ValidatorSet, Vote
+from .types import Block, Commit, DuplicateVoteEvidence, Header, Proposal, ValidatorSet, Vote
 
 __all__ = ["Node", "run_node"]
 
@@ -102,6 +102,42 @@ class _Intake:
     done: trio.Event = field(default_factory=trio.Event)
 
 
+class NotAValidator(AdsError):
+    """Our key is not in the validator set of that height: we do not sign (a full node)."""
+
+
+class _MemberSigner:
+    """The double-sign guard, asked only for heights whose validator set holds our key.
+
+    A node that is not a validator (a full node that follows by sync and gossip) would
+    otherwise sign votes; the core counts its own votes, and one from outside the set breaks
+    building the commit (`Commit.from_votes`). The core treats the refusal as `sign_refused`."""
+
+    def __init__(self, guard: DoubleSignGuard, validators_at: Callable[[int], ValidatorSet]) -> None:
+        self.guard = guard
+        self.validators_at = validators_at
+
+    @property
+    def pub(self) -> bytes:
+        return self.guard.pub
+
+    def _check(self, height: int) -> None:
+        try:
+            member = self.validators_at(height).index_of(self.guard.pub) is not None
+        except LookupError:
+            member = False
+        if not member:
+            raise NotAValidator(f"our key is not in the validator set of height {height}")
+
+    def sign_proposal(self, chain_id: str, proposal: Proposal) -> Proposal:
+        self._check(proposal.height)
+        return self.guard.sign_proposal(chain_id, proposal)
+
+    def sign_vote(self, chain_id: str, vote: Vote) -> Vote:
+        self._check(vote.height)
+        return self.guard.sign_vote(chain_id, vote)
+
+
 def _nonce_in(view: Any, signer: bytes) -> int:
     raw = view.get(acct_key(signer))
     return 0 if raw is None else int(decode_record(raw)["nonce"])
@@ -120,7 +156,9 @@ class Node:
         self.ledger = Ledger.open(cfg.data_dir / "state.lmdb", self.genesis, cfg.keep_versions)
         self.ledger.max_block_bytes = cfg.max_block_bytes
         self.wal = FileWAL(cfg.data_dir / "wal")
-        self.signer = DoubleSignGuard(self.validator_key, FileSignerState(cfg.data_dir / "signer_state.json"))
+        self.signer = _MemberSigner(
+            DoubleSignGuard(self.validator_key, FileSignerState(cfg.data_dir / "signer_state.json")),
+            self.ledger.validators_at)
         self.mempool = Mempool(max_txs=cfg.mempool_max_txs, max_bytes=cfg.mempool_max_bytes)
         # The core reaps and commits from a worker thread; a block's commit and the mempool's
         # update happen under this lock so that admission never sees one without the other.
