@@ -367,6 +367,8 @@ def bench_sync(root: Path, behind: int) -> dict[str, Any]:
         # block/s instead of competing for the cores at full speed
         net.stop(0)
         lead_cfg.heartbeat_ms = NodeConfig.heartbeat_ms
+        nk = SigningKey.generate()
+        lead_cfg.p2p_allow = [node_id(nk.pub)]  # the joiner is not a configured peer of the leader
         write_config(lead_cfg)
         net.start(0)
         net.wait_height(behind, nodes=[0], timeout=60)
@@ -374,7 +376,6 @@ def bench_sync(root: Path, behind: int) -> dict[str, Any]:
         home = root / "sync" / "node1"
         home.mkdir()
         shutil.copy(root / "sync" / "node0" / "genesis.json", home / "genesis.json")
-        nk = SigningKey.generate()
         write_key(home / "node_key.json", nk, "p2p node key")
         write_key(home / "validator_key.json", SigningKey.generate(), "not in the validator set")
         api = f"127.0.0.1:{free_port()}"

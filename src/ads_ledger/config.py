@@ -44,6 +44,7 @@ class NodeConfig:
     # [p2p]
     p2p_listen: str = "127.0.0.1:26656"
     peers: list[str] = field(default_factory=list)  # "node_id@host:port"
+    p2p_allow: list[str] = field(default_factory=list)  # extra node ids accepted inbound
     max_frame_bytes: int = 8 * 1024 * 1024
     # [api]
     api_listen: str = "127.0.0.1:26657"
@@ -91,6 +92,8 @@ _SECTIONS: dict[str, dict[str, tuple[str, str]]] = {
     "p2p": {
         "listen": ("p2p_listen", "host:port the node accepts validator connections on"),
         "peers": ("peers", 'peers to dial, "node_id@host:port" (node_id = hex node public key)'),
+        "allow": ("p2p_allow", "node ids (besides the peers above) accepted inbound, e.g. full "
+                  "nodes that sync from this one; any other key is refused"),
         "max_frame_bytes": ("max_frame_bytes", "largest P2P frame accepted (a block travels in one)"),
     },
     "api": {"listen": ("api_listen", "host:port of the HTTP API (DESIGN §8); keep it on loopback "

@@ -179,6 +179,7 @@ class Node:
         self.p2p = PeerManager(
             self.node_key, self.chain_id, parse_hostport(cfg.p2p_listen),
             [PeerAddr.parse(p) for p in cfg.peers], self._on_p2p,
+            allowed=cfg.p2p_allow,  # a permissioned network: configured peers and these only
             config=P2PConfig(max_frame=cfg.max_frame_bytes, message_types=frozenset(P2P_TYPES),
                              relay_types=GOSSIP_TYPES),
         )  # fmt: skip
