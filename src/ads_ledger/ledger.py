@@ -79,6 +79,7 @@ class Ledger:
         self.chain_id = genesis.chain_id
         self._executed: dict[bytes, _Executed] = {}
         self._valsets: dict[int, ValidatorSet] = {}
+        self._last_info: BlockInfo | None = None
         self._lock = threading.Lock()  # guards _executed against the API's readers
         self.reap: Callable[[int], list[bytes]] = lambda max_bytes: []
         self.max_block_bytes = 4 * 1024 * 1024
@@ -121,8 +122,13 @@ class Ledger:
 
     def last_info(self) -> BlockInfo | None:
         h = self.height
+        cached = self._last_info
+        if cached is not None and cached.height == h:
+            return cached  # decoding the whole last block on every call dominated validation
         hdr = self.header(h) if h else None
-        return None if hdr is None else BlockInfo(h, hdr.block_id(), hdr.time)
+        info = None if hdr is None else BlockInfo(h, hdr.block_id(), hdr.time)
+        self._last_info = info
+        return info
 
     def last_block_time(self) -> int:
         info = self.last_info()
@@ -352,7 +358,8 @@ class Ledger:
             self._executed.clear()
         with self.evidence_lock:
             self.evidence.commit_block(block)
-        self._valsets = {k: v for k, v in self._valsets.items() if k <= height}
+        for k in (height + 1, height + 2, height + 3, height - 64):  # O(1): no rebuild per block
+            self._valsets.pop(k, None)
 
     def check_tx(self, raw: bytes, *, verify_sigs: bool = False, now: int | None = None) -> TxResult:
         """The state machine's admission check against the committed state, at time `now`
