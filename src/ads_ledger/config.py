@@ -19,11 +19,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .consensus.timeouts import ConsensusParams
 from .crypto import SigningKey
 from .errors import AdsError
 
 __all__ = ["ConfigError", "NodeConfig", "load_config", "write_config", "load_key", "write_key",
            "parse_hostport"]  # fmt: skip
+
+
+_CORE = ConsensusParams()
 
 
 class ConfigError(AdsError):
@@ -48,15 +52,15 @@ class NodeConfig:
     max_frame_bytes: int = 8 * 1024 * 1024
     # [api]
     api_listen: str = "127.0.0.1:26657"
-    # [consensus]
-    timeout_propose_ms: int = 3000
-    timeout_propose_delta_ms: int = 500
-    timeout_prevote_ms: int = 1000
-    timeout_prevote_delta_ms: int = 500
-    timeout_precommit_ms: int = 1000
-    timeout_precommit_delta_ms: int = 500
+    # [consensus] (timeout defaults are the core's own)
+    timeout_propose_ms: int = _CORE.propose_ms
+    timeout_propose_delta_ms: int = _CORE.propose_delta_ms
+    timeout_prevote_ms: int = _CORE.prevote_ms
+    timeout_prevote_delta_ms: int = _CORE.prevote_delta_ms
+    timeout_precommit_ms: int = _CORE.precommit_ms
+    timeout_precommit_delta_ms: int = _CORE.precommit_delta_ms
     heartbeat_ms: int = 1000
-    precision_ms: int = 500
+    precision_ms: int = _CORE.precision_ms
     message_delay_ms: int = 3000
     max_block_bytes: int = 4 * 1024 * 1024
     max_block_txs: int = 2000
@@ -68,6 +72,17 @@ class NodeConfig:
     # [log]
     log_format: str = "human"
     log_level: str = "info"
+
+    def consensus_params(self) -> ConsensusParams:
+        """The core's timing from this configuration (the heartbeat is the idle interval)."""
+        return ConsensusParams(
+            propose_ms=self.timeout_propose_ms, propose_delta_ms=self.timeout_propose_delta_ms,
+            prevote_ms=self.timeout_prevote_ms, prevote_delta_ms=self.timeout_prevote_delta_ms,
+            precommit_ms=self.timeout_precommit_ms,
+            precommit_delta_ms=self.timeout_precommit_delta_ms,
+            precision_ms=self.precision_ms, message_delay_ms=self.message_delay_ms,
+            idle_interval_ms=self.heartbeat_ms,
+        )
 
     @property
     def genesis_path(self) -> Path:

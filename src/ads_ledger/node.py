@@ -46,7 +46,6 @@ from .config import NodeConfig, load_config, load_key, parse_hostport
 from .consensus.core import Core
 from .consensus.messages import CommitMessage, Message, ProposalMessage, VoteMessage, message_from_obj
 from .consensus.privval import DoubleSignGuard, FileSignerState
-from .consensus.timeouts import ConsensusParams
 from .consensus.wal import FileWAL
 from .errors import AdsError, DecodeError, RemoteError
 from .genesis import Genesis
@@ -168,13 +167,7 @@ class Node:
         self.ledger.has_pending_txs = lambda: len(self.mempool) > 0
         self.ledger.commit_guard = self._mp_lock
         self.ledger.after_commit = self._mempool_after_commit
-        self.params = ConsensusParams(
-            propose_ms=cfg.timeout_propose_ms, propose_delta_ms=cfg.timeout_propose_delta_ms,
-            prevote_ms=cfg.timeout_prevote_ms, prevote_delta_ms=cfg.timeout_prevote_delta_ms,
-            precommit_ms=cfg.timeout_precommit_ms, precommit_delta_ms=cfg.timeout_precommit_delta_ms,
-            precision_ms=cfg.precision_ms, message_delay_ms=cfg.message_delay_ms,
-            idle_interval_ms=cfg.heartbeat_ms,
-        )  # fmt: skip
+        self.params = cfg.consensus_params()
         self.core = self._recover_core()
         self.p2p = PeerManager(
             self.node_key, self.chain_id, parse_hostport(cfg.p2p_listen),
