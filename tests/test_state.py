@@ -198,3 +198,37 @@ def test_each_key_read_once_per_block(h: LedgerHarness) -> None:
     assert all(r.ok for r in res.results)
     assert len(reads) == len(set(reads))
     assert len(codec.decode(res.writes[b"cp/" + DEV.pub])["grants"]) == 5
+
+
+def test_a_rule_that_raises_unexpectedly_refuses_the_tx_and_keeps_the_node_up(
+    h: LedgerHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug a tx can trigger must not halt every validator: the tx is refused with
+    `internal_error` (the same on every node), its nonce consumed, nothing else changed."""
+    from ads_ledger import state
+
+    def broken(ctx: Any, env: Any, txid: bytes) -> None:
+        ctx.state.put(b"cp/" + DEV.pub, {"half": "written"})
+        raise KeyError("planted")
+
+    before = h.cp(DEV.pub)
+    monkeypatch.setitem(state.RULES, "revoke", broken)
+    res = h.block(h.tx(OWNER, "revoke", {"cp": DEV.pub, "grant": b"\x00" * 16}))
+    assert res.results[0].code == "internal_error"
+    assert h.cp(DEV.pub) == before
+    assert set(res.writes) == {b"acct/" + OWNER.pub}
+
+
+def test_certificate_with_an_invalid_version_is_malformed(trust: TestTrustList) -> None:
+    """cryptography raises InvalidVersion (not a ValueError) for a bad version field."""
+    from ads_ledger.identity import verify_attestation
+    from ads_ledger.tx.reasons import TxRejected
+
+    body = issue_attestation(trust, "c", OWNER.pub, issued_at=T0, expires_at=T0 + DAY)
+    der = bytearray(body["issuer_certs"][0])
+    i = der.index(b"\xa0\x03\x02\x01\x02")  # [0] EXPLICIT version v3
+    der[i + 4] = 0x07
+    body["issuer_certs"] = [bytes(der)] + body["issuer_certs"][1:]
+    with pytest.raises(TxRejected) as e:
+        verify_attestation("c", body, OWNER.pub, trust.anchors_der(), T0)
+    assert e.value.code == "malformed"

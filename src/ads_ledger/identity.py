@@ -63,7 +63,7 @@ def parse_anchor(der: bytes) -> x509.Certificate:
     try:
         cert = _load_der(der)
         bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except (ValueError, x509.ExtensionNotFound) as e:
+    except (ValueError, x509.ExtensionNotFound, x509.InvalidVersion) as e:
         raise Malformed(f"trust anchor is not a DER CA certificate: {e}") from e
     if not bc.ca:
         raise Malformed("trust anchor must be a CA certificate (basicConstraints cA=true)")
@@ -146,7 +146,7 @@ def verify_attestation(
         )
     try:
         certs = [_load_der(d) for d in body["issuer_certs"]]
-    except ValueError as e:
+    except (ValueError, x509.InvalidVersion) as e:  # InvalidVersion is not a ValueError
         raise Malformed(f"issuer_certs holds something that is not a DER certificate: {e}") from e
     at = ms_to_datetime(at_ms)
     _check_validity(certs, at)

@@ -21,6 +21,7 @@ An undecodable transaction has no txid of its own; its result carries H(raw byte
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Sequence
@@ -47,6 +48,8 @@ __all__ = [
     "execute_block",
     "tx_sign_bytes",
 ]
+
+_log = logging.getLogger("ads_ledger.state")
 
 Rule = Callable[[Ctx, Envelope, bytes], None]
 RULES: dict[str, Rule] = {
@@ -129,6 +132,14 @@ def _run(ctx: Ctx, raw: bytes, verify_sigs: bool) -> TxResult:
         state.commit()
         code, log = (e.code, e.message) if isinstance(e, TxRejected) else (TxRejected.code, str(e))
         return TxResult(txid, False, code, log, env.type)
+    except Exception as e:  # a bug of ours a tx can trigger: refuse it the same way everywhere
+        _log.error("rule %s raised %s; the tx is refused (a bug to fix)", env.type,
+                   type(e).__name__, exc_info=True)  # fmt: skip
+        state.rollback()
+        bump_nonce(ctx, env.signer, env.nonce)
+        state.commit()
+        return TxResult(txid, False, "internal_error", f"{type(e).__name__} while applying "
+                        f"{env.type}; report it to the node operators", env.type)  # fmt: skip
     bump_nonce(ctx, env.signer, env.nonce)
     state.commit()
     return TxResult(txid, True, "ok", "", env.type)
