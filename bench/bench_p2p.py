@@ -35,18 +35,11 @@ from ads_ledger.crypto import SigningKey, verify  # noqa: E402
 from ads_ledger.p2p import P2PConfig, PeerAddr, PeerManager  # noqa: E402
 from ads_ledger.p2p.conn import establish  # noqa: E402
 
+from limits import rate  # noqa: E402
+
 CHAIN = "bench"
 
 
-def rate(fn: Callable[[], object], seconds: float, batch: int = 1) -> float:
-    n, t0 = 0, time.perf_counter()
-    while True:
-        for _ in range(batch):
-            fn()
-        n += batch
-        dt = time.perf_counter() - t0
-        if dt >= seconds:
-            return n / dt
 
 
 def raw_limits(seconds: float) -> dict[str, Any]:
