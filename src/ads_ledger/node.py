@@ -400,8 +400,10 @@ class Node:
             except DecodeError as e:
                 self.counters["bad_p2p"] += 1
                 raise DecodeError(f"bad {mtype} message: {e}") from e
-            if isinstance(msg, CommitMessage) and msg.height <= self.ledger.height:
-                return False
+            if isinstance(msg, CommitMessage):
+                if msg.height <= self.ledger.height:
+                    return False
+                self.counters["sync_blocks"] += 1  # blocks received with their commits
             await self._inbox_send.send(("msg", msg))
             return mtype != "commit"
         if mtype in ("tx", "txs"):
