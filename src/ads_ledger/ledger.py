@@ -19,7 +19,6 @@ from typing import Any, Callable, Sequence
 
 from . import codec
 from . import schema as S
-from .crypto import H
 from .errors import DecodeError, RemoteError
 from .consensus.evidence import EvidencePool, InvalidEvidence
 from .genesis import Genesis
@@ -171,10 +170,6 @@ class Ledger:
             out.append((DuplicateVoteEvidence.from_obj(codec.decode(raw)), S.from_u64(key[:8])))
         return out
 
-    def committed_evidence(self, height: int) -> list[DuplicateVoteEvidence]:
-        """Evidence carried by block `height` (also in the block itself)."""
-        b = self.block(height)
-        return [] if b is None else list(b.evidence)
 
     def add_evidence(self, ev: DuplicateVoteEvidence) -> bool:
         """Verify and keep evidence seen by consensus or received from a peer; True if new."""
@@ -368,9 +363,6 @@ class Ledger:
         return check_tx(self.state_view(), self.chain_id, raw, t, verify_sigs=verify_sigs,
                         height=self.height + 1)  # fmt: skip
 
-    def evidence_to_include(self) -> Sequence[object]:
-        with self.evidence_lock:
-            return self.evidence.pending(self.max_evidence_bytes)
 
     def apply_synced(self, block: Block, commit: Commit) -> None:
         """Block sync: verify `commit` for `block` against the set we know, then commit it."""
@@ -383,7 +375,3 @@ class Ledger:
         except CommitError as e:
             raise InvalidBlock(f"commit: {e}") from e
         self.commit_block(block, commit)
-
-
-def txid_of(chain_id: str, raw: bytes) -> bytes:
-    return H(parse_envelope(raw).sign_bytes(chain_id))

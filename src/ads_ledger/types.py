@@ -7,7 +7,7 @@ Plain frozen dataclasses with `to_obj()` (the canonical msgpack value) and `from
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 from . import codec
 from .crypto import H, SigningKey, sign_bytes, verify
@@ -446,9 +446,3 @@ class Block:
                 raise DecodeError("block 1 has no previous block or last commit")
         elif self.last_commit is None or self.last_commit.hash() != h.last_commit:
             raise DecodeError("last_commit does not match the header")
-
-
-def txs_root(chain_id: str, txs: Sequence[bytes]) -> bytes:
-    from .tx.envelope import parse_envelope
-
-    return list_root([parse_envelope(t).txid(chain_id) for t in txs])

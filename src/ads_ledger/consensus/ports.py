@@ -7,7 +7,7 @@ It never does IO itself: it calls these ports, which are synchronous and local
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from typing import Protocol
 
 from ..types import Block, Commit, Proposal, ValidatorSet, Vote
 
@@ -75,5 +75,3 @@ class Application(Protocol):
     def last_block_time(self) -> int:
         """Time (ms) of the last committed block, or the genesis time."""
         ...
-
-    def evidence_to_include(self) -> Sequence[object]: ...

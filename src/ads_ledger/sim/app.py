@@ -10,7 +10,7 @@ effect at k+2 (as if block k carried it).
 from __future__ import annotations
 
 import random
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping
 
 from ..crypto import H
 from ..merkle import list_root
@@ -61,8 +61,6 @@ class ToyApp:
     def last_block_time(self) -> int:
         return self.blocks[-1].header.time if self.blocks else self.genesis_time
 
-    def evidence_to_include(self) -> Sequence[object]:
-        return ()
 
     def _header(self, height: int, time: int, txs: tuple[bytes, ...], proposer: bytes,
                 last_commit: Commit | None) -> Header:  # fmt: skip
