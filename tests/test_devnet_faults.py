@@ -94,8 +94,8 @@ def test_equivocating_validator_yields_committed_evidence(tmp_path: Path) -> Non
     net = Network(tmp_path / "net")
     try:
         for i in range(3):
-            net.start(i, {"ADS_TEST_HOOKS": "1"})
-        net.start(3, {"ADS_TEST_HOOKS": "1", "ADS_TEST_BYZANTINE": "equivocate"})
+            net.start(i)
+        net.start(3, args=("--byzantine", "equivocate"))
         byz = net.info["nodes"][3]["validator"]
         deadline = time.monotonic() + 90
         found = None

@@ -149,7 +149,9 @@ def node() -> None:
 @node.command("start")
 @click.option("--home", required=True, type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--log-format", type=click.Choice(["human", "json"]), default=None, help="Overrides config.toml.")
-def node_start(home: Path, log_format: str | None) -> None:
+@click.option("--byzantine", metavar="NAME", default=None,
+              help="TEST-ONLY: misbehave as NAME (test/devnet chains only; see ads_ledger.byzantine).")
+def node_start(home: Path, log_format: str | None, byzantine: str | None) -> None:
     """Run the validator daemon in HOME until SIGINT/SIGTERM."""
     import trio
 
@@ -160,8 +162,22 @@ def node_start(home: Path, log_format: str | None) -> None:
         cfg = load_config(home)
     except ConfigError as e:
         fail(False, "config", str(e), "check the file, or create a home with `ads testnet init`")
+    if byzantine is not None:
+        from .byzantine import BEHAVIOURS, byzantine_allowed
+        from .genesis import Genesis, GenesisError
+
+        if byzantine not in BEHAVIOURS:
+            fail(False, "byzantine", f"unknown Byzantine behaviour {byzantine!r}",
+                 f"choose one of: {', '.join(sorted(BEHAVIOURS))}")  # fmt: skip
+        try:
+            chain_id = Genesis.load(cfg.genesis_path).chain_id
+        except GenesisError as e:
+            fail(False, "genesis", str(e), "check HOME/genesis.json")
+        if not byzantine_allowed(chain_id):
+            fail(False, "byzantine", f"--byzantine is TEST-ONLY and chain {chain_id!r} is not a test chain",
+                 "it runs only on chains whose id contains 'test' or 'devnet'; start the node without it")  # fmt: skip
     setup_logging(log_format or cfg.log_format, cfg.log_level)
-    trio.run(run_node, home)
+    trio.run(run_node, home, byzantine)
 
 
 # ---------------------------------------------------------------- status

@@ -44,11 +44,12 @@ class Network:
         self.info = info
         self.apis = [n["api"] for n in info["nodes"]]
 
-    def start(self, i: int, env: dict[str, str] | None = None) -> None:
+    def start(self, i: int, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
+        """Start node i (`args` are extra `ads node start` options, e.g. `--byzantine NAME`)."""
         home = self.homes[i]
         logf = open(home / "node.log", "ab")
         self.procs[i] = subprocess.Popen(
-            [sys.executable, "-m", "ads_ledger.cli", "node", "start", "--home", str(home)],
+            [sys.executable, "-m", "ads_ledger.cli", "node", "start", "--home", str(home), *args],
             env={**os.environ, **(env or {})},
             stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C in the terminal reaches us; we stop the nodes

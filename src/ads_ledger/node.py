@@ -42,6 +42,7 @@ from .api.backend import (
     TxResult,
 )
 from .api.server import serve_http
+from .byzantine import Byzantine
 from .config import NodeConfig, load_config, load_key, parse_hostport
 from .consensus.core import Core
 from .consensus.messages import CommitMessage, Message, ProposalMessage, VoteMessage, message_from_obj
@@ -78,9 +79,8 @@ STATUS_INTERVAL = 1.0  # seconds between our height announcements
 RETRANSMIT_INTERVAL = 1.0  # seconds between re-gossip of our current-round messages
 CONSENSUS_TYPES = frozenset({"proposal", "vote", "commit"})
 P2P_TYPES = GOSSIP_TYPES | {"commit", "status", "get_blocks"}
-# TEST-ONLY switches, read from the environment by fault tests; never set in production.
+# TEST-ONLY switch, read from the environment by fault tests; never set in production.
 _TEST_HOOKS = os.environ.get("ADS_TEST_HOOKS") == "1"
-_TEST_BYZANTINE = os.environ.get("ADS_TEST_BYZANTINE", "") if _TEST_HOOKS else ""
 
 
 @dataclass(slots=True)
@@ -145,7 +145,7 @@ def _nonce_in(view: Any, signer: bytes) -> int:
 class Node:
     """A validator node: open with `Node(cfg)`, run with `await node.run()`."""
 
-    def __init__(self, cfg: NodeConfig) -> None:
+    def __init__(self, cfg: NodeConfig, byzantine: str | None = None) -> None:
         self.cfg = cfg
         self.genesis = Genesis.load(cfg.genesis_path)
         self.chain_id = self.genesis.chain_id
@@ -192,6 +192,7 @@ class Node:
         self.api_port: int | None = None
         self.p2p_port: int | None = None
         self._stopping = False
+        self.byz = Byzantine.make(byzantine, self)  # TEST-ONLY faults (byzantine.py); honest: no-ops
 
     # ------------------------------------------------------------------ startup
 
@@ -227,6 +228,7 @@ class Node:
                 n.start_soon(self._intake_loop)
                 n.start_soon(self._status_loop)
                 n.start_soon(self._retransmit_loop)
+                n.start_soon(self.byz.run)
                 if _TEST_HOOKS:
                     n.start_soon(self._test_links_loop)
                 kv(log, logging.INFO, "node started", moniker=self.cfg.moniker, chain=self.chain_id,
@@ -302,12 +304,12 @@ class Node:
             self._request_blocks(*ask)
 
     def _broadcast_consensus(self, msg: Message) -> None:
+        if self.byz.on_send(msg):
+            return
         if isinstance(msg, ProposalMessage):
             self.p2p.broadcast("proposal", msg.to_obj())
         elif isinstance(msg, VoteMessage):
             self.p2p.broadcast("vote", msg.to_obj())
-            if _TEST_BYZANTINE == "equivocate":
-                self._equivocate(msg.vote)
         else:
             self.p2p.broadcast("commit", msg.to_obj())
 
@@ -333,13 +335,7 @@ class Node:
         if h % 100 == 0 or len(block.txs):
             kv(log, logging.INFO, "committed block", height=h, txs=len(block.txs),
                round=commit.round, id=block.block_id().hex()[:12])  # fmt: skip
-        self.p2p.broadcast("status", {"height": h})
-
-    def _equivocate(self, vote: Vote) -> None:
-        """TEST-ONLY Byzantine mode: also send a conflicting vote, signed past the guard."""
-        other = b"\xee" * 32 if vote.block is None else None
-        bad = Vote(vote.type, vote.height, vote.round, other, vote.validator).signed(self.chain_id, self.validator_key)
-        self.p2p.broadcast("vote", VoteMessage(bad).to_obj())
+        self.p2p.broadcast("status", {"height": self.byz.status_height(h)})
 
     async def _test_links_loop(self) -> None:
         """TEST-ONLY: HOME/test_links.json {"down": [node_id, ...]} severs links (partitions)."""
@@ -444,6 +440,8 @@ class Node:
         return False
 
     async def _serve_blocks(self, peer: str, start: int, count: int) -> None:
+        if await self.byz.serve_blocks(peer, start, count):
+            return
         top = self.ledger.height
         for h in range(max(start, 1), min(start + count, top + 1)):
             raw = self.ledger.block_bytes(h)
@@ -506,7 +504,7 @@ class Node:
             self._forget_unhelpful_peers(stalled)
             if stalled >= SYNC_STALL_TICKS:
                 stalled = 0
-            self.p2p.broadcast("status", {"height": self.ledger.height})
+            self.p2p.broadcast("status", {"height": self.byz.status_height(self.ledger.height)})
             if self._sync_asked and self._sync_asked <= self.ledger.height:
                 self._sync_asked = 0
             ask = self._want_sync()
@@ -657,6 +655,7 @@ class Node:
         )
 
     async def submit_tx(self, raw: bytes, wait_commit: bool, timeout_s: float) -> TxResult:
+        self.byz.on_submit(raw)
         txid, _ = await self._admit(raw)  # gossiped to peers by the intake loop once admitted
         if wait_commit and self.ledger.tx_location(txid) is None:
             ev = self._waiters.setdefault(txid, trio.Event())
@@ -748,10 +747,11 @@ class Node:
         return out
 
 
-async def run_node(home: Path | str) -> None:
-    """`ads node start`: run until SIGINT/SIGTERM, then stop cleanly."""
+async def run_node(home: Path | str, byzantine: str | None = None) -> None:
+    """`ads node start`: run until SIGINT/SIGTERM, then stop cleanly. `byzantine` names a
+    TEST-ONLY faulty behaviour (byzantine.py)."""
     cfg = load_config(home)
-    node = Node(cfg)
+    node = Node(cfg, byzantine)
     async with trio.open_nursery() as n:
 
         async def watch_signals() -> None:
