@@ -12,6 +12,7 @@ genesis plus block 1's transactions.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from . import schema as S
 from .errors import DecodeError, RemoteError
 from .consensus.evidence import EvidencePool, InvalidEvidence
 from .genesis import Genesis
+from .logs import kv
 from .merkle import SparseProof, list_root
 from .state import BlockResult, DictView, TxResult, check_tx, execute_block
 from .store import Staged, Store
@@ -39,6 +41,8 @@ from .types import (
 )
 
 __all__ = ["Ledger", "InvalidBlock", "BlockInfo"]
+
+log = logging.getLogger("ads_ledger.ledger")
 
 
 class InvalidBlock(RemoteError):
@@ -319,7 +323,9 @@ class Ledger:
         """valid(v) of Algorithm 1."""
         try:
             self.check_block(block)
-        except (InvalidBlock, DecodeError, LookupError):
+        except (InvalidBlock, DecodeError, LookupError) as e:
+            kv(log, logging.WARNING, "invalid block", height=block.header.height,
+               proposer=block.header.proposer.hex()[:16], reason=str(e)[:200])  # fmt: skip
             return False
         return True
 

@@ -188,7 +188,7 @@ class Node:
         self._distrust: dict[str, float] = {}  # peer → monotonic time until its heights are ignored
         self._block_times: deque[tuple[float, int]] = deque(maxlen=64)  # (wall s, num txs)
         self.counters: dict[str, int] = {"txs_received": 0, "txs_rejected": 0, "blocks": 0,
-                                         "sync_blocks": 0, "bad_p2p": 0}  # fmt: skip
+                                         "sync_blocks": 0, "bad_p2p": 0, "evidence_rejected": 0}  # fmt: skip
         self.api_port: int | None = None
         self.p2p_port: int | None = None
         self._stopping = False
@@ -435,8 +435,13 @@ class Node:
             try:
                 ev = DuplicateVoteEvidence.from_obj(body)
             except DecodeError as e:
+                self.counters["evidence_rejected"] += 1
                 raise DecodeError(f"bad evidence message: {e}") from e
-            return self.ledger.add_evidence(ev)
+            try:
+                return self.ledger.add_evidence(ev)
+            except RemoteError:  # forged, too old, …: the peer is at fault (and disconnected)
+                self.counters["evidence_rejected"] += 1
+                raise
         return False
 
     async def _serve_blocks(self, peer: str, start: int, count: int) -> None:

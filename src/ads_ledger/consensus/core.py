@@ -314,8 +314,7 @@ class Core:
         if power is None or power < self._quorum():
             self._count("bad_commit")
             return
-        if not self._valid(msg.block):
-            self._count("invalid_block")
+        if not self._valid(msg.block):  # counted as invalid_block by _valid
             return
         self._log(encode_record("in", now, msg))
         # Alg.1 L49 on any round: a valid block with +2/3 precommits is decided
@@ -341,6 +340,8 @@ class Core:
                   and hd.time > self.app.last_block_time()
                   and self.app.validate_block(block))  # fmt: skip
             self._valid_cache[bid] = ok
+            if not ok:  # once per block id: a Byzantine proposer or peer is visible in /metrics
+                self._count("invalid_block")
         return ok
 
     def _timely(self, prop: Proposed) -> bool:
