@@ -22,8 +22,8 @@ Behaviours (`BEHAVIOURS`):
                   (other block times) for the same (height, round).
   equivocate      every vote it sends goes with a conflicting one, signed past the guard.
   lying_sync      answers `get_blocks` with bad commits (garbage signatures, commits of other
-                  blocks), altered headers and blocks of other heights; announces a status
-                  height 1,000 above its own.
+                  blocks), altered headers and blocks of other heights, also for heights it
+                  does not have; announces a status height 1,000 above its own.
   withhold        proposes but never delivers the block: the proposal is sent to no one, or
                   with a block other than the one it signs.
 
@@ -404,11 +404,29 @@ class LyingSync(Byzantine):
     def status_height(self, height: int) -> int:
         return height + LIE_AHEAD
 
+    def _invent(self, h: int) -> dict[str, Any] | None:
+        """A block of a height we do not have: our last one relabelled, with a commit of
+        garbage signatures or the real commit of another block."""
+        ledger = self.node.ledger
+        top = ledger.height
+        block, commit = ledger.block(top), ledger.commit_at(top)
+        if block is None or commit is None:
+            return None
+        self.served += 1
+        fake = Block(replace(block.header, height=h, time=block.header.time + 1), block.txs, block.evidence,
+                     block.last_commit)  # fmt: skip
+        if self.served % 2:
+            n = len(ledger.validators_at(top))
+            lie = Commit(h, 0, fake.block_id(), tuple((i, _garbage()) for i in range(n)))
+        else:
+            lie = Commit(h, commit.round, commit.block, commit.sigs)
+        return CommitMessage(fake, lie).to_obj()
+
     def _lie(self, h: int) -> dict[str, Any] | None:
         ledger = self.node.ledger
         block, commit = ledger.block(h), ledger.commit_at(h)
         if block is None or commit is None:
-            return None
+            return self._invent(h)
         kind = self.KINDS[self.served % len(self.KINDS)]
         self.served += 1
         if kind == "garbage_sigs":
@@ -431,9 +449,8 @@ class LyingSync(Byzantine):
         return CommitMessage(block, commit).to_obj()
 
     async def serve_blocks(self, peer: str, start: int, count: int) -> bool:
-        top = self.node.ledger.height
         sent = 0
-        for h in range(max(start, 1), min(start + count, top + 1)):
+        for h in range(max(start, 1), max(start, 1) + min(count, 8)):  # beyond our height too
             body = self._lie(h)
             if body is None or not self.node.p2p.send(peer, "commit", body):
                 break
