@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 
-from ads_ledger import codec
 from ads_ledger.api.client import NodeClient
 from ads_ledger.cli import free_port
 from ads_ledger.config import NodeConfig, load_config, write_config, write_key
@@ -153,9 +152,9 @@ class ByzNet:
         out = []
         with self.client(i) as c:
             for h in range(1, upto + 1):
-                _, body, raw = c.request("GET", f"/blocks/{h}")
-                j = json.loads(raw)
-                out.append(_block_from_json(j))
+                status, _, data = c.request("GET", f"/blocks/{h}")
+                assert status == 200, f"GET /blocks/{h} answered {status}"
+                out.append(_block_from_json(json.loads(data)))
         return out
 
     # ---------------------------------------------------------------- checks
@@ -233,7 +232,3 @@ def _block_from_json(j: dict[str, Any]) -> Block:
 
     obj = {k: unhex(j[k], k) for k in ("header", "txs", "evidence", "last_commit")}
     return Block.from_obj(obj)
-
-
-def encoded_size(block: Block) -> int:
-    return len(codec.encode(block.to_obj()))
