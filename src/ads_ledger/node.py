@@ -463,12 +463,14 @@ class Node:
             try:
                 ev = DuplicateVoteEvidence.from_obj(body)
                 return self.ledger.add_evidence(ev)
-            except RemoteError as e:  # malformed, too old, not verifying: the peer's fault
+            except RemoteError as e:  # malformed, too old, not verifying: dropped and counted
                 self.counters["evidence_rejected"] += 1
                 if self.counters["evidence_rejected"] % 100 == 1:
                     kv(log, logging.WARNING, "evidence rejected", peer=peer[:12], why=str(e)[:120],
                        rejected=self.counters["evidence_rejected"])  # fmt: skip
-                raise
+                if isinstance(e, DecodeError):
+                    raise  # malformed bytes: a protocol violation, the peer is disconnected
+                return False  # (an honest peer a few blocks behind may relay it at the edge)
         return False
 
     def _proposal_verdict(self, msg: ProposalMessage) -> str:
