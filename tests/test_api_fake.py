@@ -167,13 +167,13 @@ class FakeBackend:
         self.nonces[env.signer] = env.nonce
         self.mempool.append(raw)
         if not wait_commit:
-            return TxResult(txid, None, True, "ok", "")
+            return TxResult(txid, None, None, "pending", "")
         with trio.move_on_after(timeout_s):
             await trio.sleep(0.01)
             self.commit_block()
             info = self.txs[txid]
             return TxResult(txid, info.height, info.ok, info.code, info.log)
-        return TxResult(txid, None, True, "ok", "not included in time")
+        return TxResult(txid, None, None, "pending", "not included in time")
 
     def get_tx(self, txid: bytes) -> TxInfo | None:
         return self.txs.get(txid)

@@ -198,7 +198,7 @@ def test_chunked_body_and_expect_100_continue() -> None:
 
     fake = FakeBackend()
     resp = run_server(fake, body, FAST)
-    assert status_of(resp) == 200 and json_body(resp)["ok"] is True
+    assert status_of(resp) == 202 and json_body(resp)["code"] == "pending"
     assert fake.mempool == [tx]
 
 

@@ -148,11 +148,26 @@ def test_submit_tx_then_wait_commit_then_lookup() -> None:
         return a, b, c.tx(bytes.fromhex(a["txid"])), c.block(4)
 
     a, b, info, blk = with_client(fake, fn)
-    assert a["height"] is None and a["ok"] is True and a["code"] == "ok"
+    assert a["height"] is None and a["ok"] is None and a["code"] == "pending"
     assert set(a) == {"txid", "height", "ok", "code", "log"}
     assert b["height"] == 4 and b["ok"] is True
     assert info["height"] == 4 and info["index"] == 0 and info["tx"] == tx1.hex()
     assert blk["txs"] == [tx1.hex(), tx2.hex()]
+
+
+def test_wait_commit_timeout_answers_202_pending() -> None:
+    """DESIGN §8: a tx admitted but not included in time is 202 with ok null and code
+    "pending" — never 200 "ok" (which a wallet would read as success)."""
+    from ads_ledger.api import ApiConfig
+
+    fake = FakeBackend()
+
+    def fn(c: NodeClient) -> Any:
+        return c.request("POST", "/txs?wait=commit", make_tx(1), {"content-type": "application/msgpack"})
+
+    status, _, data = with_client(fake, fn, ApiConfig(tx_wait_timeout_s=0.001))
+    body = codec.decode(codec.encode(__import__("json").loads(data)))
+    assert status == 202 and body["ok"] is None and body["code"] == "pending" and body["height"] is None
 
 
 def test_refused_tx_gets_4xx_with_typed_code() -> None:
@@ -431,7 +446,7 @@ def test_client_survives_the_server_closing_idle_keepalive() -> None:
         _t.sleep(0.5)
         return first, posted["code"], c.block(1)["header"]["height"]
 
-    assert with_client(fake, fn, ApiConfig(idle_timeout_s=0.2)) == (3, "ok", 1)
+    assert with_client(fake, fn, ApiConfig(idle_timeout_s=0.2)) == (3, "pending", 1)
 
 
 def test_render_metrics_edge_values() -> None:

@@ -315,3 +315,19 @@ def test_verify_commit_refuses_repeated_index() -> None:
     c = Commit(1, 0, blk.block_id(), ((b.valset.index_of(v.validator) or 0, v.sig),) * 3)
     with _pytest.raises(CommitError):
         verify_commit(CHAIN, b.valset, c, height=1, block_id=blk.block_id())
+
+
+def test_a_proposal_flood_keeps_one_proposal_per_round() -> None:
+    """DESIGN §6: a second, different proposal of the proposer for one round is dropped and
+    counted — not kept, not logged (on main 1,482 were kept and 1 MB of WAL written)."""
+    b = Bench()
+    b.core.start(T0)
+    wal_before = len(b.wal._entries)
+    first = b.block(0, time=T0)
+    b.core.on_message(b.proposal(0, first), T0)
+    for i in range(1, 200):
+        b.core.on_message(b.proposal(0, b.block(0, time=T0 + i, txs_seed=i)), T0)
+    assert [p.block_id for p in b.core.log.proposals[0]] == [first.block_id()]
+    assert b.core.stats["proposal_dropped"] == 199
+    assert len(b.wal._entries) - wal_before <= 3  # the first proposal and our prevote
+    assert len(b.core.log.blocks) == 1

@@ -60,7 +60,7 @@ def _doc(**kw: Any) -> dict[str, Any]:
         {"governance": {"members": ["11" * 32], "threshold": 2}},
         {"governance": {"members": [], "threshold": 0}},
         {"trust_anchors": ["not a cert"]},
-        {"params": {"heartbeat_ms": 5}},
+        {"params": {"heartbeat_ms": 60_001}},
         {"params": {"unknown": 5}},
         {"extra": 1},
     ],

@@ -39,7 +39,7 @@ def commit_for(block: Block, vals: list[SigningKey], ledger: Ledger) -> Commit:
 
 
 def step(ledger: Ledger, vals: list[SigningKey], txs: list[bytes], t: int) -> Block:
-    ledger.reap = lambda max_bytes: list(txs)
+    ledger.reap = lambda max_bytes, max_txs: list(txs)
     lc = ledger.commit_at(ledger.height)
     block = ledger.propose_block(ledger.height + 1, 0, t, vals[0].pub, lc)
     assert ledger.validate_block(block)

@@ -50,7 +50,7 @@ from .logs import kv
 from .merkle import list_root
 from .state import execute_block
 from .tx.envelope import MAX_TX_BYTES, Envelope, make_envelope, parse_envelope
-from .tx.records import GOV_MEMBERS, GOV_PARAMS
+from .tx.records import GOV_MEMBERS
 from .types import PREVOTE, ZERO32, Block, Commit, DuplicateVoteEvidence, Header, Proposal, Vote
 
 if TYPE_CHECKING:
@@ -82,12 +82,6 @@ def _garbage(n: int = 64) -> bytes:
 
 def _reencode(env: Envelope, auth: Sequence[tuple[bytes, bytes]]) -> bytes:
     return codec.encode({**env.unsigned(), "auth": [[p, s] for p, s in auth]})
-
-
-def params_in_force(ledger: "Ledger", height: int) -> dict[str, int]:
-    """gov/params as they apply at `height` (the state after block height − 2)."""
-    raw = ledger.state_view(max(0, min(height - 2, ledger.height))).get(GOV_PARAMS)
-    return {} if raw is None else dict(codec.decode(raw))
 
 
 def build_block(ledger: "Ledger", height: int, time_ms: int, proposer: bytes,
@@ -226,7 +220,8 @@ class ForgeAuth(_Proposer):
             self.say("proposing gov txs with forged member signatures", height=height, round=round, txs=len(txs))
             return txs, []
         txs = []
-        for raw in ledger.reap(ledger.max_block_bytes):
+        p = ledger.params_at(height)
+        for raw in ledger.reap(p["max_block_bytes"], p["max_block_txs"]):
             env = parse_envelope(raw)
             txs.append(_reencode(env, [(env.signer, _garbage())] + list(env.auth[1:])))
         if txs:
@@ -240,7 +235,7 @@ class InvalidTxs(_Proposer):
 
     def contents(self, height: int, round: int, time_ms: int) -> tuple[list[bytes], list[DuplicateVoteEvidence]]:
         chain = self.node.chain_id
-        params = params_in_force(self.node.ledger, height)
+        params = self.node.ledger.params_at(height)
         for step in range(len(self.KINDS)):
             kind = self.KINDS[(self.proposals - 1 + step) % len(self.KINDS)]
             txs = self._make(kind, chain, params)
@@ -302,9 +297,7 @@ class OldEvidence(_Proposer):
 
     def _refresh(self) -> None:
         ledger = self.node.ledger
-        max_age = params_in_force(ledger, ledger.height + 1).get("evidence_max_age")
-        if max_age is None:
-            return
+        max_age = ledger.params_at(ledger.height + 1)["evidence_max_age"]
         h = ledger.height + 1 - max_age - 1  # older than max_age for the next block
         if h >= 1 and (self.old is None or self.old.vote_a.height != h):
             self.old = self._equivocation(h)

@@ -20,6 +20,10 @@ from .config import ConfigError, NodeConfig, load_config, write_config, write_ke
 from .crypto import SigningKey
 
 DEFAULT_CHAIN = "ads-devnet"
+# consensus timing for loopback devnets (`--fast`): on chain, in the genesis params
+FAST_PARAMS = {"timeout_propose_ms": 1000, "timeout_prevote_ms": 500, "timeout_precommit_ms": 500,
+               "timeout_propose_delta_ms": 250, "timeout_prevote_delta_ms": 250,
+               "timeout_precommit_delta_ms": 250}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -61,8 +65,10 @@ def free_port() -> int:
 
 
 def init_testnet(out: Path, validators: int, chain_id: str, base_port: int | None,
-                 members: int = 3, threshold: int = 2, fast: bool = False) -> dict[str, Any]:  # fmt: skip
-    """Write `out/node{i}` homes, `out/gov/member{j}.key` and the test eID trust list `out/eid/`."""
+                 members: int = 3, threshold: int = 2, fast: bool = False,
+                 params: dict[str, int] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Write `out/node{i}` homes, `out/gov/member{j}.key` and the test eID trust list `out/eid/`.
+    `params` (genesis gov/params) go over the defaults, and over `fast`'s short timeouts."""
     from .genesis import Genesis
     from .testing.trustlist import make_trust_list, write_trust_list
 
@@ -88,6 +94,7 @@ def init_testnet(out: Path, validators: int, chain_id: str, base_port: int | Non
         threshold=min(threshold, members),
         anchors=[tl.root.public_bytes(serialization.Encoding.DER)],
         note="TEST-ONLY devnet genesis: keys and trust list are throwaway. NOT FOR PRODUCTION.",
+        params={**(FAST_PARAMS if fast else {}), **(params or {})},  # fast: loopback timeouts
     )
     ports = [(free_port(), free_port()) if base_port is None else (base_port + 2 * i, base_port + 2 * i + 1)
              for i in range(validators)]  # fmt: skip
@@ -103,9 +110,6 @@ def init_testnet(out: Path, validators: int, chain_id: str, base_port: int | Non
         peers = [f"{node_id(nkeys[j].pub)}@127.0.0.1:{ports[j][0]}" for j in range(validators) if j != i]
         cfg = NodeConfig(home=home, moniker=f"node{i}", p2p_listen=f"127.0.0.1:{ports[i][0]}",
                          api_listen=f"127.0.0.1:{ports[i][1]}", peers=peers)  # fmt: skip
-        if fast:  # loopback devnets: shorter timeouts
-            cfg.timeout_propose_ms, cfg.timeout_prevote_ms, cfg.timeout_precommit_ms = 1000, 500, 500
-            cfg.timeout_propose_delta_ms = cfg.timeout_prevote_delta_ms = cfg.timeout_precommit_delta_ms = 250
         write_config(cfg)
         homes.append({"home": str(home), "api": f"http://{cfg.api_listen}", "p2p": cfg.p2p_listen,
                       "validator": vkeys[i].pub.hex(), "node_id": node_id(nkeys[i].pub)})  # fmt: skip

@@ -19,15 +19,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .consensus.timeouts import ConsensusParams
 from .crypto import SigningKey
 from .errors import AdsError
 
 __all__ = ["ConfigError", "NodeConfig", "load_config", "write_config", "load_key", "write_key",
            "parse_hostport"]  # fmt: skip
-
-
-_CORE = ConsensusParams()
 
 
 class ConfigError(AdsError):
@@ -52,18 +48,6 @@ class NodeConfig:
     max_frame_bytes: int = 8 * 1024 * 1024
     # [api]
     api_listen: str = "127.0.0.1:26657"
-    # [consensus] (timeout defaults are the core's own)
-    timeout_propose_ms: int = _CORE.propose_ms
-    timeout_propose_delta_ms: int = _CORE.propose_delta_ms
-    timeout_prevote_ms: int = _CORE.prevote_ms
-    timeout_prevote_delta_ms: int = _CORE.prevote_delta_ms
-    timeout_precommit_ms: int = _CORE.precommit_ms
-    timeout_precommit_delta_ms: int = _CORE.precommit_delta_ms
-    heartbeat_ms: int = 1000
-    precision_ms: int = _CORE.precision_ms
-    message_delay_ms: int = 3000
-    max_block_bytes: int = 4 * 1024 * 1024
-    max_block_txs: int = 2000
     # [mempool]
     mempool_max_txs: int = 20000
     mempool_max_bytes: int = 64 * 1024 * 1024
@@ -72,17 +56,9 @@ class NodeConfig:
     # [log]
     log_format: str = "human"
     log_level: str = "info"
-
-    def consensus_params(self) -> ConsensusParams:
-        """The core's timing from this configuration (the heartbeat is the idle interval)."""
-        return ConsensusParams(
-            propose_ms=self.timeout_propose_ms, propose_delta_ms=self.timeout_propose_delta_ms,
-            prevote_ms=self.timeout_prevote_ms, prevote_delta_ms=self.timeout_prevote_delta_ms,
-            precommit_ms=self.timeout_precommit_ms,
-            precommit_delta_ms=self.timeout_precommit_delta_ms,
-            precision_ms=self.precision_ms, message_delay_ms=self.message_delay_ms,
-            idle_interval_ms=self.heartbeat_ms,
-        )
+    # keys of an older config.toml that no longer belong here (consensus timing and block
+    # limits live on chain, in gov/params: DESIGN §6); the node warns and ignores them
+    ignored: list[str] = field(default_factory=list)
 
     @property
     def genesis_path(self) -> Path:
@@ -113,21 +89,6 @@ _SECTIONS: dict[str, dict[str, tuple[str, str]]] = {
     },
     "api": {"listen": ("api_listen", "host:port of the HTTP API (DESIGN §8); keep it on loopback "
                        "or behind a reverse proxy")},  # fmt: skip
-    "consensus": {
-        "timeout_propose_ms": ("timeout_propose_ms", "wait for a proposal in round 0"),
-        "timeout_propose_delta_ms": ("timeout_propose_delta_ms", "added per round"),
-        "timeout_prevote_ms": ("timeout_prevote_ms", "wait after +2/3 mixed prevotes"),
-        "timeout_prevote_delta_ms": ("timeout_prevote_delta_ms", "added per round"),
-        "timeout_precommit_ms": ("timeout_precommit_ms", "wait after +2/3 mixed precommits"),
-        "timeout_precommit_delta_ms": ("timeout_precommit_delta_ms", "added per round"),
-        "heartbeat_ms": ("heartbeat_ms", "an (empty) block at least this often, so headers carry fresh time"),
-        "precision_ms": ("precision_ms", "prevote nil when a proposal's time differs from our clock by more"),
-        "message_delay_ms": ("message_delay_ms", "…allowing a proposal to arrive this much after its time "
-                             "(building, executing and sending a large block)"),
-        "max_block_bytes": ("max_block_bytes", "upper bound on a proposed block's transactions"),
-        "max_block_txs": ("max_block_txs", "at most this many transactions per proposed block (bounds "
-                          "the time to build and check one)"),
-    },
     "mempool": {
         "max_txs": ("mempool_max_txs", "pending transactions held at most"),
         "max_bytes": ("mempool_max_bytes", "pending bytes held at most"),
@@ -179,6 +140,9 @@ def load_config(home: Path | str) -> NodeConfig:
     cfg = NodeConfig(home=home)
     defaults = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
     for section, values in doc.items():
+        if section == "consensus" and isinstance(values, dict):
+            cfg.ignored.extend(f"[consensus] {k}" for k in values)  # now genesis/gov params
+            continue
         if section not in _SECTIONS or not isinstance(values, dict):
             raise ConfigError(f"{path}: unknown section [{section}]; known: {', '.join(_SECTIONS)}")
         for key, v in values.items():

@@ -22,13 +22,15 @@ from . import codec
 from . import schema as S
 from .errors import DecodeError, RemoteError
 from .consensus.evidence import EvidencePool, InvalidEvidence
+from .consensus.timeouts import ConsensusParams
+from .crypto import H
 from .genesis import Genesis
 from .logs import kv
 from .merkle import SparseProof, list_root
 from .state import BlockResult, DictView, TxResult, check_tx, execute_block
 from .store import Staged, Store
-from .tx.envelope import parse_envelope
-from .tx.records import acct_key, decode_record
+from .tx.envelope import MAX_TX_BYTES, parse_envelope
+from .tx.records import DEFAULT_PARAMS, GOV_PARAMS, acct_key, decode_record
 from .types import (
     ZERO32,
     Block,
@@ -47,6 +49,12 @@ log = logging.getLogger("ads_ledger.ledger")
 
 class InvalidBlock(RemoteError):
     """A proposed or fetched block does not extend our chain correctly; `reason` says why."""
+
+
+# Results that make a whole block invalid (DESIGN §6 "Block validity"): a proposer may include
+# a tx whose *rule* refuses it (it consumes its nonce), never one that is not a valid tx at all.
+INVALID_TX_CODES = frozenset({"malformed", "too_large", "bad_signature", "unknown_type", "bad_nonce"})
+VERIFIED_CACHE = 65_536  # H(raw tx) of envelopes whose auth signatures verified, at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +92,12 @@ class Ledger:
         self._valsets: dict[int, ValidatorSet] = {}
         self._last_info: BlockInfo | None = None
         self._lock = threading.Lock()  # guards _executed against the API's readers
-        self.reap: Callable[[int], list[bytes]] = lambda max_bytes: []
-        self.max_block_bytes = 4 * 1024 * 1024
-        self.verified_txids: Callable[[bytes], bool] = lambda txid: False
+        self.reap: Callable[[int, int], list[bytes]] = lambda max_bytes, max_txs: []
+        # H(raw envelope) → its auth signatures verified: keyed by every byte the check read
+        # (never by txid, which leaves out `auth`); filled by the node's intake and by blocks
+        self._sig_ok: dict[bytes, None] = {}
+        self._sig_lock = threading.Lock()
+        self._params: dict[int, dict[str, int]] = {}
         self.has_pending_txs: Callable[[], bool] = lambda: True  # the node wires its mempool
         self.commit_guard: Any = threading.RLock()
         self.after_commit: Callable[[Block, list[bytes]], None] = lambda block, txids: None
@@ -178,12 +189,20 @@ class Ledger:
     def add_evidence(self, ev: DuplicateVoteEvidence) -> bool:
         """Verify and keep evidence seen by consensus or received from a peer; True if new."""
         h = ev.vote_a.height
+        self._evidence_age(self.height + 1)
+        if self.height + 1 - h > self.evidence.max_age:  # before any lookup or signature check
+            raise InvalidEvidence(f"evidence from height {h} is older than evidence_max_age "
+                                  f"({self.evidence.max_age} blocks)")  # fmt: skip
         try:
             valset = self.validators_at(h)
         except LookupError:
             return False
         with self.evidence_lock:
             return self.evidence.add_evidence(ev, valset, self.chain_id)
+
+    def _evidence_age(self, height: int) -> None:
+        """The pool's age limit follows `evidence_max_age` in force at `height`."""
+        self.evidence.max_age = self.params_at(height)["evidence_max_age"]
 
     # ------------------------------------------------------------------ validator sets
 
@@ -211,14 +230,20 @@ class Ledger:
         self, height: int, round: int, time_ms: int, proposer: bytes, last_commit: Commit | None
     ) -> Block:
         """A block of mempool transactions, executed, its header carrying the new state root."""
-        txs = self.reap(self.max_block_bytes)
+        p = self.params_at(height)
+        txs = self.reap(p["max_block_bytes"], p["max_block_txs"])
         return self._build(height, time_ms, proposer, last_commit, txs)
 
     def _build(self, height: int, time_ms: int, proposer: bytes, last_commit: Commit | None,
                txs: Sequence[bytes]) -> Block:  # fmt: skip
         prev = self.last_info()
-        result = execute_block(self.state_view(height - 1), self.chain_id, height, time_ms,
-                               txs, sigs_checked=True)  # fmt: skip
+        txs = self._valid_txs(txs)
+        view = self.state_view(height - 1)
+        result = execute_block(view, self.chain_id, height, time_ms, txs, sigs_checked=True)
+        bad = {i for i, r in enumerate(result.results) if r.code in INVALID_TX_CODES}
+        if bad:  # a stale mempool entry (its nonce moved on): our block must stay valid
+            txs = [t for i, t in enumerate(txs) if i not in bad]
+            result = execute_block(view, self.chain_id, height, time_ms, txs, sigs_checked=True)
         staged = self._stage(height, result)
         with self.evidence_lock:
             evidence = tuple(self.evidence.pending(self.max_evidence_bytes))
@@ -238,6 +263,19 @@ class Ledger:
         block = Block(header, tuple(txs), evidence, last_commit)
         self._remember(block, result, staged)
         return block
+
+    def _valid_txs(self, txs: Sequence[bytes]) -> list[bytes]:
+        """The txs a proposer may put in a block: within the limits, well signed, and neither
+        committed nor repeated (the mempool should hold only such; this makes sure)."""
+        out: list[bytes] = []
+        seen: set[bytes] = set()
+        for raw in txs:
+            try:
+                self._check_tx_bytes(raw, seen)
+            except InvalidBlock:
+                continue
+            out.append(raw)
+        return out
 
     def _stage(self, height: int, result: BlockResult) -> Staged:
         writes: dict[bytes, bytes | None] = dict(result.writes)
@@ -263,11 +301,13 @@ class Ledger:
         except DecodeError as e:
             raise InvalidBlock(str(e)) from e
         if block.evidence:
+            self._evidence_age(height)
             try:
                 with self.evidence_lock:
                     self.evidence.verify_block_evidence(block, self.validators_at, self.chain_id)
             except InvalidEvidence as e:
                 raise InvalidBlock(f"evidence: {e}") from e
+        self._check_limits(block, height)
         if height > 1:
             assert block.last_commit is not None  # check_roots ensured it
             try:
@@ -280,8 +320,9 @@ class Ledger:
         self._verify_tx_signatures(block)
         result = execute_block(self.state_view(height - 1), self.chain_id, height, h.time,
                                block.txs, sigs_checked=True)  # fmt: skip
-        if any(r.code in ("malformed", "too_large", "bad_signature") for r in result.results):
-            raise InvalidBlock("the block carries a malformed or unsigned transaction")
+        for i, r in enumerate(result.results):
+            if r.code in INVALID_TX_CODES:
+                raise InvalidBlock(f"tx {i} is not a valid transaction ({r.code}): {r.log}")
         staged = self._stage(height, result)
         if staged.root != h.state_root:
             raise InvalidBlock(f"state_root {h.state_root.hex()} differs from ours {staged.root.hex()}")
@@ -306,18 +347,54 @@ class Ledger:
             return "proposer is not a validator"
         return ""
 
+    def _check_limits(self, block: Block, height: int) -> None:
+        p = self.params_at(height)
+        if len(block.txs) > p["max_block_txs"]:
+            raise InvalidBlock(f"{len(block.txs)} txs; max_block_txs in force is {p['max_block_txs']}")
+        size = sum(len(t) for t in block.txs)
+        if size > p["max_block_bytes"]:
+            raise InvalidBlock(f"{size} bytes of txs; max_block_bytes in force is {p['max_block_bytes']}")
+
     def _verify_tx_signatures(self, block: Block) -> None:
-        for raw in block.txs:
+        """Every tx decodes, is within 32 KiB, every `auth` signature verifies over its sign
+        bytes, and its txid is neither committed nor earlier in the block — from the block's
+        bytes alone (a cache hit needs the very same bytes)."""
+        seen: set[bytes] = set()
+        for i, raw in enumerate(block.txs):
             try:
-                env = parse_envelope(raw)
-            except DecodeError as e:
-                raise InvalidBlock(f"a transaction does not decode: {e}") from e
-            if self.verified_txids(env.txid(self.chain_id)):
-                continue
-            try:
-                env.verify_signatures(self.chain_id)
-            except RemoteError as e:
-                raise InvalidBlock(f"a transaction's signature does not verify: {e}") from e
+                self._check_tx_bytes(raw, seen)
+            except InvalidBlock as e:
+                raise InvalidBlock(f"tx {i}: {e}") from e
+
+    def _check_tx_bytes(self, raw: bytes, seen: set[bytes]) -> None:
+        if len(raw) > MAX_TX_BYTES:
+            raise InvalidBlock(f"{len(raw)} bytes; a transaction is at most {MAX_TX_BYTES}")
+        try:
+            env = parse_envelope(raw)
+        except DecodeError as e:
+            raise InvalidBlock(f"does not decode: {e}") from e
+        txid = env.txid(self.chain_id)
+        if txid in seen:
+            raise InvalidBlock(f"txid {txid.hex()[:16]} appears twice in the block")
+        seen.add(txid)
+        if self.tx_location(txid) is not None:
+            raise InvalidBlock(f"txid {txid.hex()[:16]} is already committed")
+        key = H(raw)
+        if key in self._sig_ok:
+            return
+        try:
+            env.verify_signatures(self.chain_id)
+        except RemoteError as e:
+            raise InvalidBlock(f"a signature does not verify: {e}") from e
+        self.note_verified(key)
+
+    def note_verified(self, raw_hash: bytes) -> None:
+        """Remember that the envelope whose bytes hash to `raw_hash` has valid signatures."""
+        with self._sig_lock:
+            self._sig_ok[raw_hash] = None
+            if len(self._sig_ok) > VERIFIED_CACHE:
+                for k in list(self._sig_ok)[: VERIFIED_CACHE // 4]:  # oldest first
+                    del self._sig_ok[k]
 
     def validate_block(self, block: Block) -> bool:
         """valid(v) of Algorithm 1."""
@@ -369,6 +446,32 @@ class Ledger:
         return check_tx(self.state_view(), self.chain_id, raw, t, verify_sigs=verify_sigs,
                         height=self.height + 1)  # fmt: skip
 
+
+    # ------------------------------------------------------------------ params (DESIGN §6)
+
+    def params_at(self, height: int) -> dict[str, int]:
+        """gov/params in force at `height`: the state after block height − 2 (as validator
+        sets), so every validator uses the same timing and block limits."""
+        p = self._params.get(height)
+        if p is None:
+            base = max(0, height - 2)
+            raw = self.state_view(base).get(GOV_PARAMS)
+            p = {**DEFAULT_PARAMS, **({} if raw is None else decode_record(raw))}
+            if len(self._params) > 16:
+                self._params.clear()
+            self._params[height] = p
+        return p
+
+    def consensus_params_at(self, height: int) -> ConsensusParams:
+        """The core's timing for `height` from the on-chain params."""
+        p = self.params_at(height)
+        return ConsensusParams(
+            propose_ms=p["timeout_propose_ms"], propose_delta_ms=p["timeout_propose_delta_ms"],
+            prevote_ms=p["timeout_prevote_ms"], prevote_delta_ms=p["timeout_prevote_delta_ms"],
+            precommit_ms=p["timeout_precommit_ms"], precommit_delta_ms=p["timeout_precommit_delta_ms"],
+            precision_ms=p["precision_ms"], message_delay_ms=p["message_delay_ms"],
+            idle_interval_ms=p["heartbeat_ms"],
+        )  # fmt: skip
 
     def apply_synced(self, block: Block, commit: Commit) -> None:
         """Block sync: verify `commit` for `block` against the set we know, then commit it."""

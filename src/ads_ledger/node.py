@@ -58,7 +58,7 @@ from .p2p.peers import GOSSIP_TYPES, P2PConfig, PeerAddr, PeerManager
 from .store import VersionUnavailable
 from .state import check_tx
 from .tx.envelope import Envelope, parse_envelope
-from .tx.records import acct_key, decode_record
+from .tx.records import GOV_MEMBERS, acct_key, decode_record
 from .types import Block, Commit, DuplicateVoteEvidence, Header, Proposal, ValidatorSet, Vote
 
 __all__ = ["Node", "run_node"]
@@ -78,6 +78,7 @@ MAX_TXS_MESSAGE = 4096  # a peer's `txs` message carrying more is a protocol vio
 STATUS_INTERVAL = 1.0  # seconds between our height announcements
 RETRANSMIT_INTERVAL = 1.0  # seconds between re-gossip of our current-round messages
 CONSENSUS_TYPES = frozenset({"proposal", "vote", "commit"})
+PROPOSAL_ROUNDS_AHEAD = 64  # proposals further ahead of our round are not tracked or relayed
 P2P_TYPES = GOSSIP_TYPES | {"commit", "status", "get_blocks"}
 # TEST-ONLY switch, read from the environment by fault tests; never set in production.
 _TEST_HOOKS = os.environ.get("ADS_TEST_HOOKS") == "1"
@@ -137,6 +138,21 @@ class _MemberSigner:
         return self.guard.sign_vote(chain_id, vote)
 
 
+def _check_gov_quorum(view: Any, env: Envelope) -> None:
+    """Admission of any `gov` tx, not only a signer's first pending one: every `auth` key is a
+    member and there are `threshold` of them (signatures were verified already)."""
+    raw = view.get(GOV_MEMBERS)
+    gov = None if raw is None else decode_record(raw)
+    if gov is None:
+        raise TxRejected("quorum", "this chain has no governance members")
+    outsiders = [p for p in env.signers() if p not in set(gov["members"])]
+    if outsiders:
+        raise TxRejected("not_member", f"{outsiders[0].hex()[:16]} is not a governance member")
+    if len(env.auth) < gov["threshold"]:
+        raise TxRejected("quorum", f"gov needs {gov['threshold']} member signatures, this tx has "
+                         f"{len(env.auth)}; collect more cosigners before submitting")  # fmt: skip
+
+
 def _nonce_in(view: Any, signer: bytes) -> int:
     raw = view.get(acct_key(signer))
     return 0 if raw is None else int(decode_record(raw)["nonce"])
@@ -153,7 +169,6 @@ class Node:
         self.validator_key = load_key(cfg.validator_key_path)
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         self.ledger = Ledger.open(cfg.data_dir / "state.lmdb", self.genesis, cfg.keep_versions)
-        self.ledger.max_block_bytes = cfg.max_block_bytes
         self.wal = FileWAL(cfg.data_dir / "wal")
         self.signer = _MemberSigner(
             DoubleSignGuard(self.validator_key, FileSignerState(cfg.data_dir / "signer_state.json")),
@@ -163,11 +178,9 @@ class Node:
         # update happen under this lock so that admission never sees one without the other.
         self._mp_lock = threading.RLock()
         self.ledger.reap = self._reap
-        self.ledger.verified_txids = self._verified
         self.ledger.has_pending_txs = lambda: len(self.mempool) > 0
         self.ledger.commit_guard = self._mp_lock
         self.ledger.after_commit = self._mempool_after_commit
-        self.params = cfg.consensus_params()
         self.core = self._recover_core()
         self.p2p = PeerManager(
             self.node_key, self.chain_id, parse_hostport(cfg.p2p_listen),
@@ -185,10 +198,12 @@ class Node:
         self._peer_heights: dict[str, int] = {}
         self._sync_asked: int = 0  # highest height requested by block sync
         self._sync_peer: str | None = None  # …and of whom
+        self._proposals_seen: dict[tuple[int, int, bytes], tuple[bytes, int]] = {}
         self._distrust: dict[str, float] = {}  # peer → monotonic time until its heights are ignored
         self._block_times: deque[tuple[float, int]] = deque(maxlen=64)  # (wall s, num txs)
         self.counters: dict[str, int] = {"txs_received": 0, "txs_rejected": 0, "blocks": 0,
-                                         "sync_blocks": 0, "bad_p2p": 0, "evidence_rejected": 0}  # fmt: skip
+                                         "sync_blocks": 0, "bad_p2p": 0, "proposals_dropped": 0,
+                                         "evidence_rejected": 0}  # fmt: skip
         self.api_port: int | None = None
         self.p2p_port: int | None = None
         self._stopping = False
@@ -205,7 +220,7 @@ class Node:
                 "lost committed blocks; restore it from a backup or resync this node from peers"
             )
         core = Core(chain_id=self.chain_id, signer=self.signer, app=self.ledger, wal=self.wal,
-                    height=h + 1, params=self.params, last_commit=self.ledger.commit_at(h))  # fmt: skip
+                    height=h + 1, last_commit=self.ledger.commit_at(h))  # fmt: skip
         if last_ended < h:
             # crashed after storing block h, before its end-of-height marker: h is done
             self.wal.end_height(h)
@@ -231,6 +246,9 @@ class Node:
                 n.start_soon(self.byz.run)
                 if _TEST_HOOKS:
                     n.start_soon(self._test_links_loop)
+                for key in self.cfg.ignored:
+                    kv(log, logging.WARNING, "config.toml key ignored: consensus timing and block "
+                       "limits are on chain (genesis params, gov params.set)", key=key)  # fmt: skip
                 kv(log, logging.INFO, "node started", moniker=self.cfg.moniker, chain=self.chain_id,
                    height=self.ledger.height, p2p=self.p2p_port, api=self.api_port,
                    node_id=self.p2p.node_id[:16], validator=self.validator_key.pub.hex()[:16])  # fmt: skip
@@ -295,7 +313,11 @@ class Node:
         for block, commit in self.core.decisions():
             self._on_decided(block, commit)
         for ev in self.core.evidence():
-            if self.ledger.add_evidence(ev):
+            try:
+                new = self.ledger.add_evidence(ev)
+            except RemoteError:
+                continue  # e.g. the pool's bound: our own detection never stops consensus
+            if new:
                 kv(log, logging.WARNING, "equivocation detected", validator=ev.validator.hex()[:16],
                    height=ev.vote_a.height, round=ev.vote_a.round)  # fmt: skip
                 self.p2p.broadcast("evidence", ev.to_obj())
@@ -376,13 +398,9 @@ class Node:
         if dropped:
             kv(log, logging.INFO, "mempool recheck dropped txs", height=block.header.height, txs=dropped)
 
-    def _reap(self, max_bytes: int) -> list[bytes]:
+    def _reap(self, max_bytes: int, max_txs: int) -> list[bytes]:
         with self._mp_lock:
-            return [p.env.raw for p in self.mempool.reap(max_bytes, self.cfg.max_block_txs)]
-
-    def _verified(self, txid: bytes) -> bool:
-        with self._mp_lock:
-            return txid in self.mempool
+            return [p.env.raw for p in self.mempool.reap(max_bytes, max_txs)]
 
     # ------------------------------------------------------------------ P2P input
 
@@ -400,6 +418,12 @@ class Node:
                 if msg.height <= self.ledger.height:
                     return False
                 self.counters["sync_blocks"] += 1  # blocks received with their commits
+            elif isinstance(msg, ProposalMessage):
+                verdict = self._proposal_verdict(msg)
+                if verdict == "drop":  # neither kept nor relayed (DESIGN §6: one per round)
+                    return False
+                await self._inbox_send.send(("msg", msg))
+                return verdict == "relay"
             await self._inbox_send.send(("msg", msg))
             return mtype != "commit"
         if mtype in ("tx", "txs"):
@@ -434,15 +458,48 @@ class Node:
         if mtype == "evidence":
             try:
                 ev = DuplicateVoteEvidence.from_obj(body)
-            except DecodeError as e:
-                self.counters["evidence_rejected"] += 1
-                raise DecodeError(f"bad evidence message: {e}") from e
-            try:
                 return self.ledger.add_evidence(ev)
-            except RemoteError:  # forged, too old, …: the peer is at fault (and disconnected)
+            except RemoteError as e:  # malformed, too old, not verifying: dropped and counted
                 self.counters["evidence_rejected"] += 1
-                raise
+                if self.counters["evidence_rejected"] % 100 == 1:
+                    kv(log, logging.WARNING, "evidence rejected", peer=peer[:12], why=str(e)[:120],
+                       rejected=self.counters["evidence_rejected"])  # fmt: skip
+                if isinstance(e, DecodeError):
+                    raise  # malformed bytes: a protocol violation, the peer is disconnected
+                return False  # (an honest peer a few blocks behind may relay it at the edge)
         return False
+
+    def _proposal_verdict(self, msg: ProposalMessage) -> str:
+        """"relay" for the first well-signed proposal of a validator for (height, round)
+        within reach; a second, different one is dropped and counted ("drop"), so a proposer
+        flooding a round costs one signature check per message and is never relayed."""
+        p = msg.proposal
+        top = self.ledger.height
+        if not top < p.height <= top + 2:
+            return "drop"  # decided already, or too far ahead to matter
+        if p.round > self.core.round + PROPOSAL_ROUNDS_AHEAD:
+            return "keep" if p.height == top + 1 else "drop"  # the core bounds far rounds itself
+        try:
+            member = self.ledger.validators_at(p.height).index_of(p.proposer) is not None
+        except LookupError:
+            member = False
+        if not member or not verify(p.proposer, p.sig, p.sign_bytes(self.chain_id)):
+            self.counters["bad_p2p"] += 1
+            return "drop"
+        key = (p.height, p.round, p.proposer)
+        seen = self._proposals_seen.get(key)
+        if seen is None:
+            if len(self._proposals_seen) >= 4096 or any(k[0] <= top for k in self._proposals_seen):
+                self._proposals_seen = {k: v for k, v in self._proposals_seen.items() if k[0] > top}
+            self._proposals_seen[key] = (p.block, p.pol_round)
+            return "relay"
+        if seen != (p.block, p.pol_round):
+            self.counters["proposals_dropped"] += 1
+            if self.counters["proposals_dropped"] % 100 == 1:
+                kv(log, logging.WARNING, "a validator sent a second proposal for one round; dropped",
+                   validator=p.proposer.hex()[:16], height=p.height, round=p.round,
+                   dropped=self.counters["proposals_dropped"])  # fmt: skip
+        return "drop"
 
     async def _serve_blocks(self, peer: str, start: int, count: int) -> None:
         if await self.byz.serve_blocks(peer, start, count):
@@ -603,6 +660,8 @@ class Node:
                         it.result = TxRejected("bad_signature", f"auth[{i}] signature by {pub.hex()} does "
                                                f"not verify; sign it for chain {self.chain_id!r}")  # fmt: skip
                         break
+                else:  # keyed by the whole envelope's bytes: block checks may skip these
+                    self.ledger.note_verified(H(it.env.raw))
         with self._mp_lock:  # nonce reads and adds see one consistent (store, mempool)
             was_empty = len(self.mempool) == 0
             view, t, next_h = self._check_context(self._now())
@@ -620,6 +679,8 @@ class Node:
                         raise TxRejected(r.code, r.log)
 
                 try:
+                    if env.type == "gov":  # a quorum is never "completed" later by a proposer
+                        _check_gov_quorum(view, env)
                     self.mempool.add(it.txid, env, nonces[env.signer], check_first)
                 except AlreadySeen:
                     it.result = False  # the same tx twice in one batch
@@ -668,7 +729,7 @@ class Node:
                 await ev.wait()
         info = self.get_tx(txid)
         if info is None:
-            return TxResult(txid, None, True, "ok", "admitted to the mempool")
+            return TxResult(txid, None, None, "pending", "admitted to the mempool; not yet in a block")
         return TxResult(txid, info.height, info.ok, info.code, info.log)
 
     def get_tx(self, txid: bytes) -> TxInfo | None:

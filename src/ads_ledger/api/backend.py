@@ -77,15 +77,15 @@ class NodeStatus:
 
 @dataclass(frozen=True, slots=True)
 class TxResult:
-    """Outcome of `submit_tx`: admitted (height None) or included (height set).
+    """Outcome of `submit_tx`: admitted (height None: pending) or included (height set).
 
-    `ok`/`code`/`log` are the execution result once included ("ok" while only admitted).
-    With `wait_commit`, height None means the tx was not included within the timeout.
+    `ok`/`code`/`log` are the execution result once included (None/"pending" while only
+    admitted). With `wait_commit`, height None means the tx was not included in time.
     """
 
     txid: bytes
     height: int | None
-    ok: bool
+    ok: bool | None
     code: str
     log: str
 

@@ -55,7 +55,10 @@ SCHEMAS: dict[str, Any] = {
     "TxResult": _obj({
         "txid": HEX32,
         "height": {**_nullable(HEIGHT), "description": "null: admitted, not (yet) in a block"},
-        "ok": {"type": "boolean"}, "code": {"type": "string"}, "log": {"type": "string"},
+        "ok": {**_nullable({"type": "boolean"}), "description": "null while pending"},
+        "code": {"type": "string", "description": '"ok", a typed refusal reason, or "pending" '
+                 "(admitted, not yet included: HTTP 202)"},
+        "log": {"type": "string"},
     }),  # fmt: skip
     "Tx": _obj({
         "txid": HEX32, "height": HEIGHT, "index": UINT, "ok": {"type": "boolean"},
@@ -141,6 +144,10 @@ def _doc() -> dict[str, Any]:
                  "description": "'commit': answer once the tx is in a block "
                                 "(or the wait times out)",
                  "schema": {"enum": ["commit"]}}], (400, 413, 415, 429))  # fmt: skip
+    post["responses"]["202"] = {
+        "description": "admitted, not yet included (no wait, or wait=commit timed out): "
+                       'height and ok are null, code is "pending"',
+        "content": {"application/json": {"schema": _ref("TxResult")}}}  # fmt: skip
     post["requestBody"] = {"required": True, "content": {
         "application/msgpack": {"schema": {"type": "string", "format": "binary",
                                            "maxLength": 65536}}}}  # fmt: skip

@@ -262,6 +262,9 @@ async def post_tx(ctx: ApiContext, req: Request, p: Mapping[str, str],
         if not isinstance(code, str):
             code = "malformed" if isinstance(e, DecodeError) else "rejected"
         raise ApiError(400, code, str(e)) from None
+    if r.height is None:  # DESIGN §8: admitted but not included (yet) is not an outcome
+        return json_response({"txid": r.txid, "height": None, "ok": None, "code": "pending",
+                              "log": r.log or "admitted; not yet in a block"}, 202)  # fmt: skip
     return json_response({"txid": r.txid, "height": r.height, "ok": r.ok, "code": r.code,
                           "log": r.log})  # fmt: skip
 

@@ -24,6 +24,7 @@ Messages for height h+1 that arrive while still at h are kept (up to
 from __future__ import annotations
 
 import heapq
+from dataclasses import replace
 from typing import Callable, Sequence
 
 from ..crypto import verify as crypto_verify
@@ -90,7 +91,7 @@ class Core:
         self.signer = signer
         self.app = app
         self.wal = wal
-        self.params = params or ConsensusParams()
+        self._base_params = self.params = params or ConsensusParams()
         self.me = signer.pub
         self.last_commit = last_commit
         self._verify = verify
@@ -114,6 +115,11 @@ class Core:
         """Alg.1 L1–9 and L54: fresh round state, message log and timers for `height`."""
         self.height = height
         self.valset = self.app.validators_at(height)
+        on_chain = getattr(self.app, "consensus_params_at", None)
+        if on_chain is not None:  # timing in force at this height (gov/params after h−2)
+            b = self._base_params
+            self.params = replace(on_chain(height), next_height_buffer=b.next_height_buffer,
+                                  max_rounds_ahead=b.max_rounds_ahead)  # fmt: skip
         self._valset_hash = self.valset.hash()
         self.round = 0
         self.step = STEP_PROPOSE

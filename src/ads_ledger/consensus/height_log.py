@@ -17,7 +17,7 @@ from .votes import MAX_VOTES_PER_VALIDATOR, Tally
 __all__ = ["HeightLog", "Proposed", "ACCEPTED"]
 
 Verify = Callable[[bytes, bytes, bytes], bool]
-ACCEPTED = ("ok", "equivocation", "equivocating_proposal")  # admitted (the latter two noted)
+ACCEPTED = ("ok", "equivocation")  # admitted (an equivocating vote is counted and noted)
 
 
 class Proposed:
@@ -88,9 +88,11 @@ class HeightLog:
         known = self.proposals.get(p.round, [])
         if any(k.block_id == p.block and k.msg.proposal.pol_round == p.pol_round for k in known):
             return "duplicate"
+        if known:  # DESIGN §6: one proposal per (height, round) kept; a second one is dropped
+            return "proposal_dropped"  # (a block decided from it arrives with its commit)
         if not self._verify(p.proposer, p.sig, p.sign_bytes(self.chain_id)):
             return "bad_signature"
-        return "equivocating_proposal" if known else "ok"  # both kept: L49 may need either
+        return "ok"
 
     def add_proposal(self, msg: ProposalMessage, received: int) -> None:
         p = msg.proposal

@@ -58,14 +58,23 @@ SCOPES = frozenset(
 )
 EXCLUSIVE_SCOPES = frozenset({"flex"})
 
-# name -> (min, max, default). All parameters are unsigned integers.
+# name -> (min, max, default). All parameters are unsigned integers (DESIGN §6). Consensus
+# timing and block limits in force at height H are those in state after block H−2.
 PARAMS: dict[str, tuple[int, int, int]] = {
-    "clock_precision_ms": (1, 60_000, 500),
-    "heartbeat_ms": (100, 60_000, 1_000),
-    "max_block_bytes": (64 * 1024, 64 * 1024 * 1024, 4 * 1024 * 1024),
-    "max_block_txs": (1, 100_000, 10_000),
+    "timeout_propose_ms": (100, 600_000, 3_000),
+    "timeout_propose_delta_ms": (0, 600_000, 500),
+    "timeout_prevote_ms": (100, 600_000, 1_000),
+    "timeout_prevote_delta_ms": (0, 600_000, 500),
+    "timeout_precommit_ms": (100, 600_000, 1_000),
+    "timeout_precommit_delta_ms": (0, 600_000, 500),
+    "heartbeat_ms": (0, 60_000, 1_000),  # 0: no idle wait (blocks as fast as they can be made)
+    "precision_ms": (1, 60_000, 500),
+    "message_delay_ms": (0, 60_000, 3_000),
+    "max_block_bytes": (64 * 1024, 32 * 1024 * 1024, 4 * 1024 * 1024),  # sum of its txs' bytes
+    "max_block_txs": (1, 100_000, 2_000),
+    "evidence_max_age": (1, 1_000_000, 100_000),
     "max_grants_per_cp": (1, 1_000, 64),
-    "staleness_ms": (1_000, 86_400_000, 60_000),
+    "staleness_limit_ms": (1_000, 86_400_000, 60_000),
 }
 DEFAULT_PARAMS = {name: spec[2] for name, spec in sorted(PARAMS.items())}
 

@@ -1,0 +1,179 @@
+"""Block validity from the block's bytes alone (DESIGN §2, §6): what a Byzantine proposer can
+put in a block, checked at the Ledger a validator runs. Each of these blocks was accepted on
+the main of issue 7 (a txid found in the mempool skipped the block's signature checks; wrong
+nonces, unknown types and replayed txids were "refused" results inside a valid block)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from ads_ledger import codec
+from ads_ledger.consensus.evidence import InvalidEvidence
+from ads_ledger.crypto import H, SigningKey
+from ads_ledger.genesis import Genesis
+from ads_ledger.ledger import Ledger
+from ads_ledger.merkle import list_root
+from ads_ledger.state import execute_block
+from ads_ledger.testing.trustlist import make_trust_list
+from ads_ledger.tx.envelope import make_envelope, parse_envelope
+from ads_ledger.types import PRECOMMIT, PREVOTE, ZERO32, Block, Commit, DuplicateVoteEvidence, Header, Vote
+
+CHAIN = "validity-test"
+T0 = int(time.time() * 1000)
+VALS = [SigningKey(bytes([0x30 + i]) * 32) for i in range(4)]
+GOV = [SigningKey(bytes([0x50 + i]) * 32) for i in range(3)]
+MEMBERS_SET = {"action": "members.set", "args": {"members": [GOV[0].pub], "threshold": 1}}
+
+
+@pytest.fixture(scope="module")
+def anchor() -> bytes:
+    return make_trust_list().root.public_bytes(serialization.Encoding.DER)
+
+
+@pytest.fixture
+def ledger(tmp_path: Path, anchor: bytes) -> Ledger:
+    g = Genesis(chain_id=CHAIN, genesis_time=T0, validators=[(v.pub, 10) for v in VALS],
+                members=[k.pub for k in GOV], threshold=2, anchors=[anchor],
+                params={"evidence_max_age": 5})  # fmt: skip
+    led = Ledger.open(tmp_path / "db", g)
+    yield led
+    led.close()
+
+
+def naive_block(led: Ledger, txs: Sequence[bytes], *, t: int | None = None,
+                evidence: Sequence[DuplicateVoteEvidence] = ()) -> Block:  # fmt: skip
+    """What a Byzantine proposer sends: any txs, executed without signature checks, with the
+    state root such a naive execution gives — well formed in every other respect."""
+    height = led.height + 1
+    t = t if t is not None else T0 + 1000 * height
+    result = execute_block(led.state_view(height - 1), CHAIN, height, t, list(txs), sigs_checked=True)
+    staged = led._stage(height, result)
+    prev = led.last_info()
+    lc = led.commit_at(height - 1)
+    header = Header(chain_id=CHAIN, height=height, time=t, prev=ZERO32 if prev is None else prev.block_id,
+                    txs_root=list_root([r.txid for r in result.results]),
+                    evidence_root=list_root([e.hash() for e in evidence]), state_root=staged.root,
+                    validators=led.validators_at(height).hash(),
+                    next_validators=led.validators_at(height + 1).hash(), proposer=VALS[0].pub,
+                    last_commit=ZERO32 if lc is None else lc.hash())  # fmt: skip
+    return Block(header, tuple(txs), tuple(evidence), lc)
+
+
+def commit(led: Ledger, block: Block) -> None:
+    votes = [Vote(PRECOMMIT, block.header.height, 0, block.block_id(), v.pub).signed(CHAIN, v) for v in VALS]
+    led.commit_block(block, Commit.from_votes(led.validators_at(block.header.height), votes))
+
+
+def forge(raw: bytes, auth: list[list[Any]]) -> bytes:
+    obj = codec.decode(raw)
+    obj["auth"] = auth
+    return codec.encode(obj)
+
+
+def members(led: Ledger) -> list[bytes]:
+    return codec.decode(led.state_view().get(b"gov/members"))["members"]  # type: ignore[arg-type, index, no-any-return]
+
+
+def test_forged_cosigner_cannot_pass_a_governance_takeover(ledger: Ledger) -> None:
+    """The critical attack: one member's members.set, a garbage second `auth` entry added by
+    the proposer. Honest validators had the original (same txid) in their mempools."""
+    honest = make_envelope(CHAIN, "gov", GOV[0], 1, MEMBERS_SET)
+    ledger.note_verified(H(honest))  # as the node's intake does for the tx it admitted
+    forged = forge(honest, [[GOV[0].pub, parse_envelope(honest).auth[0][1]], [GOV[1].pub, b"\x00" * 64]])
+    assert parse_envelope(forged).txid(CHAIN) == parse_envelope(honest).txid(CHAIN)
+    block = naive_block(ledger, [forged])
+    assert not ledger.validate_block(block)
+    with pytest.raises(Exception, match="signature"):
+        ledger.check_block(block)
+    # the honest single-signed tx is well signed: included, refused by its rule, nonce used
+    ok_block = naive_block(ledger, [honest])
+    assert ledger.validate_block(ok_block)
+    commit(ledger, ok_block)
+    assert ledger.tx_result(1, 0)["code"] == "quorum"  # type: ignore[index]
+    assert members(ledger) == sorted(k.pub for k in GOV)
+
+
+def test_swapped_signature_is_invalid_even_when_the_txid_is_known(ledger: Ledger) -> None:
+    user = SigningKey.generate()
+    honest = make_envelope(CHAIN, "cp.transfer", user, 1, {"cp": b"\x01" * 32, "to": b"\x02" * 32})
+    ledger.note_verified(H(honest))
+    swapped = forge(honest, [[user.pub, b"\x11" * 64]])
+    assert not ledger.validate_block(naive_block(ledger, [swapped]))
+
+
+def _tx(key: SigningKey, nonce: int) -> bytes:
+    return make_envelope(CHAIN, "cp.transfer", key, nonce, {"cp": b"\x01" * 32, "to": b"\x02" * 32})
+
+
+def test_wrong_nonce_unknown_type_and_repeats_make_a_block_invalid(ledger: Ledger) -> None:
+    user = SigningKey.generate()
+    assert not ledger.validate_block(naive_block(ledger, [_tx(user, 2)]))  # nonce gap
+    unknown = make_envelope(CHAIN, "cp.steal", user, 1, {})
+    assert not ledger.validate_block(naive_block(ledger, [unknown]))
+    twice = _tx(user, 1)
+    assert not ledger.validate_block(naive_block(ledger, [twice, twice]))
+    first = naive_block(ledger, [twice])
+    assert ledger.validate_block(first)  # refused by its rule (no such cp), nonce consumed
+    commit(ledger, first)
+    assert ledger.tx_result(1, 0)["code"] != "ok"  # type: ignore[index]
+    replay = naive_block(ledger, [twice])
+    assert not ledger.validate_block(replay)
+    with pytest.raises(Exception, match="already committed"):
+        ledger.check_block(replay)
+    assert ledger.tx_location(parse_envelope(twice).txid(CHAIN)) == (1, 0)  # index not overwritten
+
+
+def test_block_limits_come_from_gov_params_in_force(ledger: Ledger) -> None:
+    """max_block_txs set by params.set in block 1 binds from block 3 (state after H−2)."""
+    p = {"action": "params.set", "args": {"max_block_txs": 2}}
+    gov_tx = make_envelope(CHAIN, "gov", GOV[0], 1, p, [GOV[1]])
+    commit(ledger, naive_block(ledger, [gov_tx]))
+    assert ledger.tx_result(1, 0)["code"] == "ok"  # type: ignore[index]
+    users = [SigningKey.generate() for _ in range(3)]
+    three = [_tx(u, 1) for u in users]
+    b2 = naive_block(ledger, three)
+    assert ledger.params_at(2)["max_block_txs"] == 2000 and ledger.validate_block(b2)
+    commit(ledger, b2)
+    assert ledger.params_at(3)["max_block_txs"] == 2
+    assert ledger.consensus_params_at(3).propose_ms == ledger.params_at(3)["timeout_propose_ms"]
+    more = [_tx(u, 2) for u in users]
+    assert not ledger.validate_block(naive_block(ledger, more))
+    assert ledger.validate_block(naive_block(ledger, more[:2]))
+
+
+def test_a_proposer_leaves_out_what_would_make_its_block_invalid(ledger: Ledger) -> None:
+    user = SigningKey.generate()
+    good, gap = _tx(user, 1), _tx(SigningKey.generate(), 5)
+    bad_sig = forge(_tx(SigningKey.generate(), 1), [[b"\x00" * 32, b"\x00" * 64]])
+    ledger.reap = lambda max_bytes, max_txs: [good, gap, good, bad_sig]
+    block = ledger.propose_block(1, 0, T0 + 1000, VALS[0].pub, None)
+    assert block.txs == (good,)
+    assert ledger.validate_block(block)
+
+
+def _old_evidence(led: Ledger, height: int) -> DuplicateVoteEvidence:
+    v = VALS[1]
+    a = Vote(PREVOTE, height, 0, b"\x01" * 32, v.pub).signed(CHAIN, v)
+    b = Vote(PREVOTE, height, 0, b"\x02" * 32, v.pub).signed(CHAIN, v)
+    return DuplicateVoteEvidence(a, b)
+
+
+def test_evidence_older_than_evidence_max_age_is_refused(ledger: Ledger) -> None:
+    for _ in range(8):
+        commit(ledger, naive_block(ledger, []))
+    old = _old_evidence(ledger, 2)  # 9 − 2 > evidence_max_age (5)
+    with pytest.raises(InvalidEvidence, match="evidence_max_age"):
+        ledger.add_evidence(old)
+    assert not ledger.validate_block(naive_block(ledger, [], evidence=[old]))
+    fresh = _old_evidence(ledger, 7)
+    assert ledger.add_evidence(fresh)
+    block = naive_block(ledger, [], evidence=[fresh])
+    assert ledger.validate_block(block)
+    assert not ledger.validate_block(naive_block(ledger, [], evidence=[fresh, fresh]))
+    commit(ledger, block)
+    assert not ledger.validate_block(naive_block(ledger, [], evidence=[fresh]))  # already committed
