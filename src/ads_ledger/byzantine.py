@@ -18,8 +18,9 @@ Behaviours (`BEHAVIOURS`):
                   `evidence_max_age` (gossiped as P2P `evidence` and put in its proposals),
                   and in turn the same evidence twice in one block and evidence with a bad
                   signature.
-  proposal_flood  for each round it proposes, also sends ~1,000 other signed proposals
-                  (other block times) for the same (height, round).
+  proposal_flood  for each round it proposes, also sends 999 other signed proposals of the
+                  same block at other times for the same (height, round), the first 100
+                  ahead of the real one.
   equivocate      every vote it sends goes with a conflicting one, signed past the guard.
   lying_sync      answers `get_blocks` with bad commits (garbage signatures, commits of other
                   blocks), altered headers and blocks of other heights, also for heights it
@@ -62,7 +63,7 @@ __all__ = ["BEHAVIOURS", "Byzantine", "ByzantineRefused", "byzantine_allowed", "
 log = logging.getLogger("ads_ledger.byzantine")
 
 FLOOD = 1000  # proposals per flooded round
-FLOOD_BATCH = 50  # …sent this many at a time, so that no peer queue overflows
+FLOOD_BATCH = 100  # …sent this many at a time (the first batch ahead of the real one)
 LIE_AHEAD = 1000  # heights a lying status claims above ours
 EVIDENCE_ROUND = 7777  # the round of our forged equivocations: never one we really voted in
 
@@ -336,39 +337,45 @@ class ProposalFlood(Byzantine):
 
     def __init__(self, node: "Node") -> None:
         super().__init__(node)
-        self._flooded: set[tuple[int, int]] = set()
-        self._jobs_send, self._jobs = trio.open_memory_channel[ProposalMessage](16)
+        self._honest_propose = node.ledger.propose_block
+        node.ledger.propose_block = self.propose_block  # type: ignore[method-assign]
+        self._variants: dict[bytes, list[dict[str, Any]]] = {}  # our block id -> other proposals
+        self._jobs_send, self._jobs = trio.open_memory_channel[tuple[ProposalMessage, list[dict[str, Any]]]](16)
+
+    def propose_block(self, height: int, round: int, time_ms: int, proposer: bytes,
+                      last_commit: Commit | None) -> Block:  # fmt: skip
+        """The honest block, and (in the same worker-thread step) FLOOD − 1 signed proposals
+        of the same block at other times, ready to go out with it."""
+        b = self._honest_propose(height, round, time_ms, proposer, last_commit)
+        key, chain = self.node.validator_key, self.node.chain_id
+        out = []
+        for i in range(1, FLOOD):
+            blk = Block(replace(b.header, time=b.header.time + i), b.txs, b.evidence, b.last_commit)
+            prop = Proposal(height, round, blk.block_id(), -1, key.pub).signed(chain, key)
+            out.append(ProposalMessage(prop, blk).to_obj())
+        self._variants = {b.block_id(): out}
+        return b
 
     def on_send(self, msg: Message) -> bool:
         if self._mine(msg):
             assert isinstance(msg, ProposalMessage)
-            hr = (msg.height, msg.round)
-            if hr not in self._flooded:
-                self._flooded = {x for x in self._flooded if x[0] >= msg.height} | {hr}
+            variants = self._variants.pop(msg.block_id, None)
+            if variants is not None and msg.proposal.pol_round == -1:
+                self.say("flooding proposals", height=msg.height, round=msg.round, proposals=len(variants))
+                for body in variants[:FLOOD_BATCH]:  # ahead of the real one: peers see these first
+                    self.node.p2p.broadcast("proposal", body)
                 try:
-                    self._jobs_send.send_nowait(msg)
+                    self._jobs_send.send_nowait((msg, variants[FLOOD_BATCH:]))
                 except trio.WouldBlock:
                     pass
-        return False  # the real proposal goes out first, as usual
-
-    def _variants(self, msg: ProposalMessage) -> list[dict[str, Any]]:
-        key, chain = self.node.validator_key, self.node.chain_id
-        b, p = msg.block, msg.proposal
-        out = []
-        for i in range(1, FLOOD):
-            blk = Block(replace(b.header, time=b.header.time + i), b.txs, b.evidence, b.last_commit)
-            prop = Proposal(p.height, p.round, blk.block_id(), p.pol_round, key.pub).signed(chain, key)
-            out.append(ProposalMessage(prop, blk).to_obj())
-        return out
+        return False  # then the real proposal goes out, as usual
 
     async def run(self) -> None:
-        async for msg in self._jobs:
-            variants = await trio.to_thread.run_sync(self._variants, msg)
-            self.say("flooding proposals", height=msg.height, round=msg.round, proposals=len(variants))
-            for i in range(0, len(variants), FLOOD_BATCH):
-                for body in variants[i:i + FLOOD_BATCH]:
+        async for msg, rest in self._jobs:
+            for i in range(0, len(rest), FLOOD_BATCH):
+                await trio.sleep(0.005)
+                for body in rest[i:i + FLOOD_BATCH]:
                     self.node.p2p.broadcast("proposal", body)
-                await trio.sleep(0.01)
 
 
 class Equivocate(Byzantine):
