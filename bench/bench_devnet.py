@@ -352,21 +352,23 @@ def bench_latency(root: Path, rate: float, seconds: float, procs: int, threads: 
 def bench_sync(root: Path, behind: int) -> dict[str, Any]:
     """A 1-validator chain runs `behind` blocks ahead; a second node (not a validator) joins."""
     from ads_ledger.cli import free_port
-    from ads_ledger.config import NodeConfig, load_config, write_config, write_key
+    from ads_ledger.config import NodeConfig, load_config, load_key, write_config, write_key
     from ads_ledger.p2p.handshake import node_id
 
-    info = create(root / "sync", 1)
+    # no idle wait: the lone validator builds the chain as fast as it can
+    info = create(root / "sync", 1, params={"heartbeat_ms": 0})
     lead_cfg = load_config(root / "sync" / "node0")
-    lead_cfg.heartbeat_ms = 0  # no idle wait: the lone validator builds the chain as fast as it can
-    write_config(lead_cfg)
     net = Network(root / "sync")
     net.start_all()
     try:
         net.wait_height(behind, timeout=1800)
-        # restart the leader with the default heartbeat: while the joiner syncs it makes ~1
-        # block/s instead of competing for the cores at full speed
+        # back to the default heartbeat (governance, on chain): while the joiner syncs the
+        # leader makes ~1 block/s instead of competing for the cores at full speed
+        gov = [load_key(Path(p)) for p in info["gov"]]
+        slow = {"action": "params.set", "args": {"heartbeat_ms": 1000}}
+        net.client(0).submit_tx(make_envelope(info["chain_id"], "gov", gov[0], 1, slow, gov[1:2]),
+                                wait_commit=True)  # fmt: skip
         net.stop(0)
-        lead_cfg.heartbeat_ms = NodeConfig.heartbeat_ms
         nk = SigningKey.generate()
         lead_cfg.p2p_allow = [node_id(nk.pub)]  # the joiner is not a configured peer of the leader
         write_config(lead_cfg)

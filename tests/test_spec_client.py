@@ -197,3 +197,80 @@ def test_client_from_spec_alone(devnet: dict[str, Any]) -> None:
     bad = enc({**unsigned, "nonce": 2, "auth": [[cp, bytes(64)]]})
     status, err = http("POST", api + "/txs", bad)
     assert 400 <= status < 500 and err["error"]["code"] == "bad_signature"
+
+
+def rfc6962_root(leaves: list[bytes]) -> bytes:
+    """DESIGN §6: the RFC 6962 Merkle root of the txids (H(b"") for none)."""
+    if not leaves:
+        return H(b"")
+    if len(leaves) == 1:
+        return H(b"\x00" + leaves[0])
+    k = 1
+    while k * 2 < len(leaves):
+        k *= 2
+    return H(b"\x01" + rfc6962_root(leaves[:k]) + rfc6962_root(leaves[k:]))
+
+
+def test_block_validity_checked_from_outside(devnet: dict[str, Any]) -> None:
+    """DESIGN §6 block validity, as far as a client can check it: the limits in force are read
+    with a proof from gov/params; a served block passes every byte-level rule; a gov tx with a
+    forged cosigner, or without its quorum, is refused at the door and changes nothing."""
+    import msgpack  # a third-party decoder: still none of our code
+
+    chain = devnet["chain_id"]
+    api = devnet["nodes"][1]["api"]
+    seeds = [bytes.fromhex(json.loads(Path(p).read_text())["seed"]) for p in devnet["gov"]]
+    gov = [nacl.signing.SigningKey(s) for s in seeds]
+    _, st = http("GET", api + "/status")
+    height = st["latest_height"]
+    _, sh = http("GET", api + f"/commits/{height}")
+    hdr = {k: (bytes.fromhex(v) if k in HEADER_BIN else v) for k, v in sh["header"].items()}
+
+    def state(key: bytes) -> Any:
+        _, r = http("GET", api + f"/state/{key.hex()}?height={height}")
+        value = bytes.fromhex(r["value"])
+        assert verify_proof(hdr["state_root"], key, value, r["proof"])
+        return msgpack.unpackb(value, raw=False)
+
+    params = state(b"gov/params")
+    for name in ("timeout_propose_ms", "timeout_prevote_ms", "timeout_precommit_ms", "heartbeat_ms",
+                 "precision_ms", "message_delay_ms", "max_block_bytes", "max_block_txs",
+                 "evidence_max_age", "staleness_limit_ms"):  # fmt: skip
+        assert isinstance(params[name], int), name
+    members_before = state(b"gov/members")
+
+    # a single member's members.set (threshold 2), and the same with a garbage cosigner
+    m0 = bytes(gov[0].verify_key)
+    unsigned = {"type": "gov", "signer": m0, "nonce": 1,
+                "body": {"action": "members.set", "args": {"members": [m0], "threshold": 1}}}
+    msg = sign_bytes("ads/tx/1", chain, unsigned)
+    sig0 = gov[0].sign(msg).signature
+    forged = enc({**unsigned, "auth": [[m0, sig0], [bytes(gov[1].verify_key), bytes(64)]]})
+    status, err = http("POST", api + "/txs", forged)
+    assert status == 400 and err["error"]["code"] == "bad_signature", err
+    status, err = http("POST", api + "/txs", enc({**unsigned, "auth": [[m0, sig0]]}))
+    assert status == 400 and err["error"]["code"] == "quorum", err
+
+    # every block so far passes the byte-level rules a client can check
+    seen: set[bytes] = set()
+    for h in range(1, height + 1):
+        _, blk = http("GET", api + f"/blocks/{h}")
+        txs = [bytes.fromhex(t) for t in blk["txs"]]
+        assert len(txs) <= params["max_block_txs"] and sum(map(len, txs)) <= params["max_block_bytes"]
+        txids = []
+        for raw in txs:
+            env = msgpack.unpackb(raw, raw=False)
+            assert len(raw) <= 32 * 1024 and enc(env) == raw
+            signed = sign_bytes("ads/tx/1", chain, {k: env[k] for k in ("type", "signer", "nonce", "body")})
+            for pub, sig in env["auth"]:
+                nacl.signing.VerifyKey(pub).verify(signed, sig)
+            txids.append(H(signed))
+        assert not seen & set(txids) and len(set(txids)) == len(txids)
+        seen |= set(txids)
+        assert rfc6962_root(txids).hex() == blk["header"]["txs_root"]
+    time.sleep(1.5)  # a block or two later: the refused txs changed nothing
+    _, st2 = http("GET", api + "/status")
+    height = st2["latest_height"]
+    _, sh = http("GET", api + f"/commits/{height}")
+    hdr = {k: (bytes.fromhex(v) if k in HEADER_BIN else v) for k, v in sh["header"].items()}
+    assert state(b"gov/members") == members_before

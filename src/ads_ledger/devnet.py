@@ -123,12 +123,14 @@ class Network:
             time.sleep(0.2)
 
 
-def create(directory: Path, validators: int, fast: bool = True) -> dict[str, Any]:
+def create(directory: Path, validators: int, fast: bool = True,
+           params: dict[str, int] | None = None) -> dict[str, Any]:  # fmt: skip
+    """A testnet directory for `Network`; `params` go into the genesis gov/params."""
     from .cli import init_testnet
 
     if directory.exists():
         shutil.rmtree(directory)
-    info = init_testnet(directory, validators, "ads-devnet", None, fast=fast)
+    info = init_testnet(directory, validators, "ads-devnet", None, fast=fast, params=params)
     (directory / "devnet.json").write_text(json.dumps(info, indent=1))
     return info
 
