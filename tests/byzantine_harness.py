@@ -19,16 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from ads_ledger.api.client import NodeClient
 from ads_ledger.cli import free_port
 from ads_ledger.config import NodeConfig, load_config, write_config, write_key
 from ads_ledger.crypto import SigningKey
 from ads_ledger.devnet import Network, create
-from ads_ledger.genesis import Genesis
 from ads_ledger.p2p.handshake import node_id
-from ads_ledger.tx.records import PARAMS
 from ads_ledger.types import Block
 
 HONEST = (0, 1, 2)
@@ -36,28 +32,14 @@ BYZ = 3
 TRACEBACK = "Traceback (most recent call last)"
 
 
-def _set_params(d: Path, homes: list[Path], params: dict[str, int]) -> None:
-    unknown = sorted(set(params) - set(PARAMS))
-    if unknown:
-        pytest.fail(f"gov/params has no {unknown} yet (DESIGN §6 'Consensus parameters live on chain')")
-    g = Genesis.load(d / "genesis.json")
-    g = Genesis(chain_id=g.chain_id, genesis_time=g.genesis_time, validators=g.validators,
-                members=g.members, threshold=g.threshold, anchors=g.anchors,
-                params={**g.params, **params}, note=g.note)  # fmt: skip
-    for p in [d, *homes]:
-        g.save(p / "genesis.json")
-
-
 class ByzNet:
     def __init__(self, tmp: Path, behaviour: str, params: dict[str, int] | None = None,
                  fresh_peers_byz: bool = False) -> None:  # fmt: skip
         d = tmp / "net"
-        self.info = create(d, 4)
+        self.info = create(d, 4, params=params)
         self.behaviour = behaviour
         self.chain_id: str = self.info["chain_id"]
         homes = sorted(p for p in d.glob("node*") if p.is_dir())
-        if params:
-            _set_params(d, homes, params)
         # the fresh full node: a key of its own outside the validator set
         self.fresh_home = d / "fresh"
         self.fresh_home.mkdir()
