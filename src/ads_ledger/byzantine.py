@@ -313,6 +313,9 @@ class OldEvidence(_Proposer):
             await trio.sleep(2.0)
 
     def contents(self, height: int, round: int, time_ms: int) -> tuple[list[bytes], list[DuplicateVoteEvidence]]:
+        if height < 2:  # no earlier height to accuse anyone of: an honest first block
+            self.proposals -= 1
+            return [], []
         self._refresh()
         kind = self.KINDS[(self.proposals - 1) % len(self.KINDS)]
         if kind == "too_old" and self.old is None:
@@ -321,10 +324,10 @@ class OldEvidence(_Proposer):
             assert self.old is not None
             ev = [self.old]
         elif kind == "duplicate":
-            e = self._equivocation(max(1, height - 1), EVIDENCE_ROUND + self.proposals)
+            e = self._equivocation(height - 1, EVIDENCE_ROUND + self.proposals)
             ev = [e, e]
         else:
-            e = self._equivocation(max(1, height - 1), EVIDENCE_ROUND + self.proposals)
+            e = self._equivocation(height - 1, EVIDENCE_ROUND + self.proposals)
             bad = Vote(e.vote_b.type, e.vote_b.height, e.vote_b.round, e.vote_b.block, e.vote_b.validator, _garbage())
             ev = [DuplicateVoteEvidence(e.vote_a, bad)]
         self.say("proposing bad evidence", kind=kind, height=height, round=round,
