@@ -229,8 +229,12 @@ def test_withheld_proposal_costs_a_round_only(byznet: Make) -> None:
                  lambda: byz_lines(b, "withholding our proposal") >= 1
                  and byz_lines(b, "proposal with another block") >= 1, timeout=60)  # fmt: skip
     top = common_checks(b)
-    assert all(blk.header.proposer != byz for blk in committed_blocks(b, top)), "a withheld block was committed"
-    assert b.honest_sum("bad_block") > 0, "no honest node counted the proposal whose block does not match"
+    blocks = committed_blocks(b, top)
+    assert all(blk.header.proposer != byz for blk in blocks), "a withheld block was committed"
+    # the rounds it should have proposed in were lost: the next block's last_commit is of round ≥ 1
+    assert any(blk.last_commit is not None and blk.last_commit.round > 0 for blk in blocks)
+    mismatched = b.honest_sum("bad_block") + b.honest_sum("bad_p2p", event=False)
+    assert mismatched > 0, "no honest node counted the proposal whose block does not match"
 
 
 # ---------------------------------------------------------------- block sync
