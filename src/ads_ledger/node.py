@@ -486,7 +486,8 @@ class Node:
             member = self.ledger.validators_at(p.height).index_of(p.proposer) is not None
         except LookupError:
             member = False
-        if not member or not verify(p.proposer, p.sig, p.sign_bytes(self.chain_id)):
+        if msg.block_id != p.block or not member or not verify(p.proposer, p.sig, p.sign_bytes(self.chain_id)):
+            # (a real signature copied beside another block must not shadow the real proposal)
             self.counters["bad_p2p"] += 1
             return False
         key = (p.height, p.round, p.proposer)
