@@ -141,9 +141,12 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=10_000, help="keys proved per size (half absent)")
     ap.add_argument("--blocks", type=int, default=5, help="2,000-write blocks staged+committed")
     ap.add_argument("--seconds", type=float, default=1.0, help="per raw-limit measurement")
+    ap.add_argument("--seed", type=int, default=None, help="random seed (default: fresh, printed)")
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally: clean up /tmp
-    rng = random.Random(int.from_bytes(os.urandom(8), "big"))
+    ap_seed = a.seed if a.seed is not None else int.from_bytes(os.urandom(8), "big")
+    print(f"seed {ap_seed} (--seed {ap_seed} repeats this run's keys and samples)", flush=True)
+    rng = random.Random(ap_seed)
     for n in [int(x) for x in a.keys.split(",")]:
         out = run(n, a.samples, a.blocks, rng)
         lim = measure_limits(a.seconds)

@@ -94,7 +94,9 @@ def check_store(path: Path, reported: int, expected: Replay) -> int:
 
 
 def test_kill_9_during_commits_leaves_last_committed_version(tmp_path: Path) -> None:
-    rng = random.Random(os.getpid())
+    seed = int(os.environ.get("ADS_CRASH_SEED", os.getpid()))
+    print(f"kill schedule seed {seed} (ADS_CRASH_SEED={seed} replays it)")
+    rng = random.Random(seed)
     path = tmp_path / "store"
     Store.open(path, keep_versions=KEEP).close()
     deadline = time.monotonic() + TIME_BUDGET

@@ -224,7 +224,7 @@ def test_sub_grant_attenuation(w: World) -> None:
     assert g["issuer"] == w.prov.pub and g["parent"] == pid
     for kw in (
         {"scopes": ["availability"]},
-        {"not_after": T0 + 21 * DAY},
+        {"not_after": T0 + 20 * DAY + 1},  # one millisecond past the parent's end
         {"not_before": T0 - 1},
         {"limits": {}},
         {"limits": {"max_power_w": 11_001}},
@@ -233,6 +233,7 @@ def test_sub_grant_attenuation(w: World) -> None:
         base: dict[str, Any] = {"parent": pid, "redelegate": 1, "not_after": T0 + 10 * DAY}
         refused(w.grant(w.prov, w.sub, **{**base, **kw}), "not_attenuated")
     refused(w.grant(w.other, w.sub, parent=pid), "not_grantee")
+    assert w.grant(w.prov, w.sub, parent=pid, redelegate=1, not_after=T0 + 20 * DAY).ok  # ends with it
     # a grant that does not allow re-delegation
     q = w.grant(w.owner, w.other, redelegate=0)
     refused(w.grant(w.other, w.sub, parent=q.txid[:16]), "not_grantee")

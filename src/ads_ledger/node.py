@@ -199,6 +199,7 @@ class Node:
         self._sync_asked: int = 0  # highest height requested by block sync
         self._sync_peer: str | None = None  # …and of whom
         self._proposals_seen: dict[tuple[int, int, bytes], tuple[bytes, int]] = {}
+        self._proposals_top = 0  # the height _proposals_seen was last pruned at
         self._distrust: dict[str, float] = {}  # peer → monotonic time until its heights are ignored
         self._block_times: deque[tuple[float, int]] = deque(maxlen=64)  # (wall s, num txs)
         self.counters: dict[str, int] = {"txs_received": 0, "txs_rejected": 0, "blocks": 0,
@@ -418,12 +419,8 @@ class Node:
                 if msg.height <= self.ledger.height:
                     return False
                 self.counters["sync_blocks"] += 1  # blocks received with their commits
-            elif isinstance(msg, ProposalMessage):
-                verdict = self._proposal_verdict(msg)
-                if verdict == "drop":  # neither kept nor relayed (DESIGN §6: one per round)
-                    return False
-                await self._inbox_send.send(("msg", msg))
-                return verdict == "relay"
+            elif isinstance(msg, ProposalMessage) and not self._first_proposal(msg):
+                return False  # neither kept nor relayed (DESIGN §6: one per height and round)
             await self._inbox_send.send(("msg", msg))
             return mtype != "commit"
         if mtype in ("tx", "txs"):
@@ -469,37 +466,41 @@ class Node:
                 return False  # (an honest peer a few blocks behind may relay it at the edge)
         return False
 
-    def _proposal_verdict(self, msg: ProposalMessage) -> str:
-        """"relay" for the first well-signed proposal of a validator for (height, round)
-        within reach; a second, different one is dropped and counted ("drop"), so a proposer
-        flooding a round costs one signature check per message and is never relayed."""
+    def _first_proposal(self, msg: ProposalMessage) -> bool:
+        """True for the first well-signed proposal of a validator for (height, round) within
+        reach (it is kept and relayed); a second, different one is dropped and counted, so a
+        proposer flooding a round costs one signature check per message and is never relayed."""
         p = msg.proposal
         top = self.ledger.height
         if not top < p.height <= top + 2:
-            return "drop"  # decided already, or too far ahead to matter
+            return False  # decided already, or too far ahead to matter
         if p.round > self.core.round + PROPOSAL_ROUNDS_AHEAD:
-            return "keep" if p.height == top + 1 else "drop"  # the core bounds far rounds itself
+            # the core would compute proposer(round) — O(round) — before the signature check;
+            # a round this far ahead is reached by votes (L55) and its proposal retransmitted
+            return False
         try:
             member = self.ledger.validators_at(p.height).index_of(p.proposer) is not None
         except LookupError:
             member = False
-        if not member or not verify(p.proposer, p.sig, p.sign_bytes(self.chain_id)):
+        if msg.block_id != p.block or not member or not verify(p.proposer, p.sig, p.sign_bytes(self.chain_id)):
+            # (a real signature copied beside another block must not shadow the real proposal)
             self.counters["bad_p2p"] += 1
-            return "drop"
+            return False
         key = (p.height, p.round, p.proposer)
         seen = self._proposals_seen.get(key)
         if seen is None:
-            if len(self._proposals_seen) >= 4096 or any(k[0] <= top for k in self._proposals_seen):
+            if self._proposals_top != top:  # bounded: 2 heights × rounds in reach × validators
                 self._proposals_seen = {k: v for k, v in self._proposals_seen.items() if k[0] > top}
+                self._proposals_top = top
             self._proposals_seen[key] = (p.block, p.pol_round)
-            return "relay"
+            return True
         if seen != (p.block, p.pol_round):
             self.counters["proposals_dropped"] += 1
             if self.counters["proposals_dropped"] % 100 == 1:
                 kv(log, logging.WARNING, "a validator sent a second proposal for one round; dropped",
                    validator=p.proposer.hex()[:16], height=p.height, round=p.round,
                    dropped=self.counters["proposals_dropped"])  # fmt: skip
-        return "drop"
+        return False
 
     async def _serve_blocks(self, peer: str, start: int, count: int) -> None:
         if await self.byz.serve_blocks(peer, start, count):
