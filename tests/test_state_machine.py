@@ -148,7 +148,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def _tx(self, data: st.DataObject, pending: dict[bytes, int]) -> bytes:
         kind = data.draw(st.sampled_from(
-            ["grant"] * 5 + ["subgrant"] * 3 + ["revoke"] * 4 + ["propose", "accept", "claim", "transfer", "transfer",
+            ["grant"] * 5 + ["subgrant"] * 6 + ["revoke"] * 4 + ["propose", "accept", "claim", "transfer", "transfer",
              "attest", "gov"]))  # fmt: skip
         cp = data.draw(st.sampled_from(DEVICES)).pub
         busy = [d.pub for d in DEVICES if (self.rec(d.pub) or {"grants": []})["grants"]]
@@ -163,6 +163,9 @@ class LedgerMachine(RuleBasedStateMachine):
             ttype, body = "grant", self._grant_body(data, cp, None)
         elif kind == "subgrant" and grants:
             fit = [g for g in grants if g["redelegate"] > 0 and g["not_after"] > self.time + 2000]
+            deeper = [g for g in fit if g["parent"] is not None]
+            if deeper and data.draw(st.booleans()):  # go deeper: depth limits get exercised
+                fit = deeper
             parent = data.draw(st.sampled_from(fit if fit and data.draw(st.integers(0, 4)) else grants))
             signer = next((k for k in ALL if k.pub == parent["grantee"]), OWNERS[0])
             ttype, body = "grant", self._grant_body(data, cp, parent)
@@ -217,15 +220,20 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def _grant_body(self, data: st.DataObject, cp: bytes, parent: dict[str, Any] | None) -> dict[str, Any]:
         if parent is not None and data.draw(st.integers(0, 3)) > 0:  # mostly well attenuated
-            scopes = data.draw(st.lists(st.sampled_from(parent["scopes"]), min_size=1, unique=True))
+            # non-exclusive scopes (an exclusive sub-grant would be a second holder), a window
+            # that ends with the parent or up to 1 ms past it, alive past the next block
+            shared = [x for x in parent["scopes"] if x not in ("flex",)] or parent["scopes"]
+            scopes = data.draw(st.lists(st.sampled_from(shared), min_size=1, unique=True))
             nb = parent["not_before"] + data.draw(st.integers(0, 2000))
-            na = min(parent["not_after"], nb + data.draw(st.integers(1, 30)) * 1000)
+            end = data.draw(st.sampled_from(["parent"] * 3 + ["inside"] * 2 + ["over"]))
+            na = {"parent": parent["not_after"], "over": parent["not_after"] + 1,
+                  "inside": max(self.time + 2000, parent["not_after"] - 1000)}[end]  # fmt: skip
             limits = {k: max(0, v - data.draw(st.integers(0, 1000))) for k, v in parent["limits"].items()}
-            redelegate = max(0, parent["redelegate"] - 1)
+            redelegate = max(0, parent["redelegate"] - data.draw(st.sampled_from([1] * 7 + [0])))
             return {
                 "cp": cp, "grantee": data.draw(st.sampled_from(PEOPLE)).pub, "scopes": scopes,
                 "not_before": nb, "not_after": max(na, nb + 1), "limits": limits,
-                "exclusive": data.draw(st.booleans()) or "flex" in scopes, "priority": 5,
+                "exclusive": "flex" in scopes, "priority": min(5, parent["priority"]),
                 "redelegate": redelegate, "parent": parent["id"],
             }  # fmt: skip
         scopes = data.draw(st.lists(st.sampled_from(SCOPE_LIST), min_size=1, max_size=3, unique=True))
@@ -263,11 +271,17 @@ class LedgerMachine(RuleBasedStateMachine):
             if grants:
                 assert rec["owner"] is not None
             for g in grants:
+                depth, q = 0, g
+                while q["parent"] is not None and q["parent"] in by_id:
+                    depth, q = depth + 1, by_id[q["parent"]]
+                REACHED["depth"] = max(REACHED["depth"], depth)
                 if g["parent"] is None:
                     assert g["issuer"] == rec["owner"], "a root grant not issued by the owner"
                     continue
                 p = by_id.get(g["parent"])
                 assert p is not None, "a sub-grant outlived its parent (revoke/prune did not cascade)"
+                REACHED["sub_grants"] += 1
+                REACHED["ends_with_parent"] += g["not_after"] == p["not_after"]
                 assert g["issuer"] == p["grantee"] and p["redelegate"] > g["redelegate"]
                 assert set(g["scopes"]) <= set(p["scopes"])
                 assert p["not_before"] <= g["not_before"] and g["not_after"] <= p["not_after"]
@@ -278,6 +292,8 @@ class LedgerMachine(RuleBasedStateMachine):
                     overlap = a["not_before"] < b["not_after"] and b["not_before"] < a["not_after"]
                     assert not (overlap and set(a["scopes"]) & set(b["scopes"])), "two live exclusive holders"
 
+
+REACHED = {"depth": 0, "sub_grants": 0, "ends_with_parent": 0}  # what the draws exercised
 
 TestLedgerMachine = LedgerMachine.TestCase
 TestLedgerMachine.settings = settings(
@@ -305,3 +321,13 @@ def test_planted_bug_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
                 report_multiple_bugs=False,
             ),
         )
+
+
+def test_machine_reaches_deep_and_boundary_sub_grants() -> None:
+    """The draws must exercise what the invariants guard: accepted sub-grants two levels deep
+    and sub-grants ending exactly with their parent (not only refusals)."""
+    REACHED.update(depth=0, sub_grants=0, ends_with_parent=0)
+    run_state_machine_as_test(LedgerMachine, settings=settings(
+        max_examples=40, stateful_step_count=25, deadline=None, derandomize=True,
+        suppress_health_check=list(HealthCheck)))  # fmt: skip
+    assert REACHED["depth"] >= 2 and REACHED["ends_with_parent"] > 0, REACHED
