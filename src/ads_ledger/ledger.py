@@ -13,6 +13,7 @@ genesis plus block 1's transactions.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -39,6 +40,8 @@ from .types import (
 )
 
 __all__ = ["Ledger", "InvalidBlock", "BlockInfo"]
+
+_VALSET_CACHE = 64  # validator sets kept in memory, by height (least recently used dropped)
 
 
 class InvalidBlock(RemoteError):
@@ -77,7 +80,8 @@ class Ledger:
         self.genesis = genesis
         self.chain_id = genesis.chain_id
         self._executed: dict[bytes, _Executed] = {}
-        self._valsets: dict[int, ValidatorSet] = {}
+        self._valsets: OrderedDict[int, ValidatorSet] = OrderedDict()  # LRU, see validators_at
+        self._valsets_lock = threading.Lock()  # P2P (evidence) and consensus both read sets
         self._last_info: BlockInfo | None = None
         self._lock = threading.Lock()  # guards _executed against the API's readers
         self.reap: Callable[[int], list[bytes]] = lambda max_bytes: []
@@ -184,21 +188,30 @@ class Ledger:
     # ------------------------------------------------------------------ validator sets
 
     def validators_at(self, height: int) -> ValidatorSet:
-        """The set deciding `height`: genesis for 1 and 2, then as scheduled at height − 2."""
-        vs = self._valsets.get(height)
-        if vs is not None:
-            return vs
+        """The set deciding `height`: genesis for 1 and 2, then as scheduled at height − 2.
+
+        `valsets` holds a set only at the heights where it changes, so the set in force is the
+        last entry at or below `height` (one cursor read; no walk, whatever the height).
+        LookupError beyond `self.height + 2` (not decided by a committed block yet)."""
+        with self._valsets_lock:
+            vs = self._valsets.get(height)
+            if vs is not None:
+                self._valsets.move_to_end(height)
+                return vs
         if height <= 2:
             vs = self.genesis.validator_set()
         else:
-            raw = self.store.read(S.VALSETS, S.height_key(height))
-            if raw is None:
-                if height > self.height + 2:
-                    raise LookupError(f"the validator set of height {height} is not known yet")
-                vs = self.validators_at(height - 1)  # unchanged since the last scheduled change
+            if height > self.height + 2:
+                raise LookupError(f"the validator set of height {height} is not known yet")
+            found = self.store.items(S.VALSETS, S.height_key(height), limit=1, reverse=True)  # floor
+            if found:
+                vs = ValidatorSet.from_obj(codec.decode(found[0][1]))
             else:
-                vs = ValidatorSet.from_obj(codec.decode(raw))
-        self._valsets[height] = vs
+                vs = self.genesis.validator_set()
+        with self._valsets_lock:  # bounded: evidence may name any old height
+            self._valsets[height] = vs
+            while len(self._valsets) > _VALSET_CACHE:
+                self._valsets.popitem(last=False)
         return vs
 
     # ------------------------------------------------------------------ Application
@@ -353,8 +366,9 @@ class Ledger:
             self._executed.clear()
         with self.evidence_lock:
             self.evidence.commit_block(block)
-        for k in (height + 1, height + 2, height + 3, height - 64):  # O(1): no rebuild per block
-            self._valsets.pop(k, None)
+        with self._valsets_lock:
+            for k in (height + 1, height + 2, height + 3):  # O(1): no rebuild per block
+                self._valsets.pop(k, None)
 
     def check_tx(self, raw: bytes, *, verify_sigs: bool = False, now: int | None = None) -> TxResult:
         """The state machine's admission check against the committed state, at time `now`
