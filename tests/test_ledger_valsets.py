@@ -1,4 +1,4 @@
-"""Validator sets over long chains (issue 7, bug 2).
+"""Validator sets and proposer priorities over long chains (issue 7, bugs 2 and 6).
 
 A 1,600-block chain with two validator changes, built straight through the Ledger API
 (empty blocks, one signature each), then reopened so that every cache is cold.
@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from ads_ledger import codec
+from ads_ledger import schema as S
+from ads_ledger.consensus.proposer import ProposerPriorities, priorities_for_height
 from ads_ledger.crypto import SigningKey
 from ads_ledger.genesis import Genesis
 from ads_ledger.ledger import Ledger
@@ -101,3 +103,90 @@ def test_validator_set_cache_is_bounded(chain: Path) -> None:
         assert len(ledger._valsets) <= 64
     finally:
         ledger.close()
+
+
+def test_stored_priorities_equal_the_walk_from_genesis(chain: Path) -> None:
+    ledger = Ledger.open(chain, genesis())
+    try:
+        raw = ledger.store.read(S.PRIORITIES, S.PRIORITIES_NEXT)
+        assert raw is not None
+        height, obj = codec.decode(raw)
+        assert height == CHAIN_LENGTH + 1
+        walked = priorities_for_height(ledger.validators_at, CHAIN_LENGTH + 1)
+        assert ProposerPriorities.from_obj(obj) == walked
+        assert ledger.priorities_at_next() == walked
+        assert any(prio < 0 for _, _, prio in walked.entries)  # negative priorities round-trip
+    finally:
+        ledger.close()
+
+
+def test_priorities_match_the_core_at_every_height(tmp_path: Path) -> None:
+    """What commit_block stores equals what Core._decide computes, across both changes."""
+    ledger = Ledger.open(tmp_path / "db", genesis())
+    gov_nonce = [0]
+    core_view = ProposerPriorities.genesis(ledger.validators_at(1))
+    try:
+        while ledger.height < 310:
+            assert ledger.priorities_at_next() == core_view
+            add_block(ledger, gov_nonce)
+            core_view = core_view.next_height(ledger.validators_at(ledger.height + 1))  # as _decide
+            raw = ledger.store.read(S.PRIORITIES, S.PRIORITIES_NEXT)
+            assert raw is not None and codec.decode(raw) == [ledger.height + 1, core_view.to_obj()]
+        assert core_view == priorities_for_height(ledger.validators_at, 311)
+        assert {p for p, _, _ in core_view.entries} == {k.pub for k in KEYS[1:]}
+    finally:
+        ledger.close()
+
+
+def test_priorities_of_a_store_without_the_record(tmp_path: Path) -> None:
+    """A store written by an older version: walked once from genesis, stored with the next block."""
+    ledger = Ledger.open(tmp_path / "db", genesis())
+    gov_nonce = [0]
+    try:
+        while ledger.height < 12:
+            add_block(ledger, gov_nonce)
+        want = ledger.priorities_at_next()
+        with ledger.store._env.begin(write=True) as txn:
+            txn.delete(S.PRIORITIES_NEXT, db=ledger.store._dbs[S.PRIORITIES])
+    finally:
+        ledger.close()
+    ledger = Ledger.open(tmp_path / "db", genesis())
+    try:
+        assert ledger.priorities_at_next() == want
+        add_block(ledger, gov_nonce)
+        raw = ledger.store.read(S.PRIORITIES, S.PRIORITIES_NEXT)
+        assert raw is not None and codec.decode(raw)[0] == 14
+        assert ledger.priorities_at_next() == priorities_for_height(ledger.validators_at, 14)
+    finally:
+        ledger.close()
+
+
+def test_priorities_record_behind_the_chain_is_walked_forward(tmp_path: Path) -> None:
+    """Blocks written by an older version after ours: the record is stale, not wrong."""
+    ledger = Ledger.open(tmp_path / "db", genesis())
+    gov_nonce = [0]
+    try:
+        while ledger.height < 4:
+            add_block(ledger, gov_nonce)
+        old = ledger.store.read(S.PRIORITIES, S.PRIORITIES_NEXT)
+        while ledger.height < 10:
+            add_block(ledger, gov_nonce)
+        with ledger.store._env.begin(write=True) as txn:
+            txn.put(S.PRIORITIES_NEXT, old, db=ledger.store._dbs[S.PRIORITIES])
+    finally:
+        ledger.close()
+    ledger = Ledger.open(tmp_path / "db", genesis())
+    try:
+        assert ledger.priorities_at_next() == priorities_for_height(ledger.validators_at, 11)
+    finally:
+        ledger.close()
+
+
+def test_priorities_survive_the_codec_at_the_power_limit() -> None:
+    """Priorities stay within ±3·P; at the governance cap (2^60) that fits msgpack's ints."""
+    big = ValidatorSet(((b"\x01" * 32, 2**59), (b"\x02" * 32, 2**59 - 1), (b"\x03" * 32, 1)))
+    pr = ProposerPriorities.genesis(big)
+    for _ in range(50):
+        pr = pr.next_height(big)
+        assert ProposerPriorities.from_obj(codec.decode(codec.encode(pr.to_obj()))) == pr
+        assert all(abs(a) <= 3 * big.total_power for _, _, a in pr.entries)

@@ -22,6 +22,7 @@ from . import codec
 from . import schema as S
 from .errors import DecodeError, RemoteError
 from .consensus.evidence import EvidencePool, InvalidEvidence
+from .consensus.proposer import ProposerPriorities
 from .genesis import Genesis
 from .merkle import SparseProof, list_root
 from .state import BlockResult, DictView, TxResult, check_tx, execute_block
@@ -82,6 +83,7 @@ class Ledger:
         self._executed: dict[bytes, _Executed] = {}
         self._valsets: OrderedDict[int, ValidatorSet] = OrderedDict()  # LRU, see validators_at
         self._valsets_lock = threading.Lock()  # P2P (evidence) and consensus both read sets
+        self._priorities: tuple[int, ProposerPriorities] | None = None  # (height, at its start)
         self._last_info: BlockInfo | None = None
         self._lock = threading.Lock()  # guards _executed against the API's readers
         self.reap: Callable[[int], list[bytes]] = lambda max_bytes: []
@@ -213,6 +215,38 @@ class Ledger:
             while len(self._valsets) > _VALSET_CACHE:
                 self._valsets.popitem(last=False)
         return vs
+
+    # ------------------------------------------------------------------ proposer priorities
+
+    def priorities_at_next(self) -> ProposerPriorities:
+        """The proposer priorities at the start of height `self.height + 1` (what a `Core`
+        starting there needs), as `priorities_for_height` computes them but without its walk.
+
+        Kept in memory and in the `priorities` table, written with each block. A store without
+        the record (new, or written by an older version) is walked once from genesis; a record
+        behind the chain (blocks written by an older version) is walked forward from there."""
+        height = self.height + 1
+        if self._priorities is not None and self._priorities[0] == height:
+            return self._priorities[1]
+        start, pr = self._stored_priorities(height)
+        for h in range(start + 1, height + 1):
+            pr = pr.next_height(self.validators_at(h))
+        self._priorities = (height, pr)
+        return pr
+
+    def _stored_priorities(self, height: int) -> tuple[int, ProposerPriorities]:
+        """(h, priorities at the start of h) from the table if usable for `height`, else genesis."""
+        raw = self.store.read(S.PRIORITIES, S.PRIORITIES_NEXT)
+        if raw is not None:
+            obj = codec.decode(raw)
+            if type(obj) is not list or len(obj) != 2 or type(obj[0]) is not int:
+                raise S.SchemaError("bad priorities record")
+            h, pr = obj[0], ProposerPriorities.from_obj(obj[1])
+            # usable only if it is not ahead of the chain and matches the set deciding h
+            members = tuple((pub, power) for pub, power, _ in pr.entries)
+            if 1 <= h <= height and members == self.validators_at(h).validators:
+                return h, pr
+        return 1, ProposerPriorities.genesis(self.validators_at(1))
 
     # ------------------------------------------------------------------ Application
 
@@ -359,8 +393,16 @@ class Ledger:
         if ex.result.next_validators is not None:
             eff, vals = ex.result.next_validators
             extra[S.VALSETS] = [(S.height_key(eff), codec.encode(ValidatorSet.from_obj(vals).to_obj()))]
+        # the priorities at the start of height + 1, exactly as Core._decide computes them
+        nxt = self.priorities_at_next().next_height(self.validators_at(height + 1))
+        try:
+            rec: bytes | None = codec.encode([height + 1, nxt.to_obj()])
+        except DecodeError:  # past msgpack ints: total power ≥ 2^61·3, which only genesis allows
+            rec = None  # no record: the next open walks
+        extra[S.PRIORITIES] = [(S.PRIORITIES_NEXT, rec)]
         with self.commit_guard:  # readers of nonces see the store and the mempool change together
             self.store.commit(ex.staged, extra)
+            self._priorities = (height + 1, nxt)
             self.after_commit(block, [r.txid for r in results])
         with self._lock:
             self._executed.clear()
