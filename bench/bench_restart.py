@@ -1,6 +1,6 @@
 """Node restart to first commit: after a short chain and after a long one (should not differ).
 
-    .venv/bin/python bench/bench_restart.py [--short 20] [--long 2000] [--repeats 7] [--dir /var/tmp]
+    .venv/bin/python bench/bench_restart.py [--short 20] [--long 2000] [--repeats 11] [--dir /var/tmp]
         [--node-src OTHER/src]
 
 Two single-validator homes (`ads testnet init`, the devnet's fast timeouts) get a chain of
@@ -150,7 +150,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--short", type=int, default=20, help="blocks of the short chain")
     ap.add_argument("--long", type=int, default=2000, help="blocks of the long chain")
-    ap.add_argument("--repeats", type=int, default=7, help="restarts per chain (median reported)")
+    ap.add_argument("--repeats", type=int, default=11, help="restarts per chain (median reported)")
     ap.add_argument("--node-src", default=str(SRC), help="source tree the node processes run")
     ap.add_argument("--dir", default=None, help="where to put the temporary homes")
     a = ap.parse_args()
