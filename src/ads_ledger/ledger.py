@@ -21,8 +21,8 @@ from typing import Any, Callable, Sequence
 from . import codec
 from . import schema as S
 from .errors import DecodeError, RemoteError
-from .consensus.evidence import EvidencePool, InvalidEvidence
 from .consensus.proposer import ProposerPriorities
+from .consensus.evidence import EvidencePool, InvalidEvidence
 from .genesis import Genesis
 from .merkle import SparseProof, list_root
 from .state import BlockResult, DictView, TxResult, check_tx, execute_block
