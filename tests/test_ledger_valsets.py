@@ -190,3 +190,15 @@ def test_priorities_survive_the_codec_at_the_power_limit() -> None:
         pr = pr.next_height(big)
         assert ProposerPriorities.from_obj(codec.decode(codec.encode(pr.to_obj()))) == pr
         assert all(abs(a) <= 3 * big.total_power for _, _, a in pr.entries)
+
+
+@pytest.mark.parametrize("obj", [
+    None, [], [[], b"\x01" * 32], [[[b"\x01" * 32, 10, 0]], [b"\x01" * 32]],
+    [[[b"\x01" * 32, 10, 0]], b"\x02" * 32], [[[b"\x01" * 31, 10, 0]], b"\x01" * 31],
+    [[[b"\x01" * 32, 0, 0]], b"\x01" * 32], [[[b"\x01" * 32, 10, "0"]], b"\x01" * 32],
+])  # fmt: skip
+def test_a_malformed_priorities_record_is_refused(obj: object) -> None:
+    from ads_ledger.errors import DecodeError
+
+    with pytest.raises(DecodeError):
+        ProposerPriorities.from_obj(obj)

@@ -397,7 +397,7 @@ class Ledger:
         nxt = self.priorities_at_next().next_height(self.validators_at(height + 1))
         try:
             rec: bytes | None = codec.encode([height + 1, nxt.to_obj()])
-        except DecodeError:  # past msgpack ints: total power ≥ 2^61·3, which only genesis allows
+        except DecodeError:  # past msgpack ints: total power > 2^63/3, which only a genesis can set
             rec = None  # no record: the next open walks
         extra[S.PRIORITIES] = [(S.PRIORITIES_NEXT, rec)]
         with self.commit_guard:  # readers of nonces see the store and the mempool change together

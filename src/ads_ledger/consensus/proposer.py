@@ -112,7 +112,7 @@ class ProposerPriorities:
                 raise DecodeError("a priority entry must be [32-byte pub, power > 0, priority]")
             entries.append((e[0], e[1], e[2]))
         proposer = obj[1]
-        if proposer not in {pub for pub, _, _ in entries}:
+        if type(proposer) is not bytes or proposer not in {pub for pub, _, _ in entries}:
             raise DecodeError("the proposer of round 0 is not one of the entries")
         return cls(tuple(entries), proposer)
 
