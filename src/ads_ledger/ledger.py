@@ -2,8 +2,9 @@
 
 `Ledger` implements `consensus.ports.Application` for the node: it builds proposals from the
 mempool, validates and executes proposals before a prevote, and commits a decided block with
-its commit, tx index, results and validator-set schedule in ONE LMDB write transaction
-(`Store.commit`). Block sync applies fetched blocks through the same path.
+its commit, tx index, results, validator-set schedule and the next height's proposer
+priorities in ONE LMDB write transaction (`Store.commit`). Block sync applies fetched blocks
+through the same path.
 
 Heights and state versions coincide: version h is the state after block h. The genesis state is
 not a version of its own; its writes are folded into block 1, so block 1's `state_root` covers
@@ -371,7 +372,8 @@ class Ledger:
         return True
 
     def commit_block(self, block: Block, commit: Commit) -> None:
-        """Persist a decided block, its commit, tx index, results and validator schedule atomically."""
+        """Persist a decided block, its commit, tx index, results, validator schedule and the
+        proposer priorities of the next height atomically."""
         bid = block.block_id()
         with self._lock:
             ex = self._executed.get(bid)
