@@ -2,8 +2,9 @@
 
 `Ledger` implements `consensus.ports.Application` for the node: it builds proposals from the
 mempool, validates and executes proposals before a prevote, and commits a decided block with
-its commit, tx index, results and validator-set schedule in ONE LMDB write transaction
-(`Store.commit`). Block sync applies fetched blocks through the same path.
+its commit, tx index, results, validator-set schedule and the next height's proposer
+priorities in ONE LMDB write transaction (`Store.commit`). Block sync applies fetched blocks
+through the same path.
 
 Heights and state versions coincide: version h is the state after block h. The genesis state is
 not a version of its own; its writes are folded into block 1, so block 1's `state_root` covers
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -21,6 +23,7 @@ from typing import Any, Callable, Sequence
 from . import codec
 from . import schema as S
 from .errors import DecodeError, RemoteError
+from .consensus.proposer import ProposerPriorities
 from .consensus.evidence import EvidencePool, InvalidEvidence
 from .consensus.timeouts import ConsensusParams
 from .crypto import H
@@ -45,6 +48,7 @@ from .types import (
 __all__ = ["Ledger", "InvalidBlock", "BlockInfo"]
 
 log = logging.getLogger("ads_ledger.ledger")
+_VALSET_CACHE = 64  # validator sets kept in memory, by height (least recently used dropped)
 
 
 class InvalidBlock(RemoteError):
@@ -89,7 +93,9 @@ class Ledger:
         self.genesis = genesis
         self.chain_id = genesis.chain_id
         self._executed: dict[bytes, _Executed] = {}
-        self._valsets: dict[int, ValidatorSet] = {}
+        self._valsets: OrderedDict[int, ValidatorSet] = OrderedDict()  # LRU, see validators_at
+        self._valsets_lock = threading.Lock()  # P2P (evidence) and consensus both read sets
+        self._priorities: tuple[int, ProposerPriorities] | None = None  # (height, at its start)
         self._last_info: BlockInfo | None = None
         self._lock = threading.Lock()  # guards _executed against the API's readers
         self.reap: Callable[[int, int], list[bytes]] = lambda max_bytes, max_txs: []
@@ -207,22 +213,63 @@ class Ledger:
     # ------------------------------------------------------------------ validator sets
 
     def validators_at(self, height: int) -> ValidatorSet:
-        """The set deciding `height`: genesis for 1 and 2, then as scheduled at height − 2."""
-        vs = self._valsets.get(height)
-        if vs is not None:
-            return vs
+        """The set deciding `height`: genesis for 1 and 2, then as scheduled at height − 2.
+
+        `valsets` holds a set only at the heights where it changes, so the set in force is the
+        last entry at or below `height` (one cursor read; no walk, whatever the height).
+        LookupError beyond `self.height + 2` (not decided by a committed block yet)."""
+        with self._valsets_lock:
+            vs = self._valsets.get(height)
+            if vs is not None:
+                self._valsets.move_to_end(height)
+                return vs
         if height <= 2:
             vs = self.genesis.validator_set()
         else:
-            raw = self.store.read(S.VALSETS, S.height_key(height))
-            if raw is None:
-                if height > self.height + 2:
-                    raise LookupError(f"the validator set of height {height} is not known yet")
-                vs = self.validators_at(height - 1)  # unchanged since the last scheduled change
+            if height > self.height + 2:
+                raise LookupError(f"the validator set of height {height} is not known yet")
+            found = self.store.items(S.VALSETS, S.height_key(height), limit=1, reverse=True)  # floor
+            if found:
+                vs = ValidatorSet.from_obj(codec.decode(found[0][1]))
             else:
-                vs = ValidatorSet.from_obj(codec.decode(raw))
-        self._valsets[height] = vs
+                vs = self.genesis.validator_set()
+        with self._valsets_lock:  # bounded: evidence may name any old height
+            self._valsets[height] = vs
+            while len(self._valsets) > _VALSET_CACHE:
+                self._valsets.popitem(last=False)
         return vs
+
+    # ------------------------------------------------------------------ proposer priorities
+
+    def priorities_at_next(self) -> ProposerPriorities:
+        """The proposer priorities at the start of height `self.height + 1` (what a `Core`
+        starting there needs), as `priorities_for_height` computes them but without its walk.
+
+        Kept in memory and in the `priorities` table, written with each block. A store without
+        the record (new, or written by an older version) is walked once from genesis; a record
+        behind the chain (blocks written by an older version) is walked forward from there."""
+        height = self.height + 1
+        if self._priorities is not None and self._priorities[0] == height:
+            return self._priorities[1]
+        start, pr = self._stored_priorities(height)
+        for h in range(start + 1, height + 1):
+            pr = pr.next_height(self.validators_at(h))
+        self._priorities = (height, pr)
+        return pr
+
+    def _stored_priorities(self, height: int) -> tuple[int, ProposerPriorities]:
+        """(h, priorities at the start of h) from the table if usable for `height`, else genesis."""
+        raw = self.store.read(S.PRIORITIES, S.PRIORITIES_NEXT)
+        if raw is not None:
+            obj = codec.decode(raw)
+            if type(obj) is not list or len(obj) != 2 or type(obj[0]) is not int:
+                raise S.SchemaError("bad priorities record")
+            h, pr = obj[0], ProposerPriorities.from_obj(obj[1])
+            # usable only if it is not ahead of the chain and matches the set deciding h
+            members = tuple((pub, power) for pub, power, _ in pr.entries)
+            if 1 <= h <= height and members == self.validators_at(h).validators:
+                return h, pr
+        return 1, ProposerPriorities.genesis(self.validators_at(1))
 
     # ------------------------------------------------------------------ Application
 
@@ -407,7 +454,8 @@ class Ledger:
         return True
 
     def commit_block(self, block: Block, commit: Commit) -> None:
-        """Persist a decided block, its commit, tx index, results and validator schedule atomically."""
+        """Persist a decided block, its commit, tx index, results, validator schedule and the
+        proposer priorities of the next height atomically."""
         bid = block.block_id()
         with self._lock:
             ex = self._executed.get(bid)
@@ -429,15 +477,24 @@ class Ledger:
         if ex.result.next_validators is not None:
             eff, vals = ex.result.next_validators
             extra[S.VALSETS] = [(S.height_key(eff), codec.encode(ValidatorSet.from_obj(vals).to_obj()))]
+        # the priorities at the start of height + 1, exactly as Core._decide computes them
+        nxt = self.priorities_at_next().next_height(self.validators_at(height + 1))
+        try:
+            rec: bytes | None = codec.encode([height + 1, nxt.to_obj()])
+        except DecodeError:  # past msgpack ints: total power > 2^63/3, which only a genesis can set
+            rec = None  # no record: the next open walks
+        extra[S.PRIORITIES] = [(S.PRIORITIES_NEXT, rec)]
         with self.commit_guard:  # readers of nonces see the store and the mempool change together
             self.store.commit(ex.staged, extra)
+            self._priorities = (height + 1, nxt)
             self.after_commit(block, [r.txid for r in results])
         with self._lock:
             self._executed.clear()
         with self.evidence_lock:
             self.evidence.commit_block(block)
-        for k in (height + 1, height + 2, height + 3, height - 64):  # O(1): no rebuild per block
-            self._valsets.pop(k, None)
+        with self._valsets_lock:
+            for k in (height + 1, height + 2, height + 3):  # O(1): no rebuild per block
+                self._valsets.pop(k, None)
 
     def check_tx(self, raw: bytes, *, verify_sigs: bool = False, now: int | None = None) -> TxResult:
         """The state machine's admission check against the committed state, at time `now`

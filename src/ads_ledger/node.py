@@ -220,8 +220,10 @@ class Node:
                 f"the consensus WAL ended height {last_ended} but the store is at {h}: the store "
                 "lost committed blocks; restore it from a backup or resync this node from peers"
             )
+        # the ledger stores the proposer priorities: the core need not replay them from height 1
         core = Core(chain_id=self.chain_id, signer=self.signer, app=self.ledger, wal=self.wal,
-                    height=h + 1, last_commit=self.ledger.commit_at(h))  # fmt: skip
+                    height=h + 1, last_commit=self.ledger.commit_at(h),
+                    priorities=self.ledger.priorities_at_next())  # fmt: skip
         if last_ended < h:
             # crashed after storing block h, before its end-of-height marker: h is done
             self.wal.end_height(h)

@@ -18,12 +18,17 @@ right edge (appends, not random inserts).
 | `results` | height u64                                  | [[ok, code, log], ...] of the block's txs |
 | `valsets` | height u64                                  | validator set deciding that height, where it changes |
 | `evidence`| height u64 ‖ evidence hash(32)              | committed evidence (canonical msgpack)    |
+| `priorities` | `next` (one record: the latest)          | [height, proposer priorities at its start] |
 
 The node key ends in 0xFF (greater than any nibble) so that a parent sorts after all its
 descendants: a bottom-up build emits nodes in key order. Versions in `values` are inverted so
 that `set_range(key_hash ‖ inv(v))` lands on the newest record at or below version v.
 A node or value record named in `stale` under version S is used only by versions < S; it is
 deleted once every retained version is ≥ S.
+`priorities` is written with each block h (same write transaction): `[h + 1,
+ProposerPriorities.to_obj()]`, so a restart does not replay proposer selection from height 1.
+A store without it (older version) is walked once from genesis and the record written with the
+next block.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ __all__ = [
     "RESULTS",
     "VALSETS",
     "EVIDENCE",
+    "PRIORITIES",
+    "PRIORITIES_NEXT",
     "ALL_TABLES",
     "EXTRA_TABLES",
     "TREE_TABLES",
@@ -88,16 +95,19 @@ TXS: Final = "txs"
 RESULTS: Final = "results"
 VALSETS: Final = "valsets"
 EVIDENCE: Final = "evidence"
+PRIORITIES: Final = "priorities"
 
 TREE_TABLES: Final = (NODES, STALE, VALUES, FLAT, ROOTS)
-EXTRA_TABLES: Final = (BLOCKS, COMMITS, TXS, RESULTS, VALSETS, EVIDENCE)
+EXTRA_TABLES: Final = (BLOCKS, COMMITS, TXS, RESULTS, VALSETS, EVIDENCE, PRIORITIES)
 ALL_TABLES: Final = TREE_TABLES + (META,) + EXTRA_TABLES
 
 META_LATEST: Final = b"latest"  # u64: latest committed version (absent = 0, nothing written)
 META_OLDEST: Final = b"oldest"  # u64: oldest version whose nodes and values are still kept
 META_FORMAT: Final = b"format"  # u64: FORMAT_VERSION of this layout
 META_BULK: Final = b"bulk_load"  # u64 version: a bulk load began and has not finished
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 1  # adding a table is compatible: an older store simply lacks it
+
+PRIORITIES_NEXT: Final = b"next"  # the one key of `priorities`
 
 MAX_U64: Final = 2**64 - 1
 MAX_KEY_LEN: Final = 511  # LMDB's compiled-in key limit

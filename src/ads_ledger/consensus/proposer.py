@@ -14,8 +14,9 @@ addresses), and Python integers do not overflow (no int64 clipping).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
+from ..errors import DecodeError
 from ..types import ValidatorSet
 
 __all__ = ["ProposerPriorities", "priorities_for_height"]
@@ -90,6 +91,30 @@ class ProposerPriorities:
     def genesis(cls, valset: ValidatorSet) -> "ProposerPriorities":
         """Height 1: all priorities 0, incremented once (as CometBFT's NewValidatorSet)."""
         return cls._from_rows([_Row(pub, power, 0) for pub, power in valset.validators], 1)
+
+    def to_obj(self) -> list[Any]:
+        """`[[[pub, power, priority], ...], proposer]`: codec-encodable while every priority
+        fits msgpack's −2^63…2^64−1. Priorities stay within ±3·P (P the total power): the
+        rescale keeps max − min ≤ 2P and centres them before each increment of +power / −P."""
+        return [[[pub, power, prio] for pub, power, prio in self.entries], self.proposer]
+
+    @classmethod
+    def from_obj(cls, obj: Any) -> "ProposerPriorities":
+        """The inverse of `to_obj`; DecodeError if `obj` does not have its shape."""
+        if type(obj) is not list or len(obj) != 2 or type(obj[0]) is not list or not obj[0]:
+            raise DecodeError("priorities must be [[[pub, power, priority], ...], proposer]")
+        entries = []
+        for e in obj[0]:
+            if (
+                type(e) is not list or len(e) != 3 or type(e[0]) is not bytes or len(e[0]) != 32
+                or type(e[1]) is not int or e[1] <= 0 or type(e[2]) is not int
+            ):  # fmt: skip
+                raise DecodeError("a priority entry must be [32-byte pub, power > 0, priority]")
+            entries.append((e[0], e[1], e[2]))
+        proposer = obj[1]
+        if type(proposer) is not bytes or proposer not in {pub for pub, _, _ in entries}:
+            raise DecodeError("the proposer of round 0 is not one of the entries")
+        return cls(tuple(entries), proposer)
 
     def proposer_at(self, round: int) -> bytes:
         """proposer(h, round): `round` further increments from this height's start."""
