@@ -177,3 +177,26 @@ def test_evidence_older_than_evidence_max_age_is_refused(ledger: Ledger) -> None
     assert not ledger.validate_block(naive_block(ledger, [], evidence=[fresh, fresh]))
     commit(ledger, block)
     assert not ledger.validate_block(naive_block(ledger, [], evidence=[fresh]))  # already committed
+
+
+def test_evidence_bytes_are_bounded_and_limits_come_before_decoding(ledger: Ledger) -> None:
+    """A proposer may not fill a block with (valid) evidence of its own double votes at many
+    rounds: evidence takes at most max_block_bytes / 16. And a block of very many txs is refused
+    on its count before any of them is decoded."""
+    for _ in range(3):
+        commit(ledger, naive_block(ledger, []))
+    v = VALS[0]
+    evs = []
+    for r in range(800):  # ~370 bytes each: ~290 KB > 4 MiB / 16
+        a = Vote(PREVOTE, 3, r, b"\x01" * 32, v.pub).signed(CHAIN, v)
+        b = Vote(PREVOTE, 3, r, b"\x02" * 32, v.pub).signed(CHAIN, v)
+        evs.append(DuplicateVoteEvidence(a, b))
+    with pytest.raises(Exception, match="bytes of evidence"):
+        ledger.check_block(naive_block(ledger, [], evidence=evs))
+    assert ledger.validate_block(naive_block(ledger, [], evidence=evs[:100]))
+    many = naive_block(ledger, [])
+    flood = Block(many.header, tuple(b"\xc1" for _ in range(2001)), (), many.last_commit)
+    t = time.perf_counter()
+    with pytest.raises(Exception, match="max_block_txs"):
+        ledger.check_block(flood)
+    assert time.perf_counter() - t < 0.5

@@ -24,7 +24,7 @@ from . import codec
 from . import schema as S
 from .errors import DecodeError, RemoteError
 from .consensus.proposer import ProposerPriorities
-from .consensus.evidence import EvidencePool, InvalidEvidence
+from .consensus.evidence import EvidencePool, InvalidEvidence, evidence_size
 from .consensus.timeouts import ConsensusParams
 from .crypto import H
 from .genesis import Genesis
@@ -51,6 +51,11 @@ log = logging.getLogger("ads_ledger.ledger")
 _VALSET_CACHE = 64  # validator sets kept in memory, by height (least recently used dropped)
 
 
+def evidence_limit(params: dict[str, int]) -> int:
+    """Bytes of evidence a block may carry at most (DESIGN §6 leaves it open; protocol.md)."""
+    return params["max_block_bytes"] // EVIDENCE_SHARE
+
+
 class InvalidBlock(RemoteError):
     """A proposed or fetched block does not extend our chain correctly; `reason` says why."""
 
@@ -58,6 +63,7 @@ class InvalidBlock(RemoteError):
 # Results that make a whole block invalid (DESIGN §6 "Block validity"): a proposer may include
 # a tx whose *rule* refuses it (it consumes its nonce), never one that is not a valid tx at all.
 INVALID_TX_CODES = frozenset({"malformed", "too_large", "bad_signature", "unknown_type", "bad_nonce"})
+EVIDENCE_SHARE = 16  # evidence may take at most 1/16 of max_block_bytes (256 KiB by default)
 VERIFIED_CACHE = 65_536  # H(raw tx) of envelopes whose auth signatures verified, at most
 
 
@@ -107,7 +113,6 @@ class Ledger:
         self.has_pending_txs: Callable[[], bool] = lambda: True  # the node wires its mempool
         self.commit_guard: Any = threading.RLock()
         self.after_commit: Callable[[Block, list[bytes]], None] = lambda block, txids: None
-        self.max_evidence_bytes = 256 * 1024
         self.evidence_lock = threading.Lock()  # the pool is fed by P2P and read by consensus
         self.evidence = EvidencePool(height=self.height)
         self.evidence.restore_committed(self._committed_evidence(), self.height)
@@ -278,7 +283,7 @@ class Ledger:
     ) -> Block:
         """A block of mempool transactions, executed, its header carrying the new state root."""
         p = self.params_at(height)
-        txs = self.reap(p["max_block_bytes"], p["max_block_txs"])
+        txs = self.reap(p["max_block_bytes"] - evidence_limit(p), p["max_block_txs"])  # room for evidence
         return self._build(height, time_ms, proposer, last_commit, txs)
 
     def _build(self, height: int, time_ms: int, proposer: bytes, last_commit: Commit | None,
@@ -293,7 +298,7 @@ class Ledger:
             result = execute_block(view, self.chain_id, height, time_ms, txs, sigs_checked=True)
         staged = self._stage(height, result)
         with self.evidence_lock:
-            evidence = tuple(self.evidence.pending(self.max_evidence_bytes))
+            evidence = tuple(self.evidence.pending(evidence_limit(self.params_at(height))))
         header = Header(
             chain_id=self.chain_id,
             height=height,
@@ -343,6 +348,7 @@ class Ledger:
         why = self._header_problem(h, height)
         if why:
             raise InvalidBlock(why)
+        self._check_limits(block, height)  # before any per-tx decoding: cheap bounds first
         try:
             block.check_roots(self.chain_id)
         except DecodeError as e:
@@ -354,7 +360,6 @@ class Ledger:
                     self.evidence.verify_block_evidence(block, self.validators_at, self.chain_id)
             except InvalidEvidence as e:
                 raise InvalidBlock(f"evidence: {e}") from e
-        self._check_limits(block, height)
         if height > 1:
             assert block.last_commit is not None  # check_roots ensured it
             try:
@@ -398,9 +403,13 @@ class Ledger:
         p = self.params_at(height)
         if len(block.txs) > p["max_block_txs"]:
             raise InvalidBlock(f"{len(block.txs)} txs; max_block_txs in force is {p['max_block_txs']}")
-        size = sum(len(t) for t in block.txs)
+        ev = sum(evidence_size(e) for e in block.evidence)
+        if ev > evidence_limit(p):  # verifying evidence costs signatures: bounded like txs
+            raise InvalidBlock(f"{ev} bytes of evidence; at most {evidence_limit(p)} (max_block_bytes / 16)")
+        size = sum(len(t) for t in block.txs) + ev
         if size > p["max_block_bytes"]:
-            raise InvalidBlock(f"{size} bytes of txs; max_block_bytes in force is {p['max_block_bytes']}")
+            raise InvalidBlock(f"{size} bytes of txs and evidence; max_block_bytes in force is "
+                               f"{p['max_block_bytes']}")  # fmt: skip
 
     def _verify_tx_signatures(self, block: Block) -> None:
         """Every tx decodes, is within 32 KiB, every `auth` signature verifies over its sign

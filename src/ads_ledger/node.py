@@ -66,7 +66,9 @@ __all__ = ["Node", "run_node"]
 log = logging.getLogger("ads_ledger.node")
 
 SYNC_STALL_TICKS = 3  # status intervals without a block while a sync batch is asked
-SYNC_DISTRUST_S = 10.0  # …after which that peer's height claims are ignored this long
+SYNC_DISTRUST_S = 10.0  # …after which that peer's height claims are ignored this long,
+SYNC_DISTRUST_MAX_S = 600.0  # …doubling at each further strike up to this
+SYNC_MIN_PROGRESS = 8  # heights a sync batch must move us on by (consensus alone: ~1/s)
 SYNC_BATCH = 64  # blocks asked of one peer at a time (the next batch is asked half way through)
 SERVE_WAIT_STEPS = 500  # × 10 ms: how long block serving waits for a peer's queue to drain
 INTAKE_BATCH = 512  # transactions verified in one worker-thread hop at most
@@ -200,10 +202,13 @@ class Node:
         self._sync_peer: str | None = None  # …and of whom
         self._proposals_seen: dict[tuple[int, int, bytes], tuple[bytes, int]] = {}
         self._proposals_top = 0  # the height _proposals_seen was last pruned at
-        self._distrust: dict[str, float] = {}  # peer → monotonic time until its heights are ignored
+        self._distrust: dict[str, float] = {}
+        self._strikes: dict[str, int] = {}  # peer → times it failed to deliver claimed blocks
+        # (peer, when asked, our height then, its claimed height): judged after the stall window
+        self._sync_watch: tuple[str, float, int, int] | None = None  # peer → monotonic time until its heights are ignored
         self._block_times: deque[tuple[float, int]] = deque(maxlen=64)  # (wall s, num txs)
         self.counters: dict[str, int] = {"txs_received": 0, "txs_rejected": 0, "blocks": 0,
-                                         "sync_blocks": 0, "bad_p2p": 0, "proposals_dropped": 0,
+                                         "sync_blocks": 0, "bad_p2p": 0, "proposals_dropped": 0, "sync_peers_distrusted": 0,
                                          "evidence_rejected": 0}  # fmt: skip
         self.api_port: int | None = None
         self.p2p_port: int | None = None
@@ -542,33 +547,41 @@ class Node:
         if self.p2p.send(peer, "get_blocks", {"from": start, "count": SYNC_BATCH}):
             self._sync_asked = start + SYNC_BATCH - 1
             self._sync_peer = peer
+            if self._sync_watch is None or self._sync_watch[0] != peer:
+                claimed = self._peer_heights.get(peer, start)
+                self._sync_watch = (peer, time.monotonic(), self.ledger.height, claimed)
         else:  # gone (or its queue is full): its claim must not keep us from asking others
             self._peer_heights.pop(peer, None)
 
-    def _forget_unhelpful_peers(self, stalled_ticks: int) -> None:
-        """Heights of disconnected peers are forgotten; a peer that was asked for blocks and
-        sent none for SYNC_STALL_TICKS status intervals is not believed for SYNC_DISTRUST_S
-        (one lying status must not stall block sync)."""
+    def _forget_unhelpful_peers(self) -> None:
+        """Heights of disconnected peers are forgotten. A peer we asked for blocks must have
+        moved us on, within SYNC_STALL_TICKS status intervals, by SYNC_MIN_PROGRESS heights (or
+        to its claimed height): consensus alone moves a live node ~1 height/s, sync ~hundreds.
+        Otherwise its height is ignored, for longer each time (one lying status must neither
+        stall block sync nor keep a live validator saying it is catching up)."""
         connected = set(self.p2p.connected_peers())
         for pid in [p for p in self._peer_heights if p not in connected]:
             del self._peer_heights[pid]
-        peer = self._sync_peer
-        if stalled_ticks >= SYNC_STALL_TICKS and peer is not None:
-            kv(log, logging.WARNING, "block sync: peer sent no blocks; ignoring its height for a while",
-               peer=peer[:12], claimed=self._peer_heights.get(peer))  # fmt: skip
-            self._peer_heights.pop(peer, None)
-            self._distrust[peer] = time.monotonic() + SYNC_DISTRUST_S
+        watch = self._sync_watch
+        if watch is None or time.monotonic() - watch[1] < SYNC_STALL_TICKS * STATUS_INTERVAL:
+            return
+        self._sync_watch = None
+        peer, _, base, claimed = watch
+        if self.ledger.height - base >= min(SYNC_MIN_PROGRESS, claimed - base):
+            return  # it delivered
+        strikes = self._strikes[peer] = self._strikes.get(peer, 0) + 1
+        hold = min(SYNC_DISTRUST_S * 2 ** (strikes - 1), SYNC_DISTRUST_MAX_S)
+        self.counters["sync_peers_distrusted"] += 1
+        kv(log, logging.WARNING, "block sync: peer did not deliver the blocks it claims; ignoring "
+           "its height", peer=peer[:12], claimed=claimed, ours=self.ledger.height, seconds=hold)  # fmt: skip
+        self._peer_heights.pop(peer, None)
+        self._distrust[peer] = time.monotonic() + hold
+        if self._sync_peer == peer:
             self._sync_asked, self._sync_peer = 0, None
 
     async def _status_loop(self) -> None:
-        last, stalled = -1, 0
         while True:
-            h = self.ledger.height
-            stalled = stalled + 1 if self._sync_asked > h and h == last else 0
-            last = h
-            self._forget_unhelpful_peers(stalled)
-            if stalled >= SYNC_STALL_TICKS:
-                stalled = 0
+            self._forget_unhelpful_peers()
             self.p2p.broadcast("status", {"height": self.byz.status_height(self.ledger.height)})
             if self._sync_asked and self._sync_asked <= self.ledger.height:
                 self._sync_asked = 0
@@ -713,7 +726,10 @@ class Node:
 
     def status(self) -> NodeStatus:
         info = self.ledger.last_info()
-        top = max(self._peer_heights.values(), default=0)  # connected, believed peers only
+        # connected, believed peers only; with two or more, the second highest claim, so that
+        # one lying peer cannot make a live node say it is catching up
+        claims = sorted(self._peer_heights.values(), reverse=True)
+        top = claims[1] if len(claims) >= 2 else (claims[0] if claims else 0)
         return NodeStatus(
             chain_id=self.chain_id,
             node_id=self.node_key.pub,

@@ -70,7 +70,7 @@ PARAMS: dict[str, tuple[int, int, int]] = {
     "heartbeat_ms": (0, 60_000, 1_000),  # 0: no idle wait (blocks as fast as they can be made)
     "precision_ms": (1, 60_000, 500),
     "message_delay_ms": (0, 60_000, 3_000),
-    "max_block_bytes": (64 * 1024, 32 * 1024 * 1024, 4 * 1024 * 1024),  # sum of its txs' bytes
+    "max_block_bytes": (64 * 1024, 32 * 1024 * 1024, 4 * 1024 * 1024),  # txs + evidence bytes
     "max_block_txs": (1, 100_000, 2_000),
     "evidence_max_age": (1, 1_000_000, 100_000),
     "max_grants_per_cp": (1, 1_000, 64),
