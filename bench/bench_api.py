@@ -30,7 +30,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from ads_ledger.api import serve_http  # noqa: E402
+from ads_ledger.node.api import serve_http  # noqa: E402
 from test_api_fake import CP_KEY, FakeBackend  # noqa: E402
 
 

@@ -33,10 +33,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ads_ledger.api.client import NodeClient  # noqa: E402
-from ads_ledger.crypto import SigningKey, sign_bytes  # noqa: E402
-from ads_ledger.devnet import Network, create  # noqa: E402
-from ads_ledger.tx.envelope import make_envelope, parse_envelope  # noqa: E402
+from ads_ledger.client.http import NodeClient  # noqa: E402
+from ads_ledger.core.crypto import SigningKey, sign_bytes  # noqa: E402
+from ads_ledger.state.envelope import make_envelope, parse_envelope  # noqa: E402
+from ads_ledger.testing.devnet import Network, create  # noqa: E402
 
 
 def limits() -> dict[str, Any]:
@@ -351,9 +351,9 @@ def bench_latency(root: Path, rate: float, seconds: float, procs: int, threads: 
 
 def bench_sync(root: Path, behind: int) -> dict[str, Any]:
     """A 1-validator chain runs `behind` blocks ahead; a second node (not a validator) joins."""
-    from ads_ledger.cli import free_port
-    from ads_ledger.config import NodeConfig, load_config, load_key, write_config, write_key
-    from ads_ledger.p2p.handshake import node_id
+    from ads_ledger.node.config import NodeConfig, load_config, load_key, write_config, write_key
+    from ads_ledger.node.p2p.handshake import node_id
+    from ads_ledger.testing.testnet import free_port
 
     # no idle wait: the lone validator builds the chain as fast as it can
     info = create(root / "sync", 1, params={"heartbeat_ms": 0})

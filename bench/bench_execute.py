@@ -23,12 +23,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ads_ledger import codec  # noqa: E402
-from ads_ledger.crypto import H, SigningKey, verify  # noqa: E402
-from ads_ledger.state import execute_block  # noqa: E402
-from ads_ledger.tx.context import DictView  # noqa: E402
-from ads_ledger.tx.envelope import make_envelope  # noqa: E402
-from ads_ledger.tx.records import acct_key, cp_key  # noqa: E402
+from ads_ledger.core import codec  # noqa: E402
+from ads_ledger.core.crypto import H, SigningKey, verify  # noqa: E402
+from ads_ledger.state.context import DictView  # noqa: E402
+from ads_ledger.state.envelope import make_envelope  # noqa: E402
+from ads_ledger.state.machine import execute_block  # noqa: E402
+from ads_ledger.state.records import acct_key  # noqa: E402
 
 CHAIN = "ads-bench"
 T0 = 1_800_000_000_000

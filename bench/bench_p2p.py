@@ -9,7 +9,7 @@ with both ends sharing one CPU core (one Python thread). Handshake time is a ful
 pair over a fresh loopback TCP connection (connect + X25519 + HKDF + 2 signs + 2 verifies).
 Beside them, measured in the same run: raw ChaCha20-Poly1305 encryption MB/s on 64 KiB and
 seals/s on 200 bytes (cryptography, the same AEAD the frames use) and Ed25519 verifies/s
-(libsodium via ads_ledger.crypto), or bench/limits.py's `measure_limits()` if it exists.
+(libsodium via ads_ledger.core.crypto), or bench/limits.py's `measure_limits()` if it exists.
 Prints one JSON line and one human line.
 """
 
@@ -21,7 +21,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import trio
 
@@ -30,11 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305  # noqa: E402
 
-from ads_ledger import codec  # noqa: E402
-from ads_ledger.crypto import SigningKey, verify  # noqa: E402
-from ads_ledger.p2p import P2PConfig, PeerAddr, PeerManager  # noqa: E402
-from ads_ledger.p2p.conn import establish  # noqa: E402
-
+from ads_ledger.core import codec  # noqa: E402
+from ads_ledger.core.crypto import SigningKey, verify  # noqa: E402
+from ads_ledger.node.p2p import P2PConfig, PeerAddr, PeerManager  # noqa: E402
+from ads_ledger.node.p2p.conn import establish  # noqa: E402
 from limits import rate  # noqa: E402
 
 CHAIN = "bench"

@@ -31,12 +31,11 @@ from typing import Any, Iterator, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
+from ads_ledger.core import codec  # noqa: E402
+from ads_ledger.core.crypto import H  # noqa: E402
+from ads_ledger.core.merkle import verify_proof  # noqa: E402
+from ads_ledger.node.storage.store import Store  # noqa: E402
 from limits import measure_limits  # noqa: E402
-
-from ads_ledger import codec  # noqa: E402
-from ads_ledger.crypto import H  # noqa: E402
-from ads_ledger.merkle import verify_proof  # noqa: E402
-from ads_ledger.store import Store  # noqa: E402
 
 
 def key_of(i: int) -> bytes:

@@ -37,13 +37,13 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 sys.path.insert(0, str(SRC))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ads_ledger.api.client import NodeClient  # noqa: E402
-from ads_ledger.config import load_config, load_key  # noqa: E402
+from ads_ledger.client.http import NodeClient  # noqa: E402
 from ads_ledger.consensus.proposer import priorities_for_height  # noqa: E402
-from ads_ledger.devnet import Network, create  # noqa: E402
-from ads_ledger.genesis import Genesis  # noqa: E402
-from ads_ledger.ledger import Ledger  # noqa: E402
-from ads_ledger.types import PRECOMMIT, Commit, Vote  # noqa: E402
+from ads_ledger.core.types import PRECOMMIT, Commit, Vote  # noqa: E402
+from ads_ledger.node.config import load_config, load_key  # noqa: E402
+from ads_ledger.node.ledger import Ledger  # noqa: E402
+from ads_ledger.state.genesis import Genesis  # noqa: E402
+from ads_ledger.testing.devnet import Network, create  # noqa: E402
 
 BLOCK_GAP_MS = 1000  # block times one second apart, as with the default heartbeat
 

@@ -30,11 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ads_ledger.consensus.privval import DoubleSignGuard, FileSignerState  # noqa: E402
 from ads_ledger.consensus.wal import DEFAULT_SEGMENT_BYTES, FileWAL, crc32c, crc32c_py  # noqa: E402
-from ads_ledger.crypto import SigningKey  # noqa: E402
-from ads_ledger.types import PRECOMMIT, PREVOTE, Vote  # noqa: E402
+from ads_ledger.core.crypto import SigningKey  # noqa: E402
+from ads_ledger.core.types import PRECOMMIT, PREVOTE, Vote  # noqa: E402
 from limits import rate  # noqa: E402
-
-
 
 
 def interleaved(a: Callable[[], object], b: Callable[[], object], seconds: float,

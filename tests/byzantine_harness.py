@@ -19,13 +19,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ads_ledger.api.client import NodeClient
-from ads_ledger.cli import free_port
-from ads_ledger.config import NodeConfig, load_config, write_config, write_key
-from ads_ledger.crypto import SigningKey
-from ads_ledger.devnet import Network, create
-from ads_ledger.p2p.handshake import node_id
-from ads_ledger.types import Block
+from ads_ledger.client.http import NodeClient
+from ads_ledger.core.crypto import SigningKey
+from ads_ledger.core.types import Block
+from ads_ledger.node.config import NodeConfig, load_config, write_config, write_key
+from ads_ledger.node.p2p.handshake import node_id
+from ads_ledger.testing.devnet import Network, create
+from ads_ledger.testing.testnet import free_port
 
 HONEST = (0, 1, 2)
 BYZ = 3
@@ -80,7 +80,7 @@ class ByzNet:
     def start_fresh(self) -> None:
         logf = open(self.fresh_home / "node.log", "ab")
         self.fresh = subprocess.Popen(
-            [sys.executable, "-m", "ads_ledger.cli", "node", "start", "--home", str(self.fresh_home)],
+            [sys.executable, "-m", "ads_ledger.cli.main", "node", "start", "--home", str(self.fresh_home)],
             env=dict(os.environ), stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)  # fmt: skip
         logf.close()

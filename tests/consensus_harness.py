@@ -9,9 +9,9 @@ from ads_ledger.consensus.messages import ProposalMessage, VoteMessage
 from ads_ledger.consensus.privval import DoubleSignGuard, MemorySignerState
 from ads_ledger.consensus.timeouts import ConsensusParams
 from ads_ledger.consensus.wal import MemoryWAL
-from ads_ledger.crypto import SigningKey, verify
+from ads_ledger.core.crypto import SigningKey, verify
+from ads_ledger.core.types import PRECOMMIT, PREVOTE, Block, Proposal, ValidatorSet, Vote
 from ads_ledger.sim.app import ToyApp, ValsetSchedule
-from ads_ledger.types import PRECOMMIT, PREVOTE, Block, Proposal, ValidatorSet, Vote
 
 CHAIN = "test-chain"
 GENESIS = 1_700_000_000_000

@@ -13,10 +13,14 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
 
 import trio
 
-from ads_ledger import codec
-from ads_ledger.api import ApiConfig, serve_http
-from ads_ledger.api.client import NodeClient
-from ads_ledger.api.backend import (
+from ads_ledger.client.http import NodeClient
+from ads_ledger.core import codec
+from ads_ledger.core.crypto import H, SigningKey
+from ads_ledger.core.errors import DecodeError, RemoteError, SignatureError
+from ads_ledger.core.merkle import PLACEHOLDER, SparseProof, bit, leaf_hash, node_hash, verify_proof
+from ads_ledger.core.types import PRECOMMIT, ZERO32, Block, Commit, Header, ValidatorSet, Vote
+from ads_ledger.node.api import ApiConfig, serve_http
+from ads_ledger.node.api.backend import (
     HeightUnavailable,
     Metric,
     NewBlock,
@@ -26,11 +30,7 @@ from ads_ledger.api.backend import (
     TxRejected,
     TxResult,
 )
-from ads_ledger.crypto import H, SigningKey
-from ads_ledger.errors import DecodeError, RemoteError, SignatureError
-from ads_ledger.merkle import PLACEHOLDER, SparseProof, bit, leaf_hash, node_hash, verify_proof
-from ads_ledger.tx.envelope import make_envelope, parse_envelope
-from ads_ledger.types import PRECOMMIT, ZERO32, Block, Commit, Header, ValidatorSet, Vote
+from ads_ledger.state.envelope import make_envelope, parse_envelope
 
 CHAIN = "ads-test"
 KEYS = [SigningKey(bytes([i + 1]) * 32) for i in range(4)]
@@ -69,7 +69,7 @@ def smt_prove(state: dict[bytes, bytes], key: bytes) -> SparseProof:
 
 
 class ReasonError(RemoteError):
-    """Stands in for ads_ledger.tx.reasons refusals: a RemoteError with a class-level code."""
+    """Stands in for ads_ledger.state.reasons refusals: a RemoteError with a class-level code."""
 
     code = "bad_nonce"
 

@@ -15,7 +15,7 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ads_ledger.api import ApiConfig, serve_http
+from ads_ledger.node.api import ApiConfig, serve_http
 from test_api_fake import FakeBackend, json_body, make_tx, raw_exchange, run_server, status_of
 
 FAST = ApiConfig(idle_timeout_s=0.5, request_timeout_s=0.5, write_timeout_s=2.0,
@@ -26,9 +26,9 @@ GET_STATUS = b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n"
 @pytest.fixture(autouse=True)
 def no_server_errors_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     """Hostile input is the client's fault: the server must never log one of its own bugs."""
-    caplog.set_level(logging.WARNING, logger="ads_ledger.api")
+    caplog.set_level(logging.WARNING, logger="ads_ledger.node.api")
     yield
-    bugs = [r for r in caplog.records if r.name.startswith("ads_ledger.api") and r.levelno >= 40]
+    bugs = [r for r in caplog.records if r.name.startswith("ads_ledger.node.api") and r.levelno >= 40]
     assert not bugs, [r.getMessage() for r in bugs]
 
 
@@ -320,7 +320,7 @@ def test_dispatch_never_fails_on_any_request(method: str, segments: list[str],
     """Routing and handlers, without sockets: any request gets a 2xx/4xx, never an exception."""
     from urllib.parse import quote
 
-    from ads_ledger.api.routes import ApiContext, EventStream, Request, dispatch
+    from ads_ledger.node.api.routes import ApiContext, EventStream, Request, dispatch
 
     target = "/" + "/".join(s if "%" in s else quote(s, safe="") for s in segments)
     if query:

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ads_ledger.api import jsonenc
-from ads_ledger.errors import DecodeError
-from ads_ledger.merkle import SparseProof
-from ads_ledger.types import Commit, Header, ValidatorSet
+from ads_ledger.client import jsonenc
+from ads_ledger.core.errors import DecodeError
+from ads_ledger.core.merkle import SparseProof
+from ads_ledger.core.types import Commit, Header, ValidatorSet
 
 b32 = st.binary(min_size=32, max_size=32)
 uint = st.integers(0, 2**63 - 1)

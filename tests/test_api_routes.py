@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 import trio
 
-from ads_ledger import codec
-from ads_ledger.api.client import ApiResponseError, NodeClient, NotFound, TransportError
-from ads_ledger.crypto import H
-from ads_ledger.merkle import verify_proof
-from ads_ledger.tx.envelope import make_envelope
-from ads_ledger.types import verify_commit
+from ads_ledger.client.http import ApiResponseError, NodeClient, NotFound, TransportError
+from ads_ledger.core import codec
+from ads_ledger.core.crypto import H
+from ads_ledger.core.merkle import verify_proof
+from ads_ledger.core.types import verify_commit
+from ads_ledger.state.envelope import make_envelope
 from test_api_fake import (
     CHAIN,
     CP_KEY,
@@ -121,7 +121,7 @@ def test_chargepoint_record_decoded_with_proof() -> None:
     assert g["scopes"] == ["charging.control"] and g["parent"] is None
     value = bytes.fromhex(r["value"])
     assert codec.decode(value) == rec
-    from ads_ledger.api.jsonenc import proof_from_json
+    from ads_ledger.client.jsonenc import proof_from_json
 
     root = fake.blocks[2].header.state_root
     assert verify_proof(root, b"cp/" + CP_KEY.pub, value, proof_from_json(r["proof"]))
@@ -132,7 +132,7 @@ def test_unknown_chargepoint_is_200_with_non_inclusion_proof() -> None:
     cp = H(b"nobody")
     r = with_client(fake, lambda c: c.chargepoint(cp, height=2))
     assert set(r) == {"cp", "value", "proof", "height"} and r["value"] is None
-    from ads_ledger.api.jsonenc import proof_from_json
+    from ads_ledger.client.jsonenc import proof_from_json
 
     root = fake.blocks[1].header.state_root
     assert verify_proof(root, b"cp/" + cp, None, proof_from_json(r["proof"]))
@@ -158,7 +158,7 @@ def test_submit_tx_then_wait_commit_then_lookup() -> None:
 def test_wait_commit_timeout_answers_202_pending() -> None:
     """DESIGN §8: a tx admitted but not included in time is 202 with ok null and code
     "pending" — never 200 "ok" (which a wallet would read as success)."""
-    from ads_ledger.api import ApiConfig
+    from ads_ledger.node.api import ApiConfig
 
     fake = FakeBackend()
 
@@ -408,7 +408,7 @@ def test_client_transport_error_when_nothing_listens() -> None:
 
 
 def test_events_heartbeat_and_subscriber_limit() -> None:
-    from ads_ledger.api import ApiConfig
+    from ads_ledger.node.api import ApiConfig
     from test_api_fake import json_body, raw_exchange, status_of
 
     cfg = ApiConfig(events_heartbeat_s=0.1, max_subscribers=1)
@@ -433,7 +433,7 @@ def test_events_heartbeat_and_subscriber_limit() -> None:
 
 
 def test_client_survives_the_server_closing_idle_keepalive() -> None:
-    from ads_ledger.api import ApiConfig
+    from ads_ledger.node.api import ApiConfig
 
     fake = FakeBackend()
 
@@ -450,8 +450,8 @@ def test_client_survives_the_server_closing_idle_keepalive() -> None:
 
 
 def test_render_metrics_edge_values() -> None:
-    from ads_ledger.api.backend import Metric
-    from ads_ledger.api.metrics import render_metrics
+    from ads_ledger.node.api.backend import Metric
+    from ads_ledger.node.api.metrics import render_metrics
 
     text = render_metrics([
         Metric("a_total", "counter", "first", 1, {"x": "1"}),

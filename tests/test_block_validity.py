@@ -12,16 +12,25 @@ from typing import Any, Sequence
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from ads_ledger import codec
 from ads_ledger.consensus.evidence import InvalidEvidence
-from ads_ledger.crypto import H, SigningKey
-from ads_ledger.genesis import Genesis
-from ads_ledger.ledger import Ledger
-from ads_ledger.merkle import list_root
-from ads_ledger.state import execute_block
+from ads_ledger.core import codec
+from ads_ledger.core.crypto import H, SigningKey
+from ads_ledger.core.merkle import list_root
+from ads_ledger.core.types import (
+    PRECOMMIT,
+    PREVOTE,
+    ZERO32,
+    Block,
+    Commit,
+    DuplicateVoteEvidence,
+    Header,
+    Vote,
+)
+from ads_ledger.node.ledger import Ledger
+from ads_ledger.state.envelope import make_envelope, parse_envelope
+from ads_ledger.state.genesis import Genesis
+from ads_ledger.state.machine import execute_block
 from ads_ledger.testing.trustlist import make_trust_list
-from ads_ledger.tx.envelope import make_envelope, parse_envelope
-from ads_ledger.types import PRECOMMIT, PREVOTE, ZERO32, Block, Commit, DuplicateVoteEvidence, Header, Vote
 
 CHAIN = "validity-test"
 T0 = int(time.time() * 1000)

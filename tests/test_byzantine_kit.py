@@ -8,8 +8,9 @@ from types import SimpleNamespace
 import pytest
 from click.testing import CliRunner
 
-from ads_ledger.byzantine import BEHAVIOURS, Byzantine, ByzantineRefused, byzantine_allowed
-from ads_ledger.cli import init_testnet, main
+from ads_ledger.cli.main import main
+from ads_ledger.testing.byzantine import BEHAVIOURS, Byzantine, ByzantineRefused, byzantine_allowed
+from ads_ledger.testing.testnet import init_testnet
 
 
 def test_only_test_and_devnet_chains_allow_it() -> None:
@@ -48,10 +49,10 @@ def test_a_proposal_with_another_block_does_not_shadow_the_real_one(tmp_path: Pa
     re-sent once a link is back)."""
     from dataclasses import replace
 
-    from ads_ledger.config import load_config, load_key
     from ads_ledger.consensus.messages import ProposalMessage
-    from ads_ledger.node import Node
-    from ads_ledger.types import ZERO32, Block, Header, Proposal
+    from ads_ledger.core.types import ZERO32, Block, Header, Proposal
+    from ads_ledger.node.config import load_config, load_key
+    from ads_ledger.node.daemon import Node
 
     info = init_testnet(tmp_path / "net", 2, "ads-devnet", None, fast=True)
     node = Node(load_config(Path(info["nodes"][0]["home"])))

@@ -1,6 +1,6 @@
 """One Byzantine validator among four, live (DESIGN §2 "A Byzantine proposer or peer is
 ordinary input", §6 block validity): each test starts 3 honest validators and one running a
-behaviour of the TEST-ONLY kit (`ads node start --byzantine NAME`, src/ads_ledger/byzantine.py)
+behaviour of the TEST-ONLY kit (`ads node start --byzantine NAME`, src/ads_ledger/testing/byzantine.py)
 and checks that the honest nodes stay safe (same block ids; governance unchanged) and live
 (they keep committing), that a fresh full node syncs the whole chain from them, and that the
 fault shows in an honest node's /metrics or log. Every process is killed by the fixture.
@@ -15,14 +15,13 @@ from typing import Callable, Iterator
 
 import pytest
 
-from ads_ledger.api.client import ApiResponseError
-from ads_ledger.config import load_key
-from ads_ledger.crypto import SigningKey
-from ads_ledger.tx.bodies import TX_TYPES
-from ads_ledger.tx.envelope import MAX_TX_BYTES, make_envelope, parse_envelope
-from ads_ledger.tx.records import GOV_MEMBERS
-from ads_ledger.types import Block
-
+from ads_ledger.client.http import ApiResponseError
+from ads_ledger.core.crypto import SigningKey
+from ads_ledger.core.types import Block
+from ads_ledger.node.config import load_key
+from ads_ledger.state.bodies import TX_TYPES
+from ads_ledger.state.envelope import MAX_TX_BYTES, make_envelope, parse_envelope
+from ads_ledger.state.records import GOV_MEMBERS
 from byzantine_harness import BYZ, HONEST, ByzNet
 
 pytestmark = pytest.mark.slow

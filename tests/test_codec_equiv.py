@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ads_ledger import codec
-from ads_ledger.codec import MAX_DEPTH, DecodeError
+from ads_ledger.core import codec
+from ads_ledger.core.codec import MAX_DEPTH, DecodeError
 
 # ------------------------------------------------------------------ the reference (as first written)
 

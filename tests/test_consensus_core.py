@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from consensus_harness import CHAIN, KEYS, PARAMS, T0, Bench
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,9 +17,10 @@ from ads_ledger.consensus.messages import (
     decode_record,
 )
 from ads_ledger.consensus.proposer import ProposerPriorities
-from ads_ledger.errors import DecodeError
+from ads_ledger.core.errors import DecodeError
+from ads_ledger.core.types import PRECOMMIT, PREVOTE, Block, Commit, Proposal, ValidatorSet, Vote
 from ads_ledger.sim.app import ValsetSchedule
-from ads_ledger.types import PRECOMMIT, PREVOTE, Block, Commit, Proposal, ValidatorSet, Vote
+from consensus_harness import CHAIN, KEYS, PARAMS, T0, Bench
 
 # ------------------------------------------------------------------ proposer selection
 
@@ -59,7 +59,7 @@ def test_next_height_increments_once_and_new_member_starts_low() -> None:
     pr = ProposerPriorities.genesis(vs)
     assert pr.next_height(vs).proposer == pr.proposer_at(1)
     # a new, heavy member does not propose at once: it starts at −1.125·P
-    from ads_ledger.crypto import SigningKey
+    from ads_ledger.core.crypto import SigningKey
 
     new = SigningKey(b"\x55" * 32)
     bigger = ValidatorSet(vs.validators + ((new.pub, 4),))
@@ -80,7 +80,7 @@ def test_validator_change_effective_at_h_plus_2() -> None:
 def test_bad_messages_are_dropped_and_counted() -> None:
     b = Bench()
     b.core.start(T0)
-    from ads_ledger.crypto import SigningKey
+    from ads_ledger.core.crypto import SigningKey
 
     stranger = SigningKey(b"\x66" * 32)
     blk = b.block()
@@ -273,7 +273,7 @@ def test_recover_logs_an_own_vote_whose_record_was_lost() -> None:
                 max_size=25))  # fmt: skip
 @settings(max_examples=150, deadline=None)
 def test_hostile_messages_never_raise(ops: list[tuple[str, int, int, int, bool, bool]]) -> None:
-    from ads_ledger.crypto import SigningKey
+    from ads_ledger.core.crypto import SigningKey
 
     b = Bench()
     b.core.start(T0)
@@ -307,7 +307,7 @@ def test_verify_commit_refuses_repeated_index() -> None:
     """types.verify_commit on a Commit built in memory (not via from_obj)."""
     import pytest as _pytest
 
-    from ads_ledger.types import CommitError, verify_commit
+    from ads_ledger.core.types import CommitError, verify_commit
 
     b = Bench()
     blk = b.block()

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from consensus_harness import KEYS, PARAMS, T0, Bench
-
 from ads_ledger.consensus.core import Core
+from consensus_harness import KEYS, PARAMS, T0, Bench
 
 IDLE = 1000
 

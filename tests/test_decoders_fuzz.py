@@ -14,13 +14,17 @@ from typing import Any, Callable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ads_ledger import codec
-from ads_ledger.consensus.messages import CommitMessage, ProposalMessage, VoteMessage, decode_message
-from ads_ledger.crypto import SigningKey
-from ads_ledger.errors import DecodeError
-from ads_ledger.merkle import SparseProof
-from ads_ledger.tx.envelope import make_envelope, parse_envelope
-from ads_ledger.types import (
+from ads_ledger.consensus.messages import (
+    CommitMessage,
+    ProposalMessage,
+    VoteMessage,
+    decode_message,
+)
+from ads_ledger.core import codec
+from ads_ledger.core.crypto import SigningKey
+from ads_ledger.core.errors import DecodeError
+from ads_ledger.core.merkle import SparseProof
+from ads_ledger.core.types import (
     PRECOMMIT,
     PREVOTE,
     ZERO32,
@@ -32,6 +36,7 @@ from ads_ledger.types import (
     ValidatorSet,
     Vote,
 )
+from ads_ledger.state.envelope import make_envelope, parse_envelope
 
 CHAIN = "fuzz-chain"
 KEYS = [SigningKey(bytes([i + 1]) * 32) for i in range(4)]

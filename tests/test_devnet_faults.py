@@ -11,8 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from ads_ledger.devnet import Network, create
-
+from ads_ledger.testing.devnet import Network, create
 
 
 @pytest.fixture
@@ -127,8 +126,8 @@ def test_repeated_kill9_under_load_never_forks(net: Network) -> None:
     import random
     import threading
 
-    from ads_ledger.crypto import SigningKey
-    from ads_ledger.tx.envelope import make_envelope
+    from ads_ledger.core.crypto import SigningKey
+    from ads_ledger.state.envelope import make_envelope
 
     chain = net.info["chain_id"]
     stop = threading.Event()

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from ads_ledger.api.client import ApiResponseError
-from ads_ledger.config import load_key
-from ads_ledger.devnet import Network, create
-from ads_ledger.tx.envelope import make_envelope
+from ads_ledger.client.http import ApiResponseError
+from ads_ledger.node.config import load_key
+from ads_ledger.state.envelope import make_envelope
+from ads_ledger.testing.devnet import Network, create
 
 
 def test_validator_removed_by_governance_from_h_plus_2(tmp_path: Path) -> None:

@@ -13,8 +13,8 @@ from ads_ledger.consensus.evidence import (
     evidence_key,
     evidence_size,
 )
-from ads_ledger.crypto import SigningKey
-from ads_ledger.types import (
+from ads_ledger.core.crypto import SigningKey
+from ads_ledger.core.types import (
     PRECOMMIT,
     PREVOTE,
     ZERO32,

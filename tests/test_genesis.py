@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from ads_ledger import codec
-from ads_ledger.crypto import H
-from ads_ledger.genesis import Genesis, GenesisError
+from ads_ledger.core import codec
+from ads_ledger.core.crypto import H
+from ads_ledger.state.genesis import Genesis, GenesisError
+from ads_ledger.state.records import DEFAULT_PARAMS
 from ads_ledger.testing import key, make_test_genesis
 from ads_ledger.testing.trustlist import make_trust_list
-from ads_ledger.tx.records import DEFAULT_PARAMS
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "genesis" / "devnet.example.json"
 

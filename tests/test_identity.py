@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ads_ledger.crypto import H
-from ads_ledger.identity import ms_to_datetime, verify_attestation
+from ads_ledger.core.crypto import H
+from ads_ledger.state.identity import ms_to_datetime, verify_attestation
+from ads_ledger.state.reasons import TxRejected
 from ads_ledger.testing.trustlist import (
     TestTrustList,
     issue_attestation,
@@ -19,7 +20,6 @@ from ads_ledger.testing.trustlist import (
     sign_attestation,
     write_trust_list,
 )
-from ads_ledger.tx.reasons import TxRejected
 
 CHAIN = "ads-test"
 T0 = 1_800_000_000_000

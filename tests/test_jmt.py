@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from ads_ledger.crypto import H
-from ads_ledger.jmt import MemoryTree, MissingNode, apply_writes, prove
-from ads_ledger.jmt_node import Child, InternalNode, LeafNode, decode_node, encode_node
-from ads_ledger.merkle import PLACEHOLDER, leaf_hash, node_hash, verify_proof
-from ads_ledger.schema import SchemaError
+from ads_ledger.core.crypto import H
+from ads_ledger.core.merkle import PLACEHOLDER, leaf_hash, node_hash, verify_proof
+from ads_ledger.node.storage.jmt import MemoryTree, MissingNode, apply_writes, prove
+from ads_ledger.node.storage.jmt_node import Child, InternalNode, LeafNode, decode_node, encode_node
+from ads_ledger.node.storage.schema import SchemaError
 
 keys = st.binary(min_size=1, max_size=3)
 batches = st.lists(
@@ -75,7 +76,7 @@ def test_noop_batch_writes_no_nodes() -> None:
     t = MemoryTree()
     t.update({b"a": b"1", b"b": b"2", b"c": b"3"})
     reader = t._nodes  # the in-memory node map
-    from ads_ledger.jmt import _DictReader
+    from ads_ledger.node.storage.jmt import _DictReader
 
     up = apply_writes(_DictReader(reader), t._root_version, 99, {H(b"a"): H(b"1"), H(b"zz"): None})
     assert up.root_hash == t.root()
@@ -83,7 +84,7 @@ def test_noop_batch_writes_no_nodes() -> None:
 
 
 def test_missing_node_is_typed() -> None:
-    from ads_ledger.jmt import _DictReader
+    from ads_ledger.node.storage.jmt import _DictReader
 
     with pytest.raises(MissingNode):
         prove(_DictReader({}), 5, H(b"k"))

@@ -13,7 +13,8 @@ import tempfile
 from typing import Any, Callable, Iterator
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings, strategies as st
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
@@ -23,12 +24,13 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from ads_ledger import jmt, store as store_mod
-from ads_ledger.crypto import H
-from ads_ledger.errors import AdsError
-from ads_ledger.jmt import MemoryTree
-from ads_ledger.merkle import verify_proof
-from ads_ledger.store import StaleStageError, Store, VersionUnavailable
+from ads_ledger.core.crypto import H
+from ads_ledger.core.errors import AdsError
+from ads_ledger.core.merkle import verify_proof
+from ads_ledger.node.storage import jmt
+from ads_ledger.node.storage import store as store_mod
+from ads_ledger.node.storage.jmt import MemoryTree
+from ads_ledger.node.storage.store import StaleStageError, Store, VersionUnavailable
 
 KEEP = 3
 STEPS = 40

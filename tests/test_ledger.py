@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from ads_ledger import codec
-from ads_ledger.crypto import SigningKey
-from ads_ledger.genesis import Genesis
-from ads_ledger.ledger import InvalidBlock, Ledger
-from ads_ledger.merkle import verify_proof
+from ads_ledger.core import codec
+from ads_ledger.core.crypto import SigningKey
+from ads_ledger.core.merkle import verify_proof
+from ads_ledger.core.types import PRECOMMIT, Block, Commit, Vote
+from ads_ledger.node.ledger import InvalidBlock, Ledger
+from ads_ledger.state.envelope import make_envelope
+from ads_ledger.state.genesis import Genesis
+from ads_ledger.state.records import cp_key
 from ads_ledger.testing.trustlist import issue_attestation, make_trust_list
-from ads_ledger.tx.envelope import make_envelope
-from ads_ledger.tx.records import cp_key
-from ads_ledger.types import PRECOMMIT, Block, Commit, Vote
 
 CHAIN = "ledger-test"
 T0 = int(time.time() * 1000)

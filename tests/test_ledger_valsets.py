@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from ads_ledger import codec
-from ads_ledger import schema as S
 from ads_ledger.consensus.proposer import ProposerPriorities, priorities_for_height
-from ads_ledger.crypto import SigningKey
-from ads_ledger.genesis import Genesis
-from ads_ledger.ledger import Ledger
-from ads_ledger.tx.envelope import make_envelope
-from ads_ledger.types import PRECOMMIT, Commit, ValidatorSet, Vote
+from ads_ledger.core import codec
+from ads_ledger.core.crypto import SigningKey
+from ads_ledger.core.types import PRECOMMIT, Commit, ValidatorSet, Vote
+from ads_ledger.node.ledger import Ledger
+from ads_ledger.node.storage import schema as S
+from ads_ledger.state.envelope import make_envelope
+from ads_ledger.state.genesis import Genesis
 
 CHAIN = "valsets-test"
 T0 = 1_700_000_000_000
@@ -198,7 +198,7 @@ def test_priorities_survive_the_codec_at_the_power_limit() -> None:
     [[[b"\x01" * 32, 0, 0]], b"\x01" * 32], [[[b"\x01" * 32, 10, "0"]], b"\x01" * 32],
 ])  # fmt: skip
 def test_a_malformed_priorities_record_is_refused(obj: object) -> None:
-    from ads_ledger.errors import DecodeError
+    from ads_ledger.core.errors import DecodeError
 
     with pytest.raises(DecodeError):
         ProposerPriorities.from_obj(obj)

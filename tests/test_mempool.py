@@ -1,8 +1,8 @@
 import pytest
 
-from ads_ledger.crypto import SigningKey
-from ads_ledger.mempool import AlreadySeen, Mempool, MempoolFull, NonceGap
-from ads_ledger.tx.envelope import make_envelope, parse_envelope
+from ads_ledger.core.crypto import SigningKey
+from ads_ledger.node.mempool import AlreadySeen, Mempool, MempoolFull, NonceGap
+from ads_ledger.state.envelope import make_envelope, parse_envelope
 
 CHAIN = "test-chain"
 

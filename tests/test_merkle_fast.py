@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ads_ledger.merkle import MAX_DEPTH, PLACEHOLDER, SparseProof, list_root, verify_proof
+from ads_ledger.core.merkle import MAX_DEPTH, PLACEHOLDER, SparseProof, list_root, verify_proof
 
 LEAF_TAG = b"JMT::LeafNode"
 NODE_TAG = b"JMT::IntrnalNode"

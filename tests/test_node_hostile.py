@@ -24,13 +24,13 @@ from typing import Any, Iterator
 
 import pytest
 
-from ads_ledger import codec
-from ads_ledger.api.client import NodeClient
-from ads_ledger.crypto import SigningKey
-from ads_ledger.devnet import Network, create
-from ads_ledger.p2p import FrameOpener, Handshake, decode_message
-from ads_ledger.p2p.handshake import HELLO_SIZE, MAGIC, chain_tag
-from ads_ledger.tx.envelope import make_envelope
+from ads_ledger.client.http import NodeClient
+from ads_ledger.core import codec
+from ads_ledger.core.crypto import SigningKey
+from ads_ledger.node.p2p import FrameOpener, Handshake, decode_message
+from ads_ledger.node.p2p.handshake import HELLO_SIZE, MAGIC, chain_tag
+from ads_ledger.state.envelope import make_envelope
+from ads_ledger.testing.devnet import Network, create
 
 TRACEBACK = b"Traceback (most recent call last)"
 
@@ -46,8 +46,8 @@ INTRUDER = SigningKey(b"\x42" * 32)
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
     d = tmp_path_factory.mktemp("hostile") / "net"
     create(d, 4)
-    from ads_ledger.config import load_config, write_config
-    from ads_ledger.p2p.handshake import node_id
+    from ads_ledger.node.config import load_config, write_config
+    from ads_ledger.node.p2p.handshake import node_id
 
     cfg = load_config(d / "node0")  # one outside key node 0 accepts: a full node gone bad
     cfg.p2p_allow = [node_id(INTRUDER.pub)]
@@ -482,7 +482,7 @@ def test_p2p_unknown_key_cannot_disturb_the_node(net: Network) -> None:
     """Whatever node 0 does with an unknown key's session, what that session sends must not
     disturb it: malformed consensus messages cost the sender its connection, and the node
     keeps its three real peers and keeps committing."""
-    from ads_ledger.p2p import encode_message
+    from ads_ledger.node.p2p import encode_message
 
     h0 = height(net)
     for bad in (("vote", {"kind": "vote"}), ("proposal", b"\x00"), ("commit", {"kind": "vote"}),
@@ -534,7 +534,7 @@ def test_unauthenticated_sockets_cannot_pin_much_memory(net: Network) -> None:
 def test_silent_sockets_do_not_lock_out_the_api(net: Network) -> None:
     """max_connections (256) TCP connections that never send a byte; a real client must still
     be answered promptly (silent connections should get a short first-byte deadline)."""
-    from ads_ledger.api.client import TransportError
+    from ads_ledger.client.http import TransportError
 
     socks = [socket.create_connection(api_addr(net), timeout=5) for _ in range(256)]
     try:
@@ -575,10 +575,9 @@ def test_lagging_node_still_syncs_after_a_lying_status(tmp_path: Path) -> None:
     """Node 0 is cut off while the others commit; an unknown key tells it `status 2^62` and
     leaves. Once its links are back, node 0 must catch up from its real peers (without the
     lie it does so within about a second)."""
-    from ads_ledger.p2p import encode_message
-
-    from ads_ledger.config import load_config, write_config
-    from ads_ledger.p2p.handshake import node_id
+    from ads_ledger.node.config import load_config, write_config
+    from ads_ledger.node.p2p import encode_message
+    from ads_ledger.node.p2p.handshake import node_id
 
     create(tmp_path / "net", 4)
     cfg = load_config(tmp_path / "net" / "node0")  # the liar is an allowed full node gone bad

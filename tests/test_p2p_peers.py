@@ -12,11 +12,10 @@ from typing import Any, Awaitable, Callable
 import pytest
 import trio
 
-from ads_ledger import codec
-from ads_ledger.crypto import SigningKey
-from ads_ledger.errors import DecodeError
-from ads_ledger.p2p import P2PConfig, PeerAddr, PeerManager, encode_message, node_id
-from ads_ledger.p2p.conn import establish
+from ads_ledger.core.crypto import SigningKey
+from ads_ledger.core.errors import DecodeError
+from ads_ledger.node.p2p import P2PConfig, PeerAddr, PeerManager, encode_message, node_id
+from ads_ledger.node.p2p.conn import establish
 
 CHAIN = "ads-test"
 CFG = P2PConfig(
@@ -234,7 +233,7 @@ async def _still_serves(a: Node, b: Node, tag: int) -> None:
 
 
 def test_garbage_bytes_are_disconnected_and_the_manager_keeps_serving(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="ads_ledger.p2p")
+    caplog.set_level(logging.WARNING, logger="ads_ledger.node.p2p")
 
     async def t(nursery: trio.Nursery) -> None:
         a, b = await _serving_pair(nursery)

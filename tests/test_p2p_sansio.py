@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ads_ledger import codec
-from ads_ledger.crypto import SigningKey
-from ads_ledger.errors import RemoteError
-from ads_ledger.p2p import (
+from ads_ledger.core import codec
+from ads_ledger.core.crypto import SigningKey
+from ads_ledger.core.errors import RemoteError
+from ads_ledger.node.p2p import (
     ChainMismatch,
     FrameAuthError,
     FrameOpener,
@@ -29,7 +29,7 @@ from ads_ledger.p2p import (
     node_id,
     parse_node_id,
 )
-from ads_ledger.p2p.handshake import HELLO_SIZE, MAGIC, chain_tag
+from ads_ledger.node.p2p.handshake import HELLO_SIZE, MAGIC, chain_tag
 
 CHAIN = "ads-test"
 
@@ -261,7 +261,7 @@ def test_hostile_bytes_after_a_valid_hello_never_crash(data: bytes) -> None:
 def test_mutants_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """Planted bugs: a constant nonce lets a replay through; one key for both directions lets a
     reflected frame through. The checks above would fail against either mutant."""
-    from ads_ledger.p2p import framing, handshake
+    from ads_ledger.node.p2p import framing, handshake
 
     ka, kb = keys()
     monkeypatch.setattr(framing, "_nonce", lambda counter: bytes(12))
@@ -293,7 +293,7 @@ def test_mutants_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_backoff_is_exponential_jittered_capped_and_resettable() -> None:
     import random
 
-    from ads_ledger.p2p import Backoff
+    from ads_ledger.node.p2p import Backoff
 
     b = Backoff(0.1, 1.0, random.Random(7))
     delays = [b.next_delay() for _ in range(8)]

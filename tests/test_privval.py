@@ -16,8 +16,8 @@ from ads_ledger.consensus.privval import (
     MemorySignerState,
     SignerStateCorrupt,
 )
-from ads_ledger.crypto import SigningKey
-from ads_ledger.types import PRECOMMIT, PREVOTE, Proposal, Vote
+from ads_ledger.core.crypto import SigningKey
+from ads_ledger.core.types import PRECOMMIT, PREVOTE, Proposal, Vote
 
 CHAIN = "test-chain"
 KEY = SigningKey(bytes(range(32)))

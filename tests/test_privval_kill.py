@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 
 from ads_ledger.consensus.privval import DoubleSignGuard, DoubleSignRefused, FileSignerState
-from ads_ledger.crypto import SigningKey
-from ads_ledger.types import PRECOMMIT, PREVOTE, Vote
+from ads_ledger.core.crypto import SigningKey
+from ads_ledger.core.types import PRECOMMIT, PREVOTE, Vote
 
 SEED = bytes(range(32))
 CHILD = r"""
 import sys
 from ads_ledger.consensus.privval import DoubleSignGuard, FileSignerState
-from ads_ledger.crypto import SigningKey
-from ads_ledger.types import PRECOMMIT, PREVOTE, Vote
+from ads_ledger.core.crypto import SigningKey
+from ads_ledger.core.types import PRECOMMIT, PREVOTE, Vote
 g = DoubleSignGuard(SigningKey(bytes(range(32))), FileSignerState(sys.argv[1]))
 h = g.last.height + 1 if g.last else 1
 while True:

@@ -6,7 +6,7 @@ import json
 
 from click.testing import CliRunner
 
-from ads_ledger.cli_sim import sim
+from ads_ledger.cli.sim import sim
 
 
 def test_clean_run_exits_zero_with_summary() -> None:

@@ -127,7 +127,7 @@ HEADER_BIN = {"prev", "txs_root", "evidence_root", "state_root", "validators", "
 
 @pytest.fixture(scope="module")
 def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    from ads_ledger.devnet import Network, create  # only to start the processes under test
+    from ads_ledger.testing.devnet import Network, create  # only to start the processes under test
 
     d = tmp_path_factory.mktemp("spec") / "net"
     info = create(d, 4)

@@ -9,13 +9,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ads_ledger import codec
-from ads_ledger.crypto import H
-from ads_ledger.identity import ms_to_datetime
-from ads_ledger.state import check_tx, execute_block, tx_sign_bytes
+from ads_ledger.core import codec
+from ads_ledger.core.crypto import H
+from ads_ledger.state.envelope import make_envelope, parse_envelope
+from ads_ledger.state.identity import ms_to_datetime
+from ads_ledger.state.machine import check_tx, execute_block, tx_sign_bytes
 from ads_ledger.testing import LedgerHarness, key, make_test_genesis
 from ads_ledger.testing.trustlist import TestTrustList, issue_attestation, make_trust_list
-from ads_ledger.tx.envelope import make_envelope, parse_envelope
 
 T0 = 1_800_000_000_000
 DAY = 86_400_000
@@ -205,7 +205,7 @@ def test_a_rule_that_raises_unexpectedly_refuses_the_tx_and_keeps_the_node_up(
 ) -> None:
     """A bug a tx can trigger must not halt every validator: the tx is refused with
     `internal_error` (the same on every node), its nonce consumed, nothing else changed."""
-    from ads_ledger import state
+    from ads_ledger.state import machine as state
 
     def broken(ctx: Any, env: Any, txid: bytes) -> None:
         ctx.state.put(b"cp/" + DEV.pub, {"half": "written"})
@@ -221,8 +221,8 @@ def test_a_rule_that_raises_unexpectedly_refuses_the_tx_and_keeps_the_node_up(
 
 def test_certificate_with_an_invalid_version_is_malformed(trust: TestTrustList) -> None:
     """cryptography raises InvalidVersion (not a ValueError) for a bad version field."""
-    from ads_ledger.identity import verify_attestation
-    from ads_ledger.tx.reasons import TxRejected
+    from ads_ledger.state.identity import verify_attestation
+    from ads_ledger.state.reasons import TxRejected
 
     body = issue_attestation(trust, "c", OWNER.pub, issued_at=T0, expires_at=T0 + DAY)
     der = bytearray(body["issuer_certs"][0])

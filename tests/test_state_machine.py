@@ -26,16 +26,16 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from ads_ledger import codec
-from ads_ledger.identity import ms_to_datetime
-from ads_ledger.state import BlockResult, execute_block
+from ads_ledger.core import codec
+from ads_ledger.state import delegation
+from ads_ledger.state.context import DictView
+from ads_ledger.state.envelope import make_envelope, parse_envelope
+from ads_ledger.state.identity import ms_to_datetime
+from ads_ledger.state.machine import BlockResult, execute_block
+from ads_ledger.state.ownership import owner_sig_body
+from ads_ledger.state.records import SCOPES, acct_key, cp_key
 from ads_ledger.testing import key, make_test_genesis
 from ads_ledger.testing.trustlist import issue_attestation, make_trust_list
-from ads_ledger.tx import delegation
-from ads_ledger.tx.context import DictView
-from ads_ledger.tx.envelope import make_envelope, parse_envelope
-from ads_ledger.tx.ownership import owner_sig_body
-from ads_ledger.tx.records import SCOPES, acct_key, cp_key
 
 T0 = 1_800_000_000_000
 CHAIN = "ads-test"

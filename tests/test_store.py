@@ -8,11 +8,12 @@ from typing import Iterator
 import lmdb
 import pytest
 
-from ads_ledger import schema, store as store_mod
-from ads_ledger.errors import RemoteError
-from ads_ledger.jmt import MemoryTree
-from ads_ledger.merkle import PLACEHOLDER, verify_proof
-from ads_ledger.store import (
+from ads_ledger.core.errors import RemoteError
+from ads_ledger.core.merkle import PLACEHOLDER, verify_proof
+from ads_ledger.node.storage import schema
+from ads_ledger.node.storage import store as store_mod
+from ads_ledger.node.storage.jmt import MemoryTree
+from ads_ledger.node.storage.store import (
     InvalidKey,
     StaleStageError,
     Store,

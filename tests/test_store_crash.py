@@ -13,9 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-from ads_ledger.jmt import MemoryTree
-from ads_ledger.merkle import verify_proof
-from ads_ledger.store import Store
+from ads_ledger.core.merkle import verify_proof
+from ads_ledger.node.storage.jmt import MemoryTree
+from ads_ledger.node.storage.store import Store
 
 KILLS = 10
 TIME_BUDGET = 25.0
@@ -28,7 +28,7 @@ CHILD = """
 import sys
 sys.path[:0] = [{src!r}, {tests!r}]
 from test_store_crash import writes_for, KEEP
-from ads_ledger.store import Store
+from ads_ledger.node.storage.store import Store
 store = Store.open(sys.argv[1], keep_versions=KEEP)
 v = store.latest_version()
 while True:

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from ads_ledger.crypto import SigningKey
-from ads_ledger.identity import ms_to_datetime
+from ads_ledger.core.crypto import SigningKey
+from ads_ledger.state.identity import ms_to_datetime
+from ads_ledger.state.ownership import owner_sig_body
+from ads_ledger.state.reasons import CODES
 from ads_ledger.testing import LedgerHarness, key, make_test_genesis
 from ads_ledger.testing.trustlist import TestTrustList, issue_attestation, make_trust_list
-from ads_ledger.tx.ownership import owner_sig_body
-from ads_ledger.tx.reasons import CODES
 
 T0 = 1_800_000_000_000
 DAY = 86_400_000

@@ -12,12 +12,11 @@ from typing import Any, Callable
 
 import pytest
 
-from ads_ledger import codec
-from ads_ledger.crypto import H, SigningKey, sign_bytes, verify
-from ads_ledger.merkle import PLACEHOLDER, SparseProof, list_root, verify_proof
-from ads_ledger.tx.envelope import parse_envelope
-from ads_ledger.types import Header, ValidatorSet
-
+from ads_ledger.core import codec
+from ads_ledger.core.crypto import H, SigningKey, sign_bytes, verify
+from ads_ledger.core.merkle import PLACEHOLDER, SparseProof, list_root, verify_proof
+from ads_ledger.core.types import Header, ValidatorSet
+from ads_ledger.state.envelope import parse_envelope
 from conftest import vectors_dir
 
 
@@ -70,7 +69,7 @@ def check_signing(d: dict[str, Any]) -> int:
 
 
 def check_smt(d: dict[str, Any]) -> int:
-    from ads_ledger.jmt import MemoryTree
+    from ads_ledger.node.storage.jmt import MemoryTree
 
     assert bytes.fromhex(d["placeholder"]) == PLACEHOLDER
     n = 0

@@ -27,10 +27,8 @@ import heapq
 from dataclasses import replace
 from typing import Callable, Sequence
 
-from ..crypto import verify as crypto_verify
-from ..errors import AdsError
-from ..types import PRECOMMIT, PREVOTE, Block, Commit, DuplicateVoteEvidence, Proposal, Vote
-from .messages import (
+from ads_ledger.consensus.height_log import ACCEPTED, HeightLog, Proposed
+from ads_ledger.consensus.messages import (
     CommitMessage,
     Message,
     ProposalMessage,
@@ -38,10 +36,20 @@ from .messages import (
     decode_record,
     encode_record,
 )
-from .height_log import ACCEPTED, HeightLog, Proposed
-from .ports import WAL, Application, Signer
-from .proposer import ProposerPriorities, priorities_for_height
-from .timeouts import ConsensusParams
+from ads_ledger.consensus.ports import WAL, Application, Signer
+from ads_ledger.consensus.proposer import ProposerPriorities, priorities_for_height
+from ads_ledger.consensus.timeouts import ConsensusParams
+from ads_ledger.core.crypto import verify as crypto_verify
+from ads_ledger.core.errors import AdsError
+from ads_ledger.core.types import (
+    PRECOMMIT,
+    PREVOTE,
+    Block,
+    Commit,
+    DuplicateVoteEvidence,
+    Proposal,
+    Vote,
+)
 
 __all__ = ["Core", "MUTANTS", "STEP_PROPOSE", "STEP_PREVOTE", "STEP_PRECOMMIT", "RecoveryError"]
 

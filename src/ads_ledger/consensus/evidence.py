@@ -17,9 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from .. import codec
-from ..errors import DecodeError, RemoteError
-from ..types import Block, DuplicateVoteEvidence, ValidatorSet, Vote
+from ads_ledger.core import codec
+from ads_ledger.core.errors import DecodeError, RemoteError
+from ads_ledger.core.types import Block, DuplicateVoteEvidence, ValidatorSet, Vote
 
 __all__ = [
     "EvidencePool",

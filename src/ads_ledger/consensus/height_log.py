@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..types import PREVOTE, Block, Commit, DuplicateVoteEvidence, ValidatorSet, Vote
-from .messages import ProposalMessage
-from .votes import MAX_VOTES_PER_VALIDATOR, Tally
+from ads_ledger.consensus.messages import ProposalMessage
+from ads_ledger.consensus.votes import MAX_VOTES_PER_VALIDATOR, Tally
+from ads_ledger.core.types import PREVOTE, Block, Commit, DuplicateVoteEvidence, ValidatorSet, Vote
 
 __all__ = ["HeightLog", "Proposed", "ACCEPTED"]
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Union
 
-from .. import codec
-from ..errors import DecodeError
-from ..types import Block, Commit, Proposal, Vote
+from ads_ledger.core import codec
+from ads_ledger.core.errors import DecodeError
+from ads_ledger.core.types import Block, Commit, Proposal, Vote
 
 __all__ = [
     "ProposalMessage",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ..types import Block, Commit, Proposal, ValidatorSet, Vote
+from ads_ledger.core.types import Block, Commit, Proposal, ValidatorSet, Vote
 
 # Double-sign guard steps, as CometBFT's privval numbers them.
 STEP_PROPOSE = 1

@@ -13,11 +13,11 @@ import os
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .. import codec
-from ..crypto import SigningKey
-from ..errors import AdsError
-from ..types import PRECOMMIT, PREVOTE, Proposal, Vote
-from .ports import STEP_PRECOMMIT, STEP_PREVOTE, STEP_PROPOSE
+from ads_ledger.consensus.ports import STEP_PRECOMMIT, STEP_PREVOTE, STEP_PROPOSE
+from ads_ledger.core import codec
+from ads_ledger.core.crypto import SigningKey
+from ads_ledger.core.errors import AdsError
+from ads_ledger.core.types import PRECOMMIT, PREVOTE, Proposal, Vote
 
 __all__ = [
     "DoubleSignRefused",

@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..errors import DecodeError
-from ..types import ValidatorSet
+from ads_ledger.core.errors import DecodeError
+from ads_ledger.core.types import ValidatorSet
 
 __all__ = ["ProposerPriorities", "priorities_for_height"]
 

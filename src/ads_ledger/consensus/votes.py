@@ -9,7 +9,7 @@ got first), and once towards "*". Distinct votes kept per validator are bounded.
 
 from __future__ import annotations
 
-from ..types import Vote
+from ads_ledger.core.types import Vote
 
 __all__ = ["Tally", "MAX_VOTES_PER_VALIDATOR"]
 

@@ -13,7 +13,7 @@ import os
 import struct
 from dataclasses import dataclass
 
-from ..errors import AdsError
+from ads_ledger.core.errors import AdsError
 
 __all__ = [
     "MemoryWAL",

@@ -6,7 +6,7 @@
 May import `consensus`, `types`, `crypto`; nothing imports it but tests, bench and the CLI.
 """
 
-from .scenario import Crash, Scenario
-from .world import Result, run_scenario
+from ads_ledger.sim.scenario import Crash, Scenario
+from ads_ledger.sim.world import Result, run_scenario
 
 __all__ = ["Crash", "Scenario", "Result", "run_scenario"]

@@ -12,9 +12,9 @@ from __future__ import annotations
 import random
 from typing import Callable, Mapping
 
-from ..crypto import H
-from ..merkle import list_root
-from ..types import ZERO32, Block, Commit, Header, ValidatorSet
+from ads_ledger.core.crypto import H
+from ads_ledger.core.merkle import list_root
+from ads_ledger.core.types import ZERO32, Block, Commit, Header, ValidatorSet
 
 __all__ = ["ToyApp", "ValsetSchedule", "Verify"]
 

@@ -14,9 +14,9 @@ Twinned validators are Byzantine: their keys are exempt from all of this.
 
 from __future__ import annotations
 
-from ..consensus.messages import Message, ProposalMessage, VoteMessage
-from ..types import Block, Commit
-from .app import ToyApp
+from ads_ledger.consensus.messages import Message, ProposalMessage, VoteMessage
+from ads_ledger.core.types import Block, Commit
+from ads_ledger.sim.app import ToyApp
 
 __all__ = ["Checker"]
 

@@ -6,8 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from .scenario import Scenario
-from .world import Result, run_scenario
+from ads_ledger.sim.scenario import Scenario
+from ads_ledger.sim.world import Result, run_scenario
 
 __all__ = ["Summary", "run_seeds", "DEFAULT_SEEDS"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from .scenario import Crash, Scenario
+from ads_ledger.sim.scenario import Crash, Scenario
 
 __all__ = ["scenarios"]
 

@@ -18,17 +18,17 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..consensus import core as core_module
-from ..consensus.core import Core
-from ..consensus.messages import CommitMessage, Message, VoteMessage
-from ..consensus.privval import DoubleSignGuard, MemorySignerState
-from ..consensus.timeouts import ConsensusParams
-from ..consensus.wal import MemoryWAL
-from ..crypto import SigningKey, verify
-from ..types import ValidatorSet
-from .app import ToyApp, ValsetSchedule
-from .invariants import Checker
-from .scenario import Scenario
+from ads_ledger.consensus import core as core_module
+from ads_ledger.consensus.core import Core
+from ads_ledger.consensus.messages import CommitMessage, Message, VoteMessage
+from ads_ledger.consensus.privval import DoubleSignGuard, MemorySignerState
+from ads_ledger.consensus.timeouts import ConsensusParams
+from ads_ledger.consensus.wal import MemoryWAL
+from ads_ledger.core.crypto import SigningKey, verify
+from ads_ledger.core.types import ValidatorSet
+from ads_ledger.sim.app import ToyApp, ValsetSchedule
+from ads_ledger.sim.invariants import Checker
+from ads_ledger.sim.scenario import Scenario
 
 __all__ = ["run_scenario", "Result", "CachedVerify", "SIM_PARAMS", "GOSSIP_MS"]
 

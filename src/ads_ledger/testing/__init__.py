@@ -8,19 +8,19 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from .. import codec
-from ..crypto import SigningKey
-from ..genesis import Genesis
-from ..state import BlockResult, DictView, TxResult, check_tx, execute_block
-from ..tx.envelope import make_envelope
-from ..tx.records import acct_key, cp_key
+from ads_ledger.core import codec
+from ads_ledger.core.crypto import SigningKey
+from ads_ledger.state.envelope import make_envelope
+from ads_ledger.state.genesis import Genesis
+from ads_ledger.state.machine import BlockResult, DictView, TxResult, check_tx, execute_block
+from ads_ledger.state.records import acct_key, cp_key
 
 __all__ = ["LedgerHarness", "key", "make_test_genesis"]
 
 
 def key(name: str) -> SigningKey:
     """A deterministic TEST-ONLY key named `name` (seed = SHA-256 of the name)."""
-    from ..crypto import H
+    from ads_ledger.core.crypto import H
 
     return SigningKey(H(b"ads test key " + name.encode()))
 

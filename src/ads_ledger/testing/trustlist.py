@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
-from ..crypto import H, sign_bytes
+from ads_ledger.core.crypto import H, sign_bytes
 
 __all__ = [
     "TEST_MARK",

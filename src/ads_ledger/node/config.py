@@ -1,0 +1,181 @@
+"""A node's home directory and its `config.toml` (DESIGN §8).
+
+Home layout:
+  config.toml            this file's settings, documented inline
+  genesis.json           the chain's genesis document
+  node_key.json          the P2P identity key (Ed25519 seed, hex)
+  validator_key.json     the consensus signing key (absent on a non-validator)
+  data/state.lmdb/       blocks, commits, authenticated state (ads_ledger.node.storage.store)
+  data/wal/              the consensus write-ahead log
+  data/signer_state.json the double-sign guard's last signed (height, round, step)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ads_ledger.core.crypto import SigningKey
+from ads_ledger.core.errors import AdsError
+
+__all__ = ["ConfigError", "NodeConfig", "load_config", "write_config", "load_key", "write_key",
+           "parse_hostport"]  # fmt: skip
+
+
+class ConfigError(AdsError):
+    """The node's configuration or home directory is wrong; the message says how to fix it."""
+
+
+def parse_hostport(s: str) -> tuple[str, int]:
+    host, sep, port = s.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"{s!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+@dataclass
+class NodeConfig:
+    home: Path
+    moniker: str = "node"
+    # [p2p]
+    p2p_listen: str = "127.0.0.1:26656"
+    peers: list[str] = field(default_factory=list)  # "node_id@host:port"
+    p2p_allow: list[str] = field(default_factory=list)  # extra node ids accepted inbound
+    max_frame_bytes: int = 8 * 1024 * 1024
+    # [api]
+    api_listen: str = "127.0.0.1:26657"
+    # [mempool]
+    mempool_max_txs: int = 20000
+    mempool_max_bytes: int = 64 * 1024 * 1024
+    # [storage]
+    keep_versions: int = 10000
+    # [log]
+    log_format: str = "human"
+    log_level: str = "info"
+    # keys of an older config.toml that no longer belong here (consensus timing and block
+    # limits live on chain, in gov/params: DESIGN §6); the node warns and ignores them
+    ignored: list[str] = field(default_factory=list)
+
+    @property
+    def genesis_path(self) -> Path:
+        return self.home / "genesis.json"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def node_key_path(self) -> Path:
+        return self.home / "node_key.json"
+
+    @property
+    def validator_key_path(self) -> Path:
+        return self.home / "validator_key.json"
+
+
+_SECTIONS: dict[str, dict[str, tuple[str, str]]] = {
+    # section -> toml key -> (dataclass field, comment)
+    "node": {"moniker": ("moniker", "a human name for logs and /status")},
+    "p2p": {
+        "listen": ("p2p_listen", "host:port the node accepts validator connections on"),
+        "peers": ("peers", 'peers to dial, "node_id@host:port" (node_id = hex node public key)'),
+        "allow": ("p2p_allow", "node ids (besides the peers above) accepted inbound, e.g. full "
+                  "nodes that sync from this one; any other key is refused"),
+        "max_frame_bytes": ("max_frame_bytes", "largest P2P frame accepted (a block travels in one)"),
+    },
+    "api": {"listen": ("api_listen", "host:port of the HTTP API (DESIGN §8); keep it on loopback "
+                       "or behind a reverse proxy")},  # fmt: skip
+    "mempool": {
+        "max_txs": ("mempool_max_txs", "pending transactions held at most"),
+        "max_bytes": ("mempool_max_bytes", "pending bytes held at most"),
+    },
+    "storage": {"keep_versions": ("keep_versions", "state versions kept for proofs at older "
+                                  "heights; older ones are pruned")},  # fmt: skip
+    "log": {
+        "format": ("log_format", '"human" or "json"'),
+        "level": ("log_level", '"debug", "info", "warning" or "error"'),
+    },
+}
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to toml")
+
+
+def write_config(cfg: NodeConfig) -> Path:
+    lines = ["# ADS validator node configuration. Every key is optional; shown are this node's values.", ""]
+    for section, keys in _SECTIONS.items():
+        lines.append(f"[{section}]")
+        for key, (attr, comment) in keys.items():
+            lines.append(f"# {comment}")
+            lines.append(f"{key} = {_toml_value(getattr(cfg, attr))}")
+        lines.append("")
+    path = cfg.home / "config.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def load_config(home: Path | str) -> NodeConfig:
+    """Read HOME/config.toml; ConfigError names the file, key and fix for anything wrong."""
+    home = Path(home).resolve()
+    path = home / "config.toml"
+    if not path.exists():
+        raise ConfigError(f"{path} does not exist; create a home with `ads testnet init` or `ads init`")
+    try:
+        doc = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: {e}") from e
+    cfg = NodeConfig(home=home)
+    defaults = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
+    for section, values in doc.items():
+        if section == "consensus" and isinstance(values, dict):
+            cfg.ignored.extend(f"[consensus] {k}" for k in values)  # now genesis/gov params
+            continue
+        if section not in _SECTIONS or not isinstance(values, dict):
+            raise ConfigError(f"{path}: unknown section [{section}]; known: {', '.join(_SECTIONS)}")
+        for key, v in values.items():
+            if key not in _SECTIONS[section]:
+                raise ConfigError(f"{path}: unknown key {key!r} in [{section}]")
+            attr = _SECTIONS[section][key][0]
+            want = type(defaults[attr])
+            if not isinstance(v, want) or isinstance(v, bool) != (want is bool):
+                raise ConfigError(f"{path}: [{section}] {key} must be a {want.__name__}")
+            setattr(cfg, attr, v)
+    for attr in ("p2p_listen", "api_listen"):
+        parse_hostport(getattr(cfg, attr))
+    if cfg.log_format not in ("human", "json"):
+        raise ConfigError(f'{path}: [log] format must be "human" or "json"')
+    return cfg
+
+
+def write_key(path: Path, key: SigningKey, kind: str) -> None:
+    """Write a key file readable by the owner only."""
+    data = json.dumps({"kind": kind, "pub": key.pub.hex(), "seed": key.seed.hex()}, indent=1)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(data + "\n")
+
+
+def load_key(path: Path) -> SigningKey:
+    try:
+        d = json.loads(Path(path).read_text())
+        key = SigningKey(bytes.fromhex(d["seed"]))
+    except FileNotFoundError:
+        raise ConfigError(f"key file {path} does not exist") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"key file {path} is not a valid key file: {e}") from e
+    if d.get("pub") and d["pub"] != key.pub.hex():
+        raise ConfigError(f"key file {path}: pub does not match the seed")
+    return key

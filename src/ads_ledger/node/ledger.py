@@ -1,0 +1,552 @@
+"""The chain on disk: blocks, commits and the authenticated state, driven by the state machine.
+
+`Ledger` implements `consensus.ports.Application` for the node: it builds proposals from the
+mempool, validates and executes proposals before a prevote, and commits a decided block with
+its commit, tx index, results, validator-set schedule and the next height's proposer
+priorities in ONE LMDB write transaction (`Store.commit`). Block sync applies fetched blocks
+through the same path.
+
+Heights and state versions coincide: version h is the state after block h. The genesis state is
+not a version of its own; its writes are folded into block 1, so block 1's `state_root` covers
+genesis plus block 1's transactions.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ads_ledger.consensus.evidence import EvidencePool, InvalidEvidence, evidence_size
+from ads_ledger.consensus.proposer import ProposerPriorities
+from ads_ledger.consensus.timeouts import ConsensusParams
+from ads_ledger.core import codec
+from ads_ledger.core.crypto import H
+from ads_ledger.core.errors import DecodeError, RemoteError
+from ads_ledger.core.merkle import SparseProof, list_root
+from ads_ledger.core.types import (
+    ZERO32,
+    Block,
+    Commit,
+    CommitError,
+    DuplicateVoteEvidence,
+    Header,
+    ValidatorSet,
+    verify_commit,
+)
+from ads_ledger.node.logs import kv
+from ads_ledger.node.storage import schema as S
+from ads_ledger.node.storage.store import Staged, Store
+from ads_ledger.state.envelope import MAX_TX_BYTES, parse_envelope
+from ads_ledger.state.genesis import Genesis
+from ads_ledger.state.machine import BlockResult, DictView, TxResult, check_tx, execute_block
+from ads_ledger.state.records import DEFAULT_PARAMS, GOV_PARAMS, acct_key, decode_record
+
+__all__ = ["Ledger", "InvalidBlock", "BlockInfo"]
+
+log = logging.getLogger("ads_ledger.node.ledger")
+_VALSET_CACHE = 64  # validator sets kept in memory, by height (least recently used dropped)
+
+
+def evidence_limit(params: dict[str, int]) -> int:
+    """Bytes of evidence a block may carry at most (DESIGN §6 leaves it open; protocol.md)."""
+    return params["max_block_bytes"] // EVIDENCE_SHARE
+
+
+class InvalidBlock(RemoteError):
+    """A proposed or fetched block does not extend our chain correctly; `reason` says why."""
+
+
+# Results that make a whole block invalid (DESIGN §6 "Block validity"): a proposer may include
+# a tx whose *rule* refuses it (it consumes its nonce), never one that is not a valid tx at all.
+INVALID_TX_CODES = frozenset({"malformed", "too_large", "bad_signature", "unknown_type", "bad_nonce"})
+EVIDENCE_SHARE = 16  # evidence may take at most 1/16 of max_block_bytes (256 KiB by default)
+VERIFIED_CACHE = 65_536  # H(raw tx) of envelopes whose auth signatures verified, at most
+
+
+@dataclass(frozen=True, slots=True)
+class BlockInfo:
+    height: int
+    block_id: bytes
+    time: int
+
+
+@dataclass(slots=True)
+class _Executed:
+    block: Block
+    result: BlockResult
+    staged: Staged
+
+
+class _GenesisFolded:
+    """The state before block 1: the genesis writes over an empty store."""
+
+    def __init__(self, writes: dict[bytes, bytes]) -> None:
+        self.view = DictView(dict(writes))
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.view.get(key)
+
+
+class Ledger:
+    """Committed chain + state. Not thread-safe for writers: one consensus task drives it."""
+
+    def __init__(self, store: Store, genesis: Genesis) -> None:
+        self.store = store
+        self.genesis = genesis
+        self.chain_id = genesis.chain_id
+        self._executed: dict[bytes, _Executed] = {}
+        self._valsets: OrderedDict[int, ValidatorSet] = OrderedDict()  # LRU, see validators_at
+        self._valsets_lock = threading.Lock()  # P2P (evidence) and consensus both read sets
+        self._priorities: tuple[int, ProposerPriorities] | None = None  # (height, at its start)
+        self._last_info: BlockInfo | None = None
+        self._lock = threading.Lock()  # guards _executed against the API's readers
+        self.reap: Callable[[int, int], list[bytes]] = lambda max_bytes, max_txs: []
+        # H(raw envelope) → its auth signatures verified: keyed by every byte the check read
+        # (never by txid, which leaves out `auth`); filled by the node's intake and by blocks
+        self._sig_ok: dict[bytes, None] = {}
+        self._sig_lock = threading.Lock()
+        self._params: dict[int, dict[str, int]] = {}
+        self.has_pending_txs: Callable[[], bool] = lambda: True  # the node wires its mempool
+        self.commit_guard: Any = threading.RLock()
+        self.after_commit: Callable[[Block, list[bytes]], None] = lambda block, txids: None
+        self.evidence_lock = threading.Lock()  # the pool is fed by P2P and read by consensus
+        self.evidence = EvidencePool(height=self.height)
+        self.evidence.restore_committed(self._committed_evidence(), self.height)
+
+    @classmethod
+    def open(cls, path: Path | str, genesis: Genesis, keep_versions: int = 10000) -> "Ledger":
+        return cls(Store.open(path, keep_versions=keep_versions), genesis)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # ------------------------------------------------------------------ reads
+
+    @property
+    def height(self) -> int:
+        return self.store.latest_version()
+
+    def block(self, height: int) -> Block | None:
+        raw = self.store.read(S.BLOCKS, S.height_key(height)) if height >= 1 else None
+        return None if raw is None else Block.decode(raw)
+
+    def block_bytes(self, height: int) -> bytes | None:
+        return self.store.read(S.BLOCKS, S.height_key(height)) if height >= 1 else None
+
+    def commit_at(self, height: int) -> Commit | None:
+        raw = self.store.read(S.COMMITS, S.height_key(height)) if height >= 1 else None
+        return None if raw is None else Commit.from_obj(codec.decode(raw))
+
+    def header(self, height: int) -> Header | None:
+        b = self.block(height)
+        return None if b is None else b.header
+
+    def last_info(self) -> BlockInfo | None:
+        h = self.height
+        cached = self._last_info
+        if cached is not None and cached.height == h:
+            return cached  # decoding the whole last block on every call dominated validation
+        hdr = self.header(h) if h else None
+        info = None if hdr is None else BlockInfo(h, hdr.block_id(), hdr.time)
+        self._last_info = info
+        return info
+
+    def last_block_time(self) -> int:
+        info = self.last_info()
+        return self.genesis.genesis_time if info is None else info.time
+
+    def state_view(self, height: int | None = None) -> Any:
+        """The state after block `height` (0: the genesis state)."""
+        if height == 0 or (height is None and self.height == 0):
+            return _GenesisFolded(self.genesis.state_writes())
+        return self.store.view(height)
+
+    def get_state(self, key: bytes, height: int | None = None) -> tuple[int, bytes | None, SparseProof]:
+        """(height, value, proof) at `height` (default latest) against that header's state_root."""
+        h = self.height if height is None else height
+        value, proof = self.store.prove(key, h)
+        return h, value, proof
+
+    def account_nonce(self, pub: bytes) -> int:
+        raw = self.state_view().get(acct_key(pub))
+        return 0 if raw is None else int(decode_record(raw)["nonce"])
+
+    def tx_location(self, txid: bytes) -> tuple[int, int] | None:
+        raw = self.store.read(S.TXS, txid)
+        return None if raw is None else S.decode_tx_location(raw)
+
+    def tx_result(self, height: int, index: int) -> dict[str, Any] | None:
+        raw = self.store.read(S.RESULTS, S.height_key(height))
+        if raw is None:
+            return None
+        results = codec.decode(raw)
+        if index >= len(results):
+            return None
+        ok, code, log = results[index]
+        return {"ok": ok, "code": code, "log": log}
+
+    def _committed_evidence(self) -> list[tuple[DuplicateVoteEvidence, int]]:
+        out = []
+        start = S.height_key(max(1, self.height - self.evidence.max_age))
+        for key, raw in self.store.items(S.EVIDENCE, start, limit=100_000):
+            out.append((DuplicateVoteEvidence.from_obj(codec.decode(raw)), S.from_u64(key[:8])))
+        return out
+
+
+    def add_evidence(self, ev: DuplicateVoteEvidence) -> bool:
+        """Verify and keep evidence seen by consensus or received from a peer; True if new."""
+        h = ev.vote_a.height
+        self._evidence_age(self.height + 1)
+        if self.height + 1 - h > self.evidence.max_age:  # before any lookup or signature check
+            raise InvalidEvidence(f"evidence from height {h} is older than evidence_max_age "
+                                  f"({self.evidence.max_age} blocks)")  # fmt: skip
+        try:
+            valset = self.validators_at(h)
+        except LookupError:
+            return False
+        with self.evidence_lock:
+            return self.evidence.add_evidence(ev, valset, self.chain_id)
+
+    def _evidence_age(self, height: int) -> None:
+        """The pool's age limit follows `evidence_max_age` in force at `height`."""
+        self.evidence.max_age = self.params_at(height)["evidence_max_age"]
+
+    # ------------------------------------------------------------------ validator sets
+
+    def validators_at(self, height: int) -> ValidatorSet:
+        """The set deciding `height`: genesis for 1 and 2, then as scheduled at height − 2.
+
+        `valsets` holds a set only at the heights where it changes, so the set in force is the
+        last entry at or below `height` (one cursor read; no walk, whatever the height).
+        LookupError beyond `self.height + 2` (not decided by a committed block yet)."""
+        with self._valsets_lock:
+            vs = self._valsets.get(height)
+            if vs is not None:
+                self._valsets.move_to_end(height)
+                return vs
+        if height <= 2:
+            vs = self.genesis.validator_set()
+        else:
+            if height > self.height + 2:
+                raise LookupError(f"the validator set of height {height} is not known yet")
+            found = self.store.items(S.VALSETS, S.height_key(height), limit=1, reverse=True)  # floor
+            if found:
+                vs = ValidatorSet.from_obj(codec.decode(found[0][1]))
+            else:
+                vs = self.genesis.validator_set()
+        with self._valsets_lock:  # bounded: evidence may name any old height
+            self._valsets[height] = vs
+            while len(self._valsets) > _VALSET_CACHE:
+                self._valsets.popitem(last=False)
+        return vs
+
+    # ------------------------------------------------------------------ proposer priorities
+
+    def priorities_at_next(self) -> ProposerPriorities:
+        """The proposer priorities at the start of height `self.height + 1` (what a `Core`
+        starting there needs), as `priorities_for_height` computes them but without its walk.
+
+        Kept in memory and in the `priorities` table, written with each block. A store without
+        the record (new, or written by an older version) is walked once from genesis; a record
+        behind the chain (blocks written by an older version) is walked forward from there."""
+        height = self.height + 1
+        if self._priorities is not None and self._priorities[0] == height:
+            return self._priorities[1]
+        start, pr = self._stored_priorities(height)
+        for h in range(start + 1, height + 1):
+            pr = pr.next_height(self.validators_at(h))
+        self._priorities = (height, pr)
+        return pr
+
+    def _stored_priorities(self, height: int) -> tuple[int, ProposerPriorities]:
+        """(h, priorities at the start of h) from the table if usable for `height`, else genesis."""
+        raw = self.store.read(S.PRIORITIES, S.PRIORITIES_NEXT)
+        if raw is not None:
+            obj = codec.decode(raw)
+            if type(obj) is not list or len(obj) != 2 or type(obj[0]) is not int:
+                raise S.SchemaError("bad priorities record")
+            h, pr = obj[0], ProposerPriorities.from_obj(obj[1])
+            # usable only if it is not ahead of the chain and matches the set deciding h
+            members = tuple((pub, power) for pub, power, _ in pr.entries)
+            if 1 <= h <= height and members == self.validators_at(h).validators:
+                return h, pr
+        return 1, ProposerPriorities.genesis(self.validators_at(1))
+
+    # ------------------------------------------------------------------ Application
+
+    def propose_block(
+        self, height: int, round: int, time_ms: int, proposer: bytes, last_commit: Commit | None
+    ) -> Block:
+        """A block of mempool transactions, executed, its header carrying the new state root."""
+        p = self.params_at(height)
+        txs = self.reap(p["max_block_bytes"] - evidence_limit(p), p["max_block_txs"])  # room for evidence
+        return self._build(height, time_ms, proposer, last_commit, txs)
+
+    def _build(self, height: int, time_ms: int, proposer: bytes, last_commit: Commit | None,
+               txs: Sequence[bytes]) -> Block:  # fmt: skip
+        prev = self.last_info()
+        txs = self._valid_txs(txs)
+        view = self.state_view(height - 1)
+        result = execute_block(view, self.chain_id, height, time_ms, txs, sigs_checked=True)
+        bad = {i for i, r in enumerate(result.results) if r.code in INVALID_TX_CODES}
+        if bad:  # a stale mempool entry (its nonce moved on): our block must stay valid
+            txs = [t for i, t in enumerate(txs) if i not in bad]
+            result = execute_block(view, self.chain_id, height, time_ms, txs, sigs_checked=True)
+        staged = self._stage(height, result)
+        with self.evidence_lock:
+            evidence = tuple(self.evidence.pending(evidence_limit(self.params_at(height))))
+        header = Header(
+            chain_id=self.chain_id,
+            height=height,
+            time=time_ms,
+            prev=ZERO32 if prev is None else prev.block_id,
+            txs_root=list_root([r.txid for r in result.results]),
+            evidence_root=list_root([e.hash() for e in evidence]),
+            state_root=staged.root,
+            validators=self.validators_at(height).hash(),
+            next_validators=self.validators_at(height + 1).hash(),
+            proposer=proposer,
+            last_commit=ZERO32 if last_commit is None else last_commit.hash(),
+        )
+        block = Block(header, tuple(txs), evidence, last_commit)
+        self._remember(block, result, staged)
+        return block
+
+    def _valid_txs(self, txs: Sequence[bytes]) -> list[bytes]:
+        """The txs a proposer may put in a block: within the limits, well signed, and neither
+        committed nor repeated (the mempool should hold only such; this makes sure)."""
+        out: list[bytes] = []
+        seen: set[bytes] = set()
+        for raw in txs:
+            try:
+                self._check_tx_bytes(raw, seen)
+            except InvalidBlock:
+                continue
+            out.append(raw)
+        return out
+
+    def _stage(self, height: int, result: BlockResult) -> Staged:
+        writes: dict[bytes, bytes | None] = dict(result.writes)
+        if height == 1:
+            writes = {**self.genesis.state_writes(), **writes}
+        return self.store.stage(writes, height)
+
+    def _remember(self, block: Block, result: BlockResult, staged: Staged) -> None:
+        with self._lock:
+            if len(self._executed) > 64:  # proposals of abandoned rounds
+                self._executed.clear()
+            self._executed[block.block_id()] = _Executed(block, result, staged)
+
+    def check_block(self, block: Block) -> None:
+        """Raise InvalidBlock unless `block` extends our chain and re-executes to its roots."""
+        h = block.header
+        height = self.height + 1
+        why = self._header_problem(h, height)
+        if why:
+            raise InvalidBlock(why)
+        self._check_limits(block, height)  # before any per-tx decoding: cheap bounds first
+        try:
+            block.check_roots([parse_envelope(t).txid(self.chain_id) for t in block.txs])
+        except DecodeError as e:
+            raise InvalidBlock(str(e)) from e
+        if block.evidence:
+            self._evidence_age(height)
+            try:
+                with self.evidence_lock:
+                    self.evidence.verify_block_evidence(block, self.validators_at, self.chain_id)
+            except InvalidEvidence as e:
+                raise InvalidBlock(f"evidence: {e}") from e
+        if height > 1:
+            assert block.last_commit is not None  # check_roots ensured it
+            try:
+                prev = self.last_info()
+                assert prev is not None
+                verify_commit(self.chain_id, self.validators_at(height - 1), block.last_commit,
+                              height=height - 1, block_id=prev.block_id)  # fmt: skip
+            except CommitError as e:
+                raise InvalidBlock(f"last_commit: {e}") from e
+        self._verify_tx_signatures(block)
+        result = execute_block(self.state_view(height - 1), self.chain_id, height, h.time,
+                               block.txs, sigs_checked=True)  # fmt: skip
+        for i, r in enumerate(result.results):
+            if r.code in INVALID_TX_CODES:
+                raise InvalidBlock(f"tx {i} is not a valid transaction ({r.code}): {r.log}")
+        staged = self._stage(height, result)
+        if staged.root != h.state_root:
+            raise InvalidBlock(f"state_root {h.state_root.hex()} differs from ours {staged.root.hex()}")
+        self._remember(block, result, staged)
+
+    def _header_problem(self, h: Header, height: int) -> str:
+        prev = self.last_info()
+        if h.chain_id != self.chain_id:
+            return f"chain_id {h.chain_id!r} is not {self.chain_id!r}"
+        if h.height != height:
+            return f"height {h.height} does not follow {height - 1}"
+        if h.prev != (ZERO32 if prev is None else prev.block_id):
+            return "prev is not our last block"
+        last_time = self.last_block_time()
+        if h.time <= last_time and prev is not None:
+            return f"time {h.time} is not after the previous block's {last_time}"
+        if h.validators != self.validators_at(height).hash():
+            return "validators hash is not the set deciding this height"
+        if h.next_validators != self.validators_at(height + 1).hash():
+            return "next_validators hash is not the scheduled set"
+        if self.validators_at(height).index_of(h.proposer) is None:
+            return "proposer is not a validator"
+        return ""
+
+    def _check_limits(self, block: Block, height: int) -> None:
+        p = self.params_at(height)
+        if len(block.txs) > p["max_block_txs"]:
+            raise InvalidBlock(f"{len(block.txs)} txs; max_block_txs in force is {p['max_block_txs']}")
+        ev = sum(evidence_size(e) for e in block.evidence)
+        if ev > evidence_limit(p):  # verifying evidence costs signatures: bounded like txs
+            raise InvalidBlock(f"{ev} bytes of evidence; at most {evidence_limit(p)} (max_block_bytes / 16)")
+        size = sum(len(t) for t in block.txs) + ev
+        if size > p["max_block_bytes"]:
+            raise InvalidBlock(f"{size} bytes of txs and evidence; max_block_bytes in force is "
+                               f"{p['max_block_bytes']}")  # fmt: skip
+
+    def _verify_tx_signatures(self, block: Block) -> None:
+        """Every tx decodes, is within 32 KiB, every `auth` signature verifies over its sign
+        bytes, and its txid is neither committed nor earlier in the block — from the block's
+        bytes alone (a cache hit needs the very same bytes)."""
+        seen: set[bytes] = set()
+        for i, raw in enumerate(block.txs):
+            try:
+                self._check_tx_bytes(raw, seen)
+            except InvalidBlock as e:
+                raise InvalidBlock(f"tx {i}: {e}") from e
+
+    def _check_tx_bytes(self, raw: bytes, seen: set[bytes]) -> None:
+        if len(raw) > MAX_TX_BYTES:
+            raise InvalidBlock(f"{len(raw)} bytes; a transaction is at most {MAX_TX_BYTES}")
+        try:
+            env = parse_envelope(raw)
+        except DecodeError as e:
+            raise InvalidBlock(f"does not decode: {e}") from e
+        txid = env.txid(self.chain_id)
+        if txid in seen:
+            raise InvalidBlock(f"txid {txid.hex()[:16]} appears twice in the block")
+        seen.add(txid)
+        if self.tx_location(txid) is not None:
+            raise InvalidBlock(f"txid {txid.hex()[:16]} is already committed")
+        key = H(raw)
+        if key in self._sig_ok:
+            return
+        try:
+            env.verify_signatures(self.chain_id)
+        except RemoteError as e:
+            raise InvalidBlock(f"a signature does not verify: {e}") from e
+        self.note_verified(key)
+
+    def note_verified(self, raw_hash: bytes) -> None:
+        """Remember that the envelope whose bytes hash to `raw_hash` has valid signatures."""
+        with self._sig_lock:
+            self._sig_ok[raw_hash] = None
+            if len(self._sig_ok) > VERIFIED_CACHE:
+                for k in list(self._sig_ok)[: VERIFIED_CACHE // 4]:  # oldest first
+                    del self._sig_ok[k]
+
+    def validate_block(self, block: Block) -> bool:
+        """valid(v) of Algorithm 1."""
+        try:
+            self.check_block(block)
+        except (InvalidBlock, DecodeError, LookupError) as e:
+            kv(log, logging.WARNING, "invalid block", height=block.header.height,
+               proposer=block.header.proposer.hex()[:16], reason=str(e)[:200])  # fmt: skip
+            return False
+        return True
+
+    def commit_block(self, block: Block, commit: Commit) -> None:
+        """Persist a decided block, its commit, tx index, results, validator schedule and the
+        proposer priorities of the next height atomically."""
+        bid = block.block_id()
+        with self._lock:
+            ex = self._executed.get(bid)
+        if ex is None or ex.staged.base_version != self.height:
+            self.check_block(block)
+            with self._lock:
+                ex = self._executed[bid]
+        height = block.header.height
+        hk = S.height_key(height)
+        results = ex.result.results
+        extra: dict[str, list[tuple[bytes, bytes | None]]] = {
+            S.BLOCKS: [(hk, block.encode())],
+            S.COMMITS: [(hk, codec.encode(commit.to_obj()))],
+            S.RESULTS: [(hk, codec.encode([[r.ok, r.code, r.log] for r in results]))],
+            S.TXS: [(r.txid, S.encode_tx_location(height, i)) for i, r in enumerate(results)],
+        }
+        if block.evidence:
+            extra[S.EVIDENCE] = [(hk + e.hash(), codec.encode(e.to_obj())) for e in block.evidence]
+        if ex.result.next_validators is not None:
+            eff, vals = ex.result.next_validators
+            extra[S.VALSETS] = [(S.height_key(eff), codec.encode(ValidatorSet.from_obj(vals).to_obj()))]
+        # the priorities at the start of height + 1, exactly as Core._decide computes them
+        nxt = self.priorities_at_next().next_height(self.validators_at(height + 1))
+        try:
+            rec: bytes | None = codec.encode([height + 1, nxt.to_obj()])
+        except DecodeError:  # past msgpack ints: total power > 2^63/3, which only a genesis can set
+            rec = None  # no record: the next open walks
+        extra[S.PRIORITIES] = [(S.PRIORITIES_NEXT, rec)]
+        with self.commit_guard:  # readers of nonces see the store and the mempool change together
+            self.store.commit(ex.staged, extra)
+            self._priorities = (height + 1, nxt)
+            self.after_commit(block, [r.txid for r in results])
+        with self._lock:
+            self._executed.clear()
+        with self.evidence_lock:
+            self.evidence.commit_block(block)
+        with self._valsets_lock:
+            for k in (height + 1, height + 2, height + 3):  # O(1): no rebuild per block
+                self._valsets.pop(k, None)
+
+    def check_tx(self, raw: bytes, *, verify_sigs: bool = False, now: int | None = None) -> TxResult:
+        """The state machine's admission check against the committed state, at time `now`
+        (the next block's time is about now; default: just after the last block)."""
+        t = max(self.last_block_time() + 1, now or 0)
+        return check_tx(self.state_view(), self.chain_id, raw, t, verify_sigs=verify_sigs,
+                        height=self.height + 1)  # fmt: skip
+
+
+    # ------------------------------------------------------------------ params (DESIGN §6)
+
+    def params_at(self, height: int) -> dict[str, int]:
+        """gov/params in force at `height`: the state after block height − 2 (as validator
+        sets), so every validator uses the same timing and block limits."""
+        p = self._params.get(height)
+        if p is None:
+            base = max(0, height - 2)
+            raw = self.state_view(base).get(GOV_PARAMS)
+            p = {**DEFAULT_PARAMS, **({} if raw is None else decode_record(raw))}
+            if len(self._params) > 16:
+                self._params.clear()
+            self._params[height] = p
+        return p
+
+    def consensus_params_at(self, height: int) -> ConsensusParams:
+        """The core's timing for `height` from the on-chain params."""
+        p = self.params_at(height)
+        return ConsensusParams(
+            propose_ms=p["timeout_propose_ms"], propose_delta_ms=p["timeout_propose_delta_ms"],
+            prevote_ms=p["timeout_prevote_ms"], prevote_delta_ms=p["timeout_prevote_delta_ms"],
+            precommit_ms=p["timeout_precommit_ms"], precommit_delta_ms=p["timeout_precommit_delta_ms"],
+            precision_ms=p["precision_ms"], message_delay_ms=p["message_delay_ms"],
+            idle_interval_ms=p["heartbeat_ms"],
+        )  # fmt: skip
+
+    def apply_synced(self, block: Block, commit: Commit) -> None:
+        """Block sync: verify `commit` for `block` against the set we know, then commit it."""
+        h = block.header.height
+        if h != self.height + 1:
+            raise InvalidBlock(f"expected block {self.height + 1}, got {h}")
+        try:
+            verify_commit(self.chain_id, self.validators_at(h), commit, height=h,
+                          block_id=block.block_id())  # fmt: skip
+        except CommitError as e:
+            raise InvalidBlock(f"commit: {e}") from e
+        self.commit_block(block, commit)

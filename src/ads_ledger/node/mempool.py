@@ -1,0 +1,209 @@
+"""The mempool: pending transactions waiting for a block (sans-IO; the node verifies signatures
+in worker threads before calling `add`).
+
+Admission, cheapest check first: size and shape, the seen-cache, the count/byte limits, the
+signer's nonce sequence, then the state machine's own `check_tx` against committed state for a
+signer's first pending transaction (later ones depend on earlier pending effects, so they are
+checked by execution in the block; a failure there still consumes the nonce, see tx rules).
+Order is arrival order, which keeps each signer's nonces consecutive.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from ads_ledger.core.errors import RemoteError
+from ads_ledger.state.envelope import Envelope
+
+__all__ = ["Mempool", "MempoolFull", "AlreadySeen", "NonceGap", "PendingTx", "MempoolError"]
+
+
+class MempoolError(RemoteError):
+    """A transaction the mempool refuses; `code` is the API's typed reason."""
+
+    code = "mempool"
+
+
+class AlreadySeen(MempoolError):
+    code = "duplicate"
+
+
+class MempoolFull(MempoolError):
+    code = "mempool_full"
+
+
+class NonceGap(MempoolError):
+    code = "bad_nonce"
+
+
+@dataclass(slots=True)
+class PendingTx:
+    txid: bytes
+    env: Envelope
+    size: int
+    arrival: int  # a counter, not a clock: keeps the core free of time
+
+
+@dataclass
+class Mempool:
+    """Pending transactions in arrival order, with a bounded seen-cache of recent txids."""
+
+    max_txs: int = 5000
+    max_bytes: int = 64 * 1024 * 1024
+    cache_size: int = 20000
+    _txs: "OrderedDict[bytes, PendingTx]" = field(default_factory=OrderedDict)
+    _by_signer: dict[bytes, list[bytes]] = field(default_factory=dict)
+    _seen: "OrderedDict[bytes, None]" = field(default_factory=OrderedDict)
+    _bytes: int = 0
+    _counter: int = 0
+    _recheck_cursor: int = 0
+
+    def __len__(self) -> int:
+        return len(self._txs)
+
+    @property
+    def total_bytes(self) -> int:
+        return self._bytes
+
+    def __contains__(self, txid: bytes) -> bool:
+        return txid in self._txs
+
+    def seen(self, txid: bytes) -> bool:
+        return txid in self._seen or txid in self._txs
+
+    def _remember(self, txid: bytes) -> None:
+        self._seen[txid] = None
+        self._seen.move_to_end(txid)
+        while len(self._seen) > self.cache_size:
+            self._seen.popitem(last=False)
+
+    def expected_nonce(self, signer: bytes, committed_nonce: int) -> int:
+        """The nonce the signer's next transaction must carry, counting pending ones."""
+        return committed_nonce + 1 + len(self._by_signer.get(signer, ()))
+
+    def add(
+        self,
+        txid: bytes,
+        env: Envelope,
+        committed_nonce: int,
+        check_first: Callable[[Envelope], None] | None = None,
+    ) -> PendingTx:
+        """Admit a signature-checked envelope or raise a MempoolError (or check_first's error).
+
+        `committed_nonce` is the signer's nonce in committed state; `check_first` runs the
+        state machine's stateful check when this is the signer's first pending transaction."""
+        if self.seen(txid):
+            raise AlreadySeen(f"transaction {txid.hex()} was already received")
+        size = len(env.raw)
+        if len(self._txs) >= self.max_txs or self._bytes + size > self.max_bytes:
+            raise MempoolFull(
+                f"the mempool holds {len(self._txs)} transactions ({self._bytes} bytes); "
+                "try again after the next block"
+            )
+        want = self.expected_nonce(env.signer, committed_nonce)
+        if env.nonce != want:
+            raise NonceGap(
+                f"nonce {env.nonce} is out of sequence: the signer's next nonce is {want} "
+                f"({committed_nonce} committed, {want - committed_nonce - 1} pending)"
+            )
+        if check_first is not None and want == committed_nonce + 1:
+            check_first(env)
+        self._counter += 1
+        p = PendingTx(txid, env, size, self._counter)
+        self._txs[txid] = p
+        self._by_signer.setdefault(env.signer, []).append(txid)
+        self._bytes += size
+        self._remember(txid)
+        return p
+
+    def reap(self, max_bytes: int, max_txs: int | None = None) -> list[PendingTx]:
+        """Transactions for a block, in arrival order, within the byte and count limits."""
+        out: list[PendingTx] = []
+        used = 0
+        for p in self._txs.values():
+            if max_txs is not None and len(out) >= max_txs:
+                break
+            if used + p.size > max_bytes:
+                break  # stop rather than skip: skipping would break a signer's nonce order
+            out.append(p)
+            used += p.size
+        return out
+
+    def update(
+        self,
+        included: Iterable[bytes],
+        committed_nonce: Callable[[bytes], int],
+        touched: Iterable[bytes] | None = None,
+    ) -> int:
+        """After a block: drop included txs and any now stale (nonce already used). Returns drops.
+
+        `touched` names the signers of the block's transactions (only their nonces can have
+        moved); None checks every pending signer."""
+        dropped = 0
+        for txid in included:
+            self._remember(txid)
+            if self._remove(txid):
+                dropped += 1
+        signers = list(self._by_signer) if touched is None else [s for s in set(touched) if s in self._by_signer]
+        for signer in signers:
+            n = committed_nonce(signer)
+            for txid in list(self._by_signer.get(signer, ())):
+                if self._txs[txid].env.nonce <= n:
+                    self._remove(txid)
+                    dropped += 1
+            # a gap (e.g. a tx lost) makes every later one unexecutable: drop them too
+            ids = self._by_signer.get(signer, [])
+            expect = n + 1
+            for txid in list(ids):
+                if self._txs[txid].env.nonce != expect:
+                    self._remove(txid)
+                    dropped += 1
+                else:
+                    expect += 1
+        return dropped
+
+    def signer_count(self) -> int:
+        """Signers with pending transactions."""
+        return len(self._by_signer)
+
+    def signer_of(self, txid: bytes) -> bytes | None:
+        p = self._txs.get(txid)
+        return None if p is None else p.env.signer
+
+    def recheck(self, check: Callable[[Envelope], bool], limit: int = 1000) -> int:
+        """Re-run the state check on each signer's first pending tx (after a block changed the
+        state); a signer whose first tx now fails loses all its pending txs. Returns drops.
+
+        At most `limit` signers per call; the next call continues after the last one checked,
+        so with more pending signers than `limit` each is still rechecked every few blocks."""
+        dropped = 0
+        signers = list(self._by_signer)
+        if len(signers) > limit:
+            start = self._recheck_cursor % len(signers)
+            signers = (signers[start:] + signers[:start])[:limit]
+            self._recheck_cursor = start + limit
+        for signer in signers:
+            ids = self._by_signer.get(signer)
+            if not ids or check(self._txs[ids[0]].env):
+                continue
+            for txid in list(ids):
+                self._remove(txid)
+                dropped += 1
+        return dropped
+
+    def _remove(self, txid: bytes) -> bool:
+        p = self._txs.pop(txid, None)
+        if p is None:
+            return False
+        self._bytes -= p.size
+        ids = self._by_signer.get(p.env.signer)
+        if ids is not None:
+            ids.remove(txid)
+            if not ids:
+                del self._by_signer[p.env.signer]
+        return True
+
+    def pending(self) -> list[PendingTx]:
+        return list(self._txs.values())

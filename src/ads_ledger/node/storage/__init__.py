@@ -1,0 +1,5 @@
+"""The node's LMDB storage: `schema` lists every table and key format, `jmt_node`/`jmt` the
+Jellyfish-compatible sparse Merkle tree, `store` one write transaction per version.
+
+May import `ads_ledger.core` and lmdb; nothing of the state machine or the runtime.
+"""

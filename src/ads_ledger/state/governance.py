@@ -1,0 +1,143 @@
+"""Governance (`gov`, DESIGN §4): k-of-n member multisig over validators, anchors, members, params.
+
+The envelope's `auth` must hold at least `threshold` distinct governance members (the signer
+among them) and nobody else; the envelope check has already verified every signature.
+
+`validators.set` writes the whole new set to `gov/validators` at height H in set order
+(power desc, pub asc). Consensus treats the set read from the state after block H as the set of
+height H+2 (the CometBFT convention); `execute_block` also returns it as `next_validators`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ads_ledger.core.crypto import H
+from ads_ledger.core.types import MAX_VALIDATORS, ValidatorSet
+from ads_ledger.state.context import Ctx
+from ads_ledger.state.envelope import MAX_AUTH, Envelope
+from ads_ledger.state.identity import parse_anchor
+from ads_ledger.state.reasons import BadGovArgs, NotMember, Quorum, TxRejected
+from ads_ledger.state.records import (
+    GOV_ANCHORS,
+    GOV_MEMBERS,
+    GOV_PARAMS,
+    GOV_VALIDATORS,
+    PARAMS,
+    short,
+)
+
+__all__ = ["apply_gov", "MAX_TOTAL_POWER"]
+
+MAX_TOTAL_POWER = 2**60  # keeps proposer-priority arithmetic far from int64 overflow (CometBFT: int64max/8)
+
+
+def _args(args: dict[str, Any], keys: set[str], action: str) -> None:
+    if set(args) != keys:
+        raise BadGovArgs(f"{action} args must be exactly {sorted(keys)}")
+
+
+def _validators_set(ctx: Ctx, args: dict[str, Any]) -> None:
+    _args(args, {"updates"}, "validators.set")
+    updates = args["updates"]
+    if type(updates) is not list or not 1 <= len(updates) <= MAX_VALIDATORS:
+        raise BadGovArgs(f"updates must list 1..{MAX_VALIDATORS} [pub, power] pairs")
+    current = {pub: power for pub, power in (ctx.state.get(GOV_VALIDATORS) or [])}
+    seen: set[bytes] = set()
+    for u in updates:
+        if (
+            type(u) is not list or len(u) != 2 or type(u[0]) is not bytes or len(u[0]) != 32
+            or type(u[1]) is not int or not 0 <= u[1] <= MAX_TOTAL_POWER
+        ):  # fmt: skip
+            raise BadGovArgs("each update must be [32-byte pub, power 0..2^60]")
+        pub, power = u
+        if pub in seen:
+            raise BadGovArgs(f"validator {short(pub)} is listed twice")
+        seen.add(pub)
+        if power == 0:
+            if pub not in current:
+                raise BadGovArgs(f"validator {short(pub)} is not in the set; it cannot be removed")
+            del current[pub]
+        else:
+            current[pub] = power
+    if not current:
+        raise BadGovArgs("the update would leave no validators")
+    if len(current) > MAX_VALIDATORS or sum(current.values()) > MAX_TOTAL_POWER:
+        raise BadGovArgs(f"at most {MAX_VALIDATORS} validators with a total power of 2^60")
+    vs = ValidatorSet(tuple(current.items()))
+    ctx.state.put(GOV_VALIDATORS, vs.to_obj())
+
+
+def _cert_arg(args: dict[str, Any], action: str) -> bytes:
+    _args(args, {"cert"}, action)
+    der = args["cert"]
+    if type(der) is not bytes or not 0 < len(der) <= 8192:
+        raise BadGovArgs("cert must be DER bytes (at most 8 KiB)")
+    return der
+
+
+def _anchors_add(ctx: Ctx, args: dict[str, Any]) -> None:
+    der = _cert_arg(args, "anchors.add")
+    try:
+        parse_anchor(der)
+    except TxRejected as e:  # Malformed from parse_anchor: report it as a bad argument
+        raise BadGovArgs(str(e)) from e
+    anchors: list[bytes] = ctx.state.get(GOV_ANCHORS) or []
+    if der in anchors:
+        raise BadGovArgs("this trust anchor is already listed")
+    ctx.state.put(GOV_ANCHORS, sorted([*anchors, der], key=H))
+
+
+def _anchors_remove(ctx: Ctx, args: dict[str, Any]) -> None:
+    der = _cert_arg(args, "anchors.remove")
+    anchors: list[bytes] = ctx.state.get(GOV_ANCHORS) or []
+    if der not in anchors:
+        raise BadGovArgs("this certificate is not a listed trust anchor")
+    ctx.state.put(GOV_ANCHORS, [a for a in anchors if a != der])
+
+
+def _members_set(ctx: Ctx, args: dict[str, Any]) -> None:
+    _args(args, {"members", "threshold"}, "members.set")
+    members, k = args["members"], args["threshold"]
+    if type(members) is not list or not 1 <= len(members) <= MAX_AUTH:
+        raise BadGovArgs(f"members must list 1..{MAX_AUTH} keys")
+    if any(type(m) is not bytes or len(m) != 32 for m in members) or len(set(members)) != len(members):
+        raise BadGovArgs("members must be distinct 32-byte keys")
+    if type(k) is not int or not 1 <= k <= len(members):
+        raise BadGovArgs(f"threshold must be in 1..{len(members)}")
+    ctx.state.put(GOV_MEMBERS, {"members": sorted(members), "threshold": k})
+
+
+def _params_set(ctx: Ctx, args: dict[str, Any]) -> None:
+    if not args:
+        raise BadGovArgs("params.set needs at least one {name: value}")
+    for name, value in args.items():
+        spec = PARAMS.get(name)
+        if spec is None:
+            raise BadGovArgs(f"unknown parameter {name!r}; known: {', '.join(sorted(PARAMS))}")
+        if type(value) is not int or not spec[0] <= value <= spec[1]:
+            raise BadGovArgs(f"parameter {name} must be an integer in {spec[0]}..{spec[1]}")
+    merged = {**ctx.params(), **args}
+    ctx.state.put(GOV_PARAMS, {k: merged[k] for k in sorted(merged)})
+
+
+_ACTIONS: dict[str, Callable[[Ctx, dict[str, Any]], None]] = {
+    "validators.set": _validators_set,
+    "anchors.add": _anchors_add,
+    "anchors.remove": _anchors_remove,
+    "members.set": _members_set,
+    "params.set": _params_set,
+}
+
+
+def apply_gov(ctx: Ctx, env: Envelope, txid: bytes) -> None:
+    gov = ctx.state.get(GOV_MEMBERS)
+    if gov is None:
+        raise Quorum("this chain has no governance members (gov/members is empty)")
+    members, k = set(gov["members"]), gov["threshold"]
+    outsiders = [p for p in env.signers() if p not in members]
+    if outsiders:
+        raise NotMember(f"{short(outsiders[0])} is not a governance member; only members may sign gov txs")
+    if len(env.auth) < k:
+        raise Quorum(f"gov needs {k} member signatures, this tx has {len(env.auth)}; collect more cosigners")
+    _ACTIONS[env.body["action"]](ctx, env.body["args"])

@@ -1,0 +1,70 @@
+"""The layers of DESIGN §2 hold: no module imports a layer above its own, and the light
+client's packages load neither the node nor the server stack (checked in a fresh process)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+
+# layer -> the ads_ledger layers its modules may import (besides itself)
+ALLOWED = {
+    "core": set(),
+    "state": {"core"},
+    "consensus": {"core"},
+    "light": {"core"},
+    "client": {"core", "light"},
+    "wallet": {"core", "state", "light", "client"},
+    "node": {"core", "state", "consensus", "light", "client"},
+    "sim": {"core", "consensus"},
+    "testing": {"core", "state", "consensus", "light", "client", "node"},
+    "cli": {"core", "state", "consensus", "light", "client", "node", "sim", "testing"},
+}
+
+
+def _imports(path: Path) -> set[str]:
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+    return {m for m in out if m == "ads_ledger" or m.startswith("ads_ledger.")}
+
+
+def test_no_module_imports_a_higher_layer() -> None:
+    bad = []
+    for path in sorted((SRC / "ads_ledger").rglob("*.py")):
+        rel = path.relative_to(SRC / "ads_ledger")
+        if len(rel.parts) == 1:
+            continue  # ads_ledger/__init__.py
+        layer = rel.parts[0]
+        assert layer in ALLOWED, f"{rel}: a package DESIGN §2 does not list"
+        for mod in _imports(path):
+            parts = mod.split(".")
+            if len(parts) < 2:
+                bad.append(f"{rel} imports the ads_ledger package itself")
+            elif parts[1] != layer and parts[1] not in ALLOWED[layer]:
+                bad.append(f"{rel} ({layer}) imports {mod}")
+    assert not bad, "\n".join(bad)
+
+
+def test_light_client_packages_load_no_node_and_no_server_stack() -> None:
+    code = (
+        "import sys, json\n"
+        "import ads_ledger.core.codec, ads_ledger.core.types, ads_ledger.state.machine\n"
+        "import ads_ledger.light.verify, ads_ledger.client, chargepoint_agent\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(SRC), "PATH": ""})  # fmt: skip
+    loaded = set(json.loads(out.stdout))
+    assert "ads_ledger.client" in loaded  # the probe did run
+    assert not [m for m in loaded if m.startswith("ads_ledger.node")]
+    assert not [m for m in loaded if m.startswith("ads_ledger.consensus")]
+    for heavy in ("trio", "h11", "lmdb"):
+        assert heavy not in loaded, f"{heavy} is loaded by a light-client package"
