@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from ads_ledger.consensus.core import Core
 from consensus_harness import KEYS, PARAMS, T0, Bench
+
+from ads_ledger.consensus.core import Core
 
 IDLE = 1000
 

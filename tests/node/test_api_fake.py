@@ -31,9 +31,9 @@ from ads_ledger.node.api.backend import (
     TxResult,
 )
 from ads_ledger.state.envelope import make_envelope, parse_envelope
+from fixtures import KEYS
 
 CHAIN = "ads-test"
-KEYS = [SigningKey(bytes([i + 1]) * 32) for i in range(4)]
 CP_KEY = SigningKey(b"\x55" * 32)
 OWNER_KEY = SigningKey(b"\x66" * 32)
 

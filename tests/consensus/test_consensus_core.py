@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from consensus_harness import CHAIN, KEYS, PARAMS, T0, Bench
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +21,6 @@ from ads_ledger.consensus.proposer import ProposerPriorities
 from ads_ledger.core.errors import DecodeError
 from ads_ledger.core.types import PRECOMMIT, PREVOTE, Block, Commit, Proposal, ValidatorSet, Vote
 from ads_ledger.sim.app import ValsetSchedule
-from consensus_harness import CHAIN, KEYS, PARAMS, T0, Bench
 
 # ------------------------------------------------------------------ proposer selection
 

@@ -12,12 +12,12 @@ from ads_ledger.consensus.wal import MemoryWAL
 from ads_ledger.core.crypto import SigningKey, verify
 from ads_ledger.core.types import PRECOMMIT, PREVOTE, Block, Proposal, ValidatorSet, Vote
 from ads_ledger.sim.app import ToyApp, ValsetSchedule
+from fixtures import KEYS
 
 CHAIN = "test-chain"
 GENESIS = 1_700_000_000_000
 T0 = GENESIS + 10_000
 PARAMS = ConsensusParams()
-KEYS = [SigningKey(bytes([i + 1]) * 32) for i in range(4)]
 
 
 class Bench:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from consensus_harness import KEYS, PARAMS, T0, Bench
+
 from ads_ledger.consensus import core as core_module
 from ads_ledger.consensus.core import STEP_PRECOMMIT, STEP_PREVOTE, STEP_PROPOSE
 from ads_ledger.core.types import PRECOMMIT, PREVOTE
-from consensus_harness import KEYS, PARAMS, T0, Bench
 
 
 def started(me: int | None = None) -> Bench:

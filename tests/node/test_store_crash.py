@@ -21,7 +21,7 @@ KILLS = 10
 TIME_BUDGET = 25.0
 KEEP = 20
 POOL = [b"acct/%03d" % i for i in range(300)]
-SRC = str(Path(__file__).resolve().parent.parent / "src")
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 TESTS = str(Path(__file__).resolve().parent)
 
 CHILD = """

@@ -34,7 +34,7 @@ while True:
 
 
 def test_released_signatures_are_always_covered_by_the_state(tmp_path: Path) -> None:
-    src = str(Path(__file__).resolve().parent.parent / "src")
+    src = str(Path(__file__).resolve().parents[2] / "src")
     env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
     path = tmp_path / "guard.state"
     rng = random.Random(7)

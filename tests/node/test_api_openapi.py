@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_api_fake import CP_KEY, FakeBackend, make_tx, with_client
 
 from ads_ledger.client.http import ApiResponseError, NodeClient
 from ads_ledger.node.api.openapi import ERROR_CODES, document
 from ads_ledger.node.api.routes import ROUTES
-from test_api_fake import CP_KEY, FakeBackend, make_tx, with_client
 
-API_SRC = Path(__file__).resolve().parent.parent / "src" / "ads_ledger" / "node" / "api"
+API_SRC = Path(__file__).resolve().parents[2] / "src" / "ads_ledger" / "node" / "api"
 DOC = document()
 
 

@@ -21,7 +21,6 @@ from ads_ledger.consensus.messages import (
     decode_message,
 )
 from ads_ledger.core import codec
-from ads_ledger.core.crypto import SigningKey
 from ads_ledger.core.errors import DecodeError
 from ads_ledger.core.merkle import SparseProof
 from ads_ledger.core.types import (
@@ -33,14 +32,13 @@ from ads_ledger.core.types import (
     DuplicateVoteEvidence,
     Header,
     Proposal,
-    ValidatorSet,
     Vote,
 )
 from ads_ledger.state.envelope import make_envelope, parse_envelope
+from fixtures import KEYS, valset
 
 CHAIN = "fuzz-chain"
-KEYS = [SigningKey(bytes([i + 1]) * 32) for i in range(4)]
-VALSET = ValidatorSet(tuple((k.pub, 10) for k in KEYS))
+VALSET = valset()
 
 
 def _header(height: int = 2) -> Header:

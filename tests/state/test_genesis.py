@@ -15,7 +15,7 @@ from ads_ledger.state.records import DEFAULT_PARAMS
 from ads_ledger.testing import key, make_test_genesis
 from ads_ledger.testing.trustlist import make_trust_list
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "genesis" / "devnet.example.json"
+EXAMPLE = Path(__file__).resolve().parents[2] / "genesis" / "devnet.example.json"
 
 
 def test_round_trip_and_state(tmp_path: Path) -> None:

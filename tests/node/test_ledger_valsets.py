@@ -19,11 +19,11 @@ from ads_ledger.node.ledger import Ledger
 from ads_ledger.node.storage import schema as S
 from ads_ledger.state.envelope import make_envelope
 from ads_ledger.state.genesis import Genesis
+from fixtures import KEYS
 
 CHAIN = "valsets-test"
 T0 = 1_700_000_000_000
 GOV = SigningKey(b"\x07" * 32)
-KEYS = [SigningKey(bytes([i + 1]) * 32) for i in range(4)]
 BY_PUB = {k.pub: k for k in KEYS}
 CHAIN_LENGTH = 1600
 # validators.set in block H takes effect at H + 2

@@ -14,9 +14,9 @@ import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_api_fake import FakeBackend, json_body, make_tx, raw_exchange, run_server, status_of
 
 from ads_ledger.node.api import ApiConfig, serve_http
-from test_api_fake import FakeBackend, json_body, make_tx, raw_exchange, run_server, status_of
 
 FAST = ApiConfig(idle_timeout_s=0.5, request_timeout_s=0.5, write_timeout_s=2.0,
                  max_header_bytes=4096, max_connections=8)  # fmt: skip

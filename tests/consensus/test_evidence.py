@@ -24,10 +24,10 @@ from ads_ledger.core.types import (
     ValidatorSet,
     Vote,
 )
+from fixtures import KEYS, valset
 
 CHAIN = "ev-chain"
-KEYS = [SigningKey(bytes([i + 1]) * 32) for i in range(4)]
-VALSET = ValidatorSet(tuple((k.pub, 10) for k in KEYS))
+VALSET = valset()
 B = [bytes([i]) * 32 for i in range(1, 6)]
 
 

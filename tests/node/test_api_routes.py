@@ -7,13 +7,6 @@ from typing import Any
 
 import pytest
 import trio
-
-from ads_ledger.client.http import ApiResponseError, NodeClient, NotFound, TransportError
-from ads_ledger.core import codec
-from ads_ledger.core.crypto import H
-from ads_ledger.core.merkle import verify_proof
-from ads_ledger.core.types import verify_commit
-from ads_ledger.state.envelope import make_envelope
 from test_api_fake import (
     CHAIN,
     CP_KEY,
@@ -23,6 +16,13 @@ from test_api_fake import (
     run_server,
     with_client,
 )
+
+from ads_ledger.client.http import ApiResponseError, NodeClient, NotFound, TransportError
+from ads_ledger.core import codec
+from ads_ledger.core.crypto import H
+from ads_ledger.core.merkle import verify_proof
+from ads_ledger.core.types import verify_commit
+from ads_ledger.state.envelope import make_envelope
 
 HEX32 = re.compile(r"[0-9a-f]{64}")
 
@@ -408,8 +408,9 @@ def test_client_transport_error_when_nothing_listens() -> None:
 
 
 def test_events_heartbeat_and_subscriber_limit() -> None:
-    from ads_ledger.node.api import ApiConfig
     from test_api_fake import json_body, raw_exchange, status_of
+
+    from ads_ledger.node.api import ApiConfig
 
     cfg = ApiConfig(events_heartbeat_s=0.1, max_subscribers=1)
 

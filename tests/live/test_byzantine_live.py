@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
+from byzantine_harness import BYZ, HONEST, ByzNet
 
 from ads_ledger.client.http import ApiResponseError
 from ads_ledger.core.crypto import SigningKey
@@ -22,7 +23,6 @@ from ads_ledger.node.config import load_key
 from ads_ledger.state.bodies import TX_TYPES
 from ads_ledger.state.envelope import MAX_TX_BYTES, make_envelope, parse_envelope
 from ads_ledger.state.records import GOV_MEMBERS
-from byzantine_harness import BYZ, HONEST, ByzNet
 
 pytestmark = pytest.mark.slow
 
