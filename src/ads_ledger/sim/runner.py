@@ -37,14 +37,14 @@ class Summary:
 
 
 def run_seeds(seeds: Iterable[int], *, validators: int = 4, twins: int = 0, heights: int = 3,
-              mutants: frozenset[str] = frozenset(), stop_on_failure: bool = False,
+              byzantine: int = 0, mutants: frozenset[str] = frozenset(), stop_on_failure: bool = False,
               on_result: Callable[[Result], None] | None = None) -> Summary:  # fmt: skip
     """Run `Scenario.from_seed` for each seed; collect totals and the failing runs."""
     s = Summary()
     t0 = time.perf_counter()
     for seed in seeds:
         sc = Scenario.from_seed(seed, validators=validators, twins=twins, heights=heights,
-                                mutants=mutants)  # fmt: skip
+                                byzantine=byzantine, mutants=mutants)  # fmt: skip
         r = run_scenario(sc)
         s.scenarios += 1
         s.heights += r.min_height

@@ -10,7 +10,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-__all__ = ["Scenario", "Crash"]
+__all__ = ["Scenario", "Crash", "ADVERSARY_DRAW"]
+
+# How `from_seed` draws a Byzantine validator's mode (sim/byzantine.py MODES), weighted.
+ADVERSARY_DRAW = ("silent", "equivocate", "equivocate", "noisy", "mixed", "mixed", "mixed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,12 +39,17 @@ class Scenario:
     except that members of group 0 are heard by everyone (while hearing only group 0):
     one-way links, the asymmetry a node needs to lock on a value others decide. From `gst_ms` on
     the network is synchronous: every message arrives within `sync_delay_ms`.
+
+    Validators twins..twins+byzantine−1 are Byzantine (`sim/byzantine.py`): their nodes sign
+    whatever the `adversary` mode ("silent", "equivocate", "noisy", "mixed") draws.
     """
 
     seed: int
     validators: int = 4
     twins: int = 0
     heights: int = 3
+    byzantine: int = 0
+    adversary: str = "mixed"
     powers: tuple[int, ...] = ()  # empty: power 1 each
     drop_pm: int = 0
     dup_pm: int = 0
@@ -62,28 +70,35 @@ class Scenario:
         return list(self.powers) if self.powers else [1] * self.validators
 
     def faulty_power_ok(self) -> bool:
-        """Twinned validators (the Byzantine ones) hold less than 1/3 of every set."""
+        """Twinned and Byzantine validators hold less than 1/3 of every set."""
         sets = [self.power_list()]
         if self.valset_change is not None:
             sets.append(list(self.valset_change[1]))
-        return all(3 * sum(p[: self.twins]) < sum(p) for p in sets)
+        faulty = self.twins + self.byzantine
+        return all(3 * sum(p[:faulty]) < sum(p) for p in sets)
 
     def replay_hint(self) -> str:
         hint = (f"ads sim --seed {self.seed} --validators {self.validators} "
                 f"--twins {self.twins} --heights {self.heights}")  # fmt: skip
+        if self.byzantine:
+            hint += f" --byzantine {self.byzantine}"
         return hint + "".join(f" --mutant {m}" for m in sorted(self.mutants))
 
     @classmethod
     def from_seed(cls, seed: int, *, validators: int = 4, twins: int = 0, heights: int = 3,
-                  mutants: frozenset[str] = frozenset()) -> "Scenario":  # fmt: skip
-        """A scenario drawn from `seed` alone (biased towards Twins-style partitions)."""
+                  byzantine: int = 0, mutants: frozenset[str] = frozenset()) -> "Scenario":  # fmt: skip
+        """A scenario drawn from `seed` alone (biased towards Twins-style partitions).
+
+        With `byzantine` validators, their adversary mode is drawn from another stream, so
+        the network of a seed is the same with or without them."""
         rng = random.Random(f"scenario/{seed}")
         n = validators + twins
+        faulty = twins + byzantine
         family = rng.choice(("fault-free", "twins", "twins", "mixed", "mixed", "mixed", "mixed"))
         powers: tuple[int, ...] = ()
         if family != "twins" and rng.random() < 0.3:
             powers = tuple(rng.randint(1, 5) for _ in range(validators))
-            if not 3 * sum(powers[:twins]) < sum(powers):
+            if not 3 * sum(powers[:faulty]) < sum(powers):
                 powers = ()
         # Two families: "twins" (partitions only, the shape that exposes lock bugs) and
         # "mixed" (partitions plus drops, duplicates, long delays and crash-restarts).
@@ -112,7 +127,7 @@ class Scenario:
         change = None
         if heights >= 2 and family != "twins" and rng.random() < 0.2:
             new = tuple(rng.randint(1, 4) for _ in range(validators))
-            if 3 * sum(new[:twins]) < sum(new):
+            if 3 * sum(new[:faulty]) < sum(new):
                 change = (rng.randint(1, heights - 1), new)
         return cls(
             seed=seed, validators=validators, twins=twins, heights=heights, powers=powers,
@@ -121,5 +136,6 @@ class Scenario:
             delay_ms=rng.choice((50, 300, 1500)) if mixed else rng.choice((50, 100, 300)),
             gst_ms=gst, partitions=tuple(partitions), crashes=tuple(crashes),
             skews_ms=tuple(rng.randint(-150, 150) for _ in range(n)) if mixed else (),
-            valset_change=change, mutants=mutants,
+            valset_change=change, mutants=mutants, byzantine=byzantine,
+            adversary=random.Random(f"adversary/{seed}").choice(ADVERSARY_DRAW),
         )  # fmt: skip

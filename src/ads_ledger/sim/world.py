@@ -27,6 +27,7 @@ from ..consensus.wal import MemoryWAL
 from ..crypto import SigningKey, verify
 from ..types import ValidatorSet
 from .app import ToyApp, ValsetSchedule
+from .byzantine import Adversary
 from .invariants import Checker
 from .scenario import Scenario
 
@@ -90,6 +91,7 @@ class _Node:
         self.catchup_sent: dict[tuple[int, int], int] = {}
         self.max_round = 0
         self.hrs = (0, 0, 0)  # (height, round, step) never goes back while the node is up
+        self.adversary: Adversary | None = None  # set on a Byzantine validator's node
 
     def _new_core(self) -> Core:
         app = self.app
@@ -107,7 +109,10 @@ class _Node:
         out = core.outbox()
         if out:
             self.sim.checker.on_release(self.index, self.key, out)
-            self.sim.broadcast(self.index, out, now)
+            if self.adversary is None:
+                self.sim.broadcast(self.index, out, now)
+            else:
+                self._route(self.adversary.own(core, out), now)
         for block, commit in core.decisions():
             self.sim.on_decision(self, block, commit)
         self.max_round = max(self.max_round, core.round)
@@ -130,6 +135,12 @@ class _Node:
             return
         core.on_message(msg, self.clock(now))
         self.flush(now)
+        if self.adversary is not None and self.core is not None:
+            self._route(self.adversary.heard(self.core, msg), now)
+
+    def _route(self, sends: list[tuple[int, Message]], now: int) -> None:
+        for dst, m in sends:
+            self.sim.send(self.index, dst, m, now)
 
     def _catch_up(self, src: int, height: int, now: int) -> None:
         if height > self.app.height or height < 1:
@@ -149,8 +160,12 @@ class _Node:
         self.flush(now)
 
     def gossip(self, now: int) -> None:
-        if self.core is not None:
+        if self.core is None:
+            return
+        if self.adversary is None:
             self.sim.broadcast(self.index, self.core.retransmit(), now)
+        else:
+            self._route(self.adversary.gossip(self.core, self.core.retransmit()), now)
 
     def crash(self) -> None:
         if self.core is None:
@@ -190,7 +205,8 @@ class _Sim:
             k, new = sc.valset_change
             changes[k] = ValidatorSet(tuple((key.pub, p) for key, p in zip(keys, new)))
         self.schedule = ValsetSchedule(genesis, changes)
-        byz = {keys[j].pub for j in range(sc.twins)}
+        faulty = sc.twins + sc.byzantine  # Twins' keys first, then the Byzantine validators'
+        byz = {keys[j].pub for j in range(faulty)}
         ref = ToyApp(CHAIN_ID, self.schedule, GENESIS_TIME, random.Random(0), self.verify)
         self.checker = Checker(ref, byz)
         self.heap: list[tuple[int, int, int, int, Any]] = []
@@ -200,6 +216,10 @@ class _Sim:
                             random.Random(self.rng.getrandbits(64)))
                       for i in range(sc.nodes)]  # fmt: skip
         self.correct = [n for n in self.nodes if n.key not in byz]
+        for j in range(sc.twins, faulty):
+            peers = [i for i in range(sc.nodes) if i != j]
+            self.nodes[j].adversary = Adversary(keys[j], CHAIN_ID, sc.adversary,
+                                                random.Random(f"adversary/{sc.seed}/{j}"), peers)  # fmt: skip
         self.done = 0
 
     def push(self, t: int, kind: int, node: int, payload: Any) -> None:
