@@ -7,10 +7,12 @@ equivocation; and to each peer its own message. It rides on a shadow `Core` (unm
 code, its own key) that tells it the height, round, proposer schedule and the blocks seen;
 the shadow's own messages are what it starts from, forwarded, altered or withheld per peer.
 
-Modes: "silent" (never sends: a crash that never ends), "equivocate" (each own message goes
-to a random part of the peers, a conflicting one to the rest), "noisy" (own messages as they
-are, plus random messages on what it hears), "mixed" (both). Every (height, round) gets at
-most `per_round` extra sends, so a run stays small. Deterministic given its `rng`.
+Modes: "silent" (never sends: a crash that never ends), "equivocate" (per (height, round,
+type) a plan splits the peers: some get our message, some a conflicting one, some nothing;
+or each peer's own vote is echoed back to it, so every peer sees us agree with it),
+"noisy" (our messages as they are, plus random ones on what we hear), "mixed" (both).
+Noise is bounded per (height, round) by `per_round` sends, so a run stays small.
+Deterministic given its `rng`.
 """
 
 from __future__ import annotations
@@ -50,50 +52,99 @@ class Adversary:
         self.noise_pm = noise_pm
         self.sent: dict[tuple[int, int], int] = {}  # (height, round) -> extra sends
         self.made: dict[int, list[Block]] = {}  # height -> blocks we built for lies
+        self.plans: dict[tuple[int, int, int], _Plan] = {}  # (height, round, type) -> split
 
     # ------------------------------------------------------------------ events
 
     def own(self, core: Core, msgs: Sequence[Message]) -> list[Send]:
-        """The shadow core's outbox: forwarded, split or withheld."""
+        """The shadow core's outbox: forwarded, or split per peer as the round's plan says."""
         if self.mode == "silent":
             return []
         out: list[Send] = []
         for m in msgs:
-            if self.mode in ("equivocate", "mixed") and not self._spent(m.height, m.round):
-                other = self._variant(core, m)
-                keep = self.rng.random()
-                for dst in self.peers:
-                    roll = self.rng.random()
-                    if roll < 0.1:
-                        continue  # withheld from this peer
-                    out.append((dst, m if roll < keep else other))
-                self._spend(m.height, m.round, len(self.peers))
-            else:
+            if self.mode == "noisy" or not isinstance(m, (VoteMessage, ProposalMessage)):
                 out.extend((dst, m) for dst in self.peers)
+                continue
+            plan = self._plan(core, m)
+            if plan.echo:
+                continue  # votes go out as echoes of what each peer votes (see `heard`)
+            alt = self._alt(core, m, plan)
+            for dst in self.peers:
+                camp = plan.camps[dst]
+                if camp < 2:
+                    out.append((dst, m if camp == 0 else alt))
+            self._spend(m.height, m.round, len(self.peers))
         return out
 
-    def heard(self, core: Core, msg: Message) -> list[Send]:
-        """A message reached us: maybe answer it with noise (its round or one ahead)."""
+    def heard(self, core: Core, src: int, msg: Message) -> list[Send]:
+        """A message from `src` reached us: echo its vote back to it under an "echo" plan;
+        maybe add noise (its round or one ahead)."""
+        out: list[Send] = []
+        if self.mode in ("equivocate", "mixed") and isinstance(msg, VoteMessage):
+            v = msg.vote
+            plan = self._plan(core, msg) if v.height == core.height else None
+            if plan is not None and plan.echo and src not in plan.echoed:
+                plan.echoed.add(src)
+                out.append((src, self._vote(v.type, v.height, v.round, v.block)))
         if self.mode not in ("noisy", "mixed") or self.rng.randrange(1000) >= self.noise_pm:
-            return []
+            return out
         h = core.height
         if msg.height != h:
-            return []
+            return out
         r = max(msg.round, core.round) + (1 if self.rng.random() < 0.15 else 0)
         if self._spent(h, r):
-            return []
+            return out
         m = self._random_message(core, r)
         if m is None:
-            return []
+            return out
         dsts = [d for d in self.peers if self.rng.random() < 0.6]
         self._spend(h, r, len(dsts))
-        return [(d, m) for d in dsts]
+        return out + [(d, m) for d in dsts]
 
     def gossip(self, core: Core, msgs: Sequence[Message]) -> list[Send]:
-        """The shadow core's retransmit set: as honest nodes do, unless silent."""
+        """The shadow core's retransmit set; our own messages only in "noisy" mode (a
+        splitting adversary must not undo its split)."""
         if self.mode == "silent":
             return []
-        return [(d, m) for m in msgs for d in self.peers]
+        me = core.me
+        return [(d, m) for m in msgs if self.mode == "noisy" or _signer(m) != me
+                for d in self.peers]  # fmt: skip
+
+    # ------------------------------------------------------------------ plans
+
+    def _plan(self, core: Core, m: Message) -> "_Plan":
+        """The (height, round, type)'s split: per peer our message (0), the alternative (1)
+        or nothing (2); or, for votes, "echo" each peer's own vote back to it."""
+        kind = m.vote.type if isinstance(m, VoteMessage) else 0
+        key = (m.height, m.round, kind)
+        plan = self.plans.get(key)
+        if plan is not None:
+            return plan
+        for old in [k for k in self.plans if k[0] < m.height]:
+            del self.plans[old]
+        rng = self.rng
+        before = self.plans.get((m.height, m.round, kind - 1)) if kind else None
+        if before is not None and not before.echo and rng.random() < 0.6:
+            camps = dict(before.camps)  # the same split as the step before
+        else:
+            camps = {d: rng.choices((0, 1, 2), (5, 4, 1))[0] for d in self.peers}
+        plan = _Plan(camps, echo=kind > 0 and rng.random() < 0.25)
+        plan.alt_id = before.alt_id if before is not None else None
+        self.plans[key] = plan
+        return plan
+
+    def _alt(self, core: Core, m: Message, plan: "_Plan") -> Message:
+        """The conflicting message the plan's camp 1 gets instead of `m`."""
+        if isinstance(m, ProposalMessage):
+            lie = self._lying_proposal(core, m.height, m.round, m.block)
+            plan.alt_id = lie.block_id
+            return lie
+        assert isinstance(m, VoteMessage)
+        v = m.vote
+        if plan.alt_id is None or plan.alt_id == v.block or self.rng.random() < 0.3:
+            choices = [b for b in self._block_ids(core) if b != v.block] or [self.rng.randbytes(32)]
+            plan.alt_id = self.rng.choice(choices)
+        return self._vote(v.type, v.height, v.round, plan.alt_id)
 
     # ------------------------------------------------------------------ building lies
 
@@ -116,16 +167,6 @@ class Adversary:
     def _proposal(self, h: int, r: int, block: Block, pol_round: int) -> ProposalMessage:
         p = Proposal(h, r, block.block_id(), pol_round, self.key.pub)
         return ProposalMessage(p.signed(self.chain_id, self.key), block)
-
-    def _variant(self, core: Core, m: Message) -> Message:
-        """A message conflicting with our own `m` (same height, round and type)."""
-        if isinstance(m, VoteMessage):
-            v = m.vote
-            choices = [b for b in self._block_ids(core) if b != v.block] or [self.rng.randbytes(32)]
-            return self._vote(v.type, v.height, v.round, self.rng.choice(choices))
-        if isinstance(m, ProposalMessage):
-            return self._lying_proposal(core, m.height, m.round, m.block)
-        return m
 
     def _lying_proposal(self, core: Core, h: int, r: int, block: Block | None) -> ProposalMessage:
         """A proposal for (h, r): another valid block, a known block, an invalid or untimely
@@ -150,7 +191,12 @@ class Adversary:
             for old in [k for k in self.made if k < h]:
                 del self.made[old]
             self.made.setdefault(h, []).append(new)
-        pol = rng.randrange(-1, r) if r > 0 and rng.random() < 0.7 else -1
+        pol = -1
+        if r > 0 and rng.random() < 0.7:
+            # a lie aimed at the locks: the round where we (so maybe others) locked or saw
+            # a polka, else any earlier round
+            aimed = [x for x in (core.locked_round, core.valid_round) if 0 <= x < r]
+            pol = rng.choice(aimed) if aimed and rng.random() < 0.6 else rng.randrange(0, r)
         return self._proposal(h, r, new, pol)
 
     def _random_message(self, core: Core, r: int) -> Message | None:
@@ -159,3 +205,23 @@ class Adversary:
             return self._lying_proposal(core, h, r, None)
         vtype = PREVOTE if self.rng.random() < 0.5 else PRECOMMIT
         return self._vote(vtype, h, r, self.rng.choice(self._block_ids(core)))
+
+
+class _Plan:
+    """How one (height, round, type) is split between the peers."""
+
+    __slots__ = ("camps", "echo", "echoed", "alt_id")
+
+    def __init__(self, camps: dict[int, int], *, echo: bool) -> None:
+        self.camps = camps
+        self.echo = echo
+        self.echoed: set[int] = set()
+        self.alt_id: bytes | None = None  # the block id camp 1 is told about
+
+
+def _signer(m: Message) -> bytes | None:
+    if isinstance(m, VoteMessage):
+        return m.vote.validator
+    if isinstance(m, ProposalMessage):
+        return m.proposal.proposer
+    return None

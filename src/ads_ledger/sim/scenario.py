@@ -8,7 +8,7 @@ the run itself is a pure function of the Scenario (its `seed` drives the network
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 __all__ = ["Scenario", "Crash", "ADVERSARY_DRAW"]
 
@@ -89,8 +89,8 @@ class Scenario:
                   byzantine: int = 0, mutants: frozenset[str] = frozenset()) -> "Scenario":  # fmt: skip
         """A scenario drawn from `seed` alone (biased towards Twins-style partitions).
 
-        With `byzantine` validators, their adversary mode is drawn from another stream, so
-        the network of a seed is the same with or without them."""
+        With `byzantine` validators, their adversary mode is drawn from another stream, and
+        half of the seeds replace the partitions by a lock-attack split (`_lock_split`)."""
         rng = random.Random(f"scenario/{seed}")
         n = validators + twins
         faulty = twins + byzantine
@@ -129,7 +129,7 @@ class Scenario:
             new = tuple(rng.randint(1, 4) for _ in range(validators))
             if 3 * sum(new[:faulty]) < sum(new):
                 change = (rng.randint(1, heights - 1), new)
-        return cls(
+        sc = cls(
             seed=seed, validators=validators, twins=twins, heights=heights, powers=powers,
             drop_pm=rng.choice((0, 20, 100, 300)) if mixed else 0,
             dup_pm=rng.choice((0, 50, 200)) if mixed else 0,
@@ -137,5 +137,40 @@ class Scenario:
             gst_ms=gst, partitions=tuple(partitions), crashes=tuple(crashes),
             skews_ms=tuple(rng.randint(-150, 150) for _ in range(n)) if mixed else (),
             valset_change=change, mutants=mutants, byzantine=byzantine,
-            adversary=random.Random(f"adversary/{seed}").choice(ADVERSARY_DRAW),
         )  # fmt: skip
+        if not byzantine:
+            return sc
+        arng = random.Random(f"adversary/{seed}")
+        sc = replace(sc, adversary=arng.choice(ADVERSARY_DRAW))
+        if arng.random() < 0.5:
+            sc = replace(sc, partitions=_lock_split(arng, sc), drop_pm=0, crashes=(),
+                         gst_ms=arng.choice((20000, 30000)))  # fmt: skip
+        return sc
+
+
+def _lock_split(rng: random.Random, sc: Scenario) -> tuple[tuple[int, ...], ...]:
+    """Partitions for rounds 0–3 that set up a lock attack (each step's split sometimes
+    replaced by a random one). Round 0: a decider A, some nodes C and the faulty nodes get
+    the proposal, the others D do not; all prevotes flow (D sees the polka but has no
+    proposal to lock on); all precommits flow except A's. So A decides v, C is locked on v
+    without deciding, and from round 1 on C, D and the faulty nodes go on without A (whose
+    commit travels as a round-0 precommit: held back until GST)."""
+    faulty = set(range(sc.twins, sc.twins + sc.byzantine)) | set(range(sc.validators, sc.nodes))
+    honest = [i for i in range(sc.validators) if i not in faulty]
+    rng.shuffle(honest)
+    f = (sc.validators - 1) // 3
+    locked = max(1, sc.validators - f - 1 - len(faulty))  # A + C + faulty = n − f
+    a, c = honest[0], set(honest[1 : 1 + locked])
+
+    def split(groups: dict[int, int], default: int) -> tuple[int, ...]:
+        if rng.random() < 0.15:
+            return tuple(rng.randrange(3) for _ in range(sc.nodes))
+        return tuple(groups.get(i, default) for i in range(sc.nodes))
+
+    fixed = [
+        split({i: 2 for i in c | faulty | {a}}, 1),  # r0 proposal: D (group 1) misses it
+        split({}, 0),  # r0 prevotes: all
+        split({a: 1}, 0),  # r0 precommits: no one hears A
+    ]
+    later = [split({a: 1}, rng.choice((0, 2))) for _ in range(9)]
+    return tuple(fixed + later)

@@ -136,7 +136,7 @@ class _Node:
         core.on_message(msg, self.clock(now))
         self.flush(now)
         if self.adversary is not None and self.core is not None:
-            self._route(self.adversary.heard(self.core, msg), now)
+            self._route(self.adversary.heard(self.core, src, msg), now)
 
     def _route(self, sends: list[tuple[int, Message]], now: int) -> None:
         for dst, m in sends:
