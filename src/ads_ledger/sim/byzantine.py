@@ -53,11 +53,14 @@ class Adversary:
         self.sent: dict[tuple[int, int], int] = {}  # (height, round) -> extra sends
         self.made: dict[int, list[Block]] = {}  # height -> blocks we built for lies
         self.plans: dict[tuple[int, int, int], _Plan] = {}  # (height, round, type) -> split
+        self.now = 0  # our clock at the event being handled
 
     # ------------------------------------------------------------------ events
 
-    def own(self, core: Core, msgs: Sequence[Message]) -> list[Send]:
-        """The shadow core's outbox: forwarded, or split per peer as the round's plan says."""
+    def own(self, core: Core, msgs: Sequence[Message], now: int) -> list[Send]:
+        """The shadow core's outbox: forwarded, or split per peer as the round's plan says.
+        `now` is our clock (for the time of the blocks we make up)."""
+        self.now = now
         if self.mode == "silent":
             return []
         out: list[Send] = []
@@ -71,14 +74,17 @@ class Adversary:
             alt = self._alt(core, m, plan)
             for dst in self.peers:
                 camp = plan.camps[dst]
-                if camp < 2:
-                    out.append((dst, m if camp == 0 else alt))
+                if camp == 0 or camp == 3:
+                    out.append((dst, m))
+                if camp == 1 or camp == 3:
+                    out.append((dst, alt))
             self._spend(m.height, m.round, len(self.peers))
         return out
 
-    def heard(self, core: Core, src: int, msg: Message) -> list[Send]:
+    def heard(self, core: Core, src: int, msg: Message, now: int) -> list[Send]:
         """A message from `src` reached us: echo its vote back to it under an "echo" plan;
         maybe add noise (its round or one ahead)."""
+        self.now = now
         out: list[Send] = []
         if self.mode in ("equivocate", "mixed") and isinstance(msg, VoteMessage):
             v = msg.vote
@@ -113,8 +119,8 @@ class Adversary:
     # ------------------------------------------------------------------ plans
 
     def _plan(self, core: Core, m: Message) -> "_Plan":
-        """The (height, round, type)'s split: per peer our message (0), the alternative (1)
-        or nothing (2); or, for votes, "echo" each peer's own vote back to it."""
+        """The (height, round, type)'s split: per peer our message (0), the alternative (1),
+        nothing (2) or both (3); or, for votes, "echo" each peer's own vote back to it."""
         kind = m.vote.type if isinstance(m, VoteMessage) else 0
         key = (m.height, m.round, kind)
         plan = self.plans.get(key)
@@ -127,7 +133,7 @@ class Adversary:
         if before is not None and not before.echo and rng.random() < 0.6:
             camps = dict(before.camps)  # the same split as the step before
         else:
-            camps = {d: rng.choices((0, 1, 2), (5, 4, 1))[0] for d in self.peers}
+            camps = {d: rng.choices((0, 1, 2, 3), (5, 4, 1, 1))[0] for d in self.peers}
         plan = _Plan(camps, echo=kind > 0 and rng.random() < 0.25)
         plan.alt_id = before.alt_id if before is not None else None
         self.plans[key] = plan
@@ -179,9 +185,8 @@ class Adversary:
         elif kind == 1 and block is not None:
             new = block  # the same block, another pol_round
         else:
-            last = core.app.last_block_time()
-            new = core.app.propose_block(h, r, last + 1 + rng.randrange(2000), core.me,
-                                         core.last_commit)  # fmt: skip
+            time = max(self.now + rng.randint(-300, 300), core.app.last_block_time() + 1)
+            new = core.app.propose_block(h, r, time, core.me, core.last_commit)
             if kind == 3:  # invalid: roots that re-execution does not reproduce
                 new = dataclasses.replace(new, header=dataclasses.replace(
                     new.header, state_root=rng.randbytes(32)))  # fmt: skip

@@ -112,7 +112,7 @@ class _Node:
             if self.adversary is None:
                 self.sim.broadcast(self.index, out, now)
             else:
-                self._route(self.adversary.own(core, out), now)
+                self._route(self.adversary.own(core, out, self.clock(now)), now)
         for block, commit in core.decisions():
             self.sim.on_decision(self, block, commit)
         self.max_round = max(self.max_round, core.round)
@@ -136,7 +136,7 @@ class _Node:
         core.on_message(msg, self.clock(now))
         self.flush(now)
         if self.adversary is not None and self.core is not None:
-            self._route(self.adversary.heard(self.core, src, msg), now)
+            self._route(self.adversary.heard(self.core, src, msg, self.clock(now)), now)
 
     def _route(self, sends: list[tuple[int, Message]], now: int) -> None:
         for dst, m in sends:
