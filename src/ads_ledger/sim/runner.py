@@ -9,10 +9,13 @@ from typing import Callable, Iterable
 from .scenario import Scenario
 from .world import Result, run_scenario
 
-__all__ = ["Summary", "run_seeds", "DEFAULT_SEEDS"]
+__all__ = ["Summary", "run_seeds", "DEFAULT_SEEDS", "DEFAULT_BYZANTINE_SEEDS"]
 
 # The default budget: enough to catch every planted mutant (tests/test_sim_mutants.py).
 DEFAULT_SEEDS = 2000
+# With a Byzantine validator a scenario costs about twice as much; the default suite runs
+# this many against the real core (tests/test_sim.py), the fuzz suite more.
+DEFAULT_BYZANTINE_SEEDS = 300
 
 
 @dataclass
