@@ -9,7 +9,8 @@
   released at its current height; its double-sign guard never has to refuse it;
 - no regression: a node's (height, round, step) never goes back while it is up (world.py);
 - liveness (checked by the runner at the end): every correct node reaches the target.
-Twinned validators are Byzantine: their keys are exempt from all of this.
+Twinned and Byzantine validators (sim/byzantine.py) are faulty: their keys are exempt
+from all of this, and only correct nodes' decisions count.
 """
 
 from __future__ import annotations
