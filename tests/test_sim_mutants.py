@@ -59,6 +59,7 @@ def test_mutant_is_caught_by_default_budget(mutant: str) -> None:
 
 
 @pytest.mark.fuzz
+@pytest.mark.xfail(reason="no schedule found yet (docs/simulator.md)", strict=False)
 @pytest.mark.parametrize("mutant", sorted(NOT_YET))
 def test_mutant_not_yet_caught_by_default_budget(mutant: str) -> None:
     r = first_safety_catch(mutant, range(DEFAULT_SEEDS, 5 * DEFAULT_SEEDS))

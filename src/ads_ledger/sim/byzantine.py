@@ -134,7 +134,7 @@ class Adversary:
             camps = dict(before.camps)  # the same split as the step before
         else:
             camps = {d: rng.choices((0, 1, 2, 3), (5, 4, 1, 1))[0] for d in self.peers}
-        plan = _Plan(camps, echo=kind > 0 and rng.random() < 0.25)
+        plan = _Plan(camps, echo=kind > 0 and rng.random() < 0.4)
         plan.alt_id = before.alt_id if before is not None else None
         self.plans[key] = plan
         return plan

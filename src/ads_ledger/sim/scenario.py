@@ -37,8 +37,10 @@ class Scenario:
     proposal, 1 prevote, 2 precommit) only crosses between nodes in the same group of
     `partitions[3r + k]` (one group id per node; Twins' per-round partitions, per step),
     except that members of group 0 are heard by everyone (while hearing only group 0):
-    one-way links, the asymmetry a node needs to lock on a value others decide. From `gst_ms` on
-    the network is synchronous: every message arrives within `sync_delay_ms`.
+    one-way links, the asymmetry a node needs to lock on a value others decide. A message of
+    phase k to node i also waits `late[k][i]` ms more (a slow link: a step's messages that
+    reach a node only after it moved on). From `gst_ms` on the network is synchronous:
+    every message arrives within `sync_delay_ms`.
 
     Validators twins..twins+byzantine−1 are Byzantine (`sim/byzantine.py`): their nodes sign
     whatever the `adversary` mode ("silent", "equivocate", "noisy", "mixed") draws.
@@ -57,6 +59,7 @@ class Scenario:
     sync_delay_ms: int = 100
     gst_ms: int = 0
     partitions: tuple[tuple[int, ...], ...] = ()
+    late: tuple[tuple[int, ...], ...] = ()  # per phase (as partitions), per node: ms added
     crashes: tuple[Crash, ...] = ()
     skews_ms: tuple[int, ...] = ()  # per node clock offset; empty: all 0
     valset_change: tuple[int, tuple[int, ...]] | None = None  # (height k, new powers) at k+2
@@ -90,7 +93,8 @@ class Scenario:
         """A scenario drawn from `seed` alone (biased towards Twins-style partitions).
 
         With `byzantine` validators, their adversary mode is drawn from another stream, and
-        half of the seeds replace the partitions by a lock-attack split (`_lock_split`)."""
+        some seeds replace the network by a lock-attack split (`_lock_split`, 40%) or a
+        re-lock split (`_relock_split`, 20%)."""
         rng = random.Random(f"scenario/{seed}")
         n = validators + twins
         faulty = twins + byzantine
@@ -142,9 +146,14 @@ class Scenario:
             return sc
         arng = random.Random(f"adversary/{seed}")
         sc = replace(sc, adversary=arng.choice(ADVERSARY_DRAW))
-        if arng.random() < 0.5:
+        split = arng.random()
+        if split < 0.4:
             sc = replace(sc, partitions=_lock_split(arng, sc), drop_pm=0, crashes=(),
                          gst_ms=arng.choice((20000, 30000)))  # fmt: skip
+        elif split < 0.6:
+            partitions, late = _relock_split(arng, sc)
+            sc = replace(sc, partitions=partitions, late=late, drop_pm=0, crashes=(),
+                         gst_ms=arng.choice((30000, 40000)), delay_ms=arng.choice((50, 300)))  # fmt: skip
         return sc
 
 
@@ -174,3 +183,22 @@ def _lock_split(rng: random.Random, sc: Scenario) -> tuple[tuple[int, ...], ...]
     ]
     later = [split({a: 1}, rng.choice((0, 2))) for _ in range(9)]
     return tuple(fixed + later)
+
+
+def _relock_split(rng: random.Random, sc: Scenario) -> tuple[tuple[tuple[int, ...], ...],
+                                                           tuple[tuple[int, ...], ...]]:  # fmt: skip
+    """Partitions and slow links for rounds 0–3 where a polka of round 0 reaches a node C
+    only after C left round 0: round 0's proposal w misses a node A; its prevotes reach C
+    late (C leaves on the round-0 precommits of the others); in round 1 A and C may lock
+    on a fresh v and A decide it (if the faulty nodes tell each what it wants to hear);
+    then A is cut off, and w may come back with pol_round 0."""
+    faulty = set(range(sc.twins, sc.twins + sc.byzantine)) | set(range(sc.validators, sc.nodes))
+    honest = [i for i in range(sc.validators) if i not in faulty]
+    rng.shuffle(honest)
+    a, c = honest[0], honest[1]
+    slow = rng.choice((4000, 6000, 8000))
+    parts = [tuple(1 if i == a else 2 for i in range(sc.nodes))]  # r0 proposal: not A
+    parts += [tuple(0 for _ in range(sc.nodes))] * 4  # r0 prevotes .. r1 prevotes: all
+    parts += [tuple(1 if i == a else 0 for i in range(sc.nodes))] * 7  # from r1 precommits: A cut off
+    late = [tuple(0 for _ in range(sc.nodes)), tuple(slow if i == c else 0 for i in range(sc.nodes))]
+    return tuple(parts), tuple(late)

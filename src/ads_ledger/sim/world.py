@@ -247,6 +247,8 @@ class _Sim:
                 return
         if sc.drop_pm and rng.randrange(1000) < sc.drop_pm:
             return
+        if phase < len(sc.late):
+            now += sc.late[phase][dst]  # a slow inbound link for this step
         self.push(now + rng.randint(1, sc.delay_ms), _DELIVER, dst, (src, msg))
         if sc.dup_pm and rng.randrange(1000) < sc.dup_pm:
             self.push(now + rng.randint(1, sc.delay_ms), _DELIVER, dst, (src, msg))
