@@ -7,10 +7,11 @@ equivocation; and to each peer its own message. It rides on a shadow `Core` (unm
 code, its own key) that tells it the height, round, proposer schedule and the blocks seen;
 the shadow's own messages are what it starts from, forwarded, altered or withheld per peer.
 
-Modes: "silent" (never sends: a crash that never ends), "equivocate" (per (height, round,
-type) a plan splits the peers: some get our message, some a conflicting one, some nothing;
-or each peer's own vote is echoed back to it, so every peer sees us agree with it),
-"noisy" (our messages as they are, plus random ones on what we hear), "mixed" (both).
+Modes: "silent" (never sends: a crash that never ends); "echo" (proposals as they are,
+each peer gets back a vote for what it voted, so every peer sees us agree with it, and
+our own vote if it has not voted yet); "equivocate" (per (height, round, type) a plan splits the peers: some get
+our message, some a conflicting one, some both, some nothing; or the plan is an echo);
+"noisy" (our messages as they are, plus random ones on what we hear); "mixed" (both).
 Noise is bounded per (height, round) by `per_round` sends, so a run stays small.
 Deterministic given its `rng`.
 """
@@ -28,7 +29,7 @@ from ..types import PRECOMMIT, PREVOTE, Block, Proposal, Vote
 
 __all__ = ["Adversary", "MODES"]
 
-MODES = ("silent", "equivocate", "noisy", "mixed")
+MODES = ("silent", "echo", "equivocate", "noisy", "mixed")
 
 Send = tuple[int, Message]  # (destination node, message)
 
@@ -65,12 +66,14 @@ class Adversary:
             return []
         out: list[Send] = []
         for m in msgs:
-            if self.mode == "noisy" or not isinstance(m, (VoteMessage, ProposalMessage)):
+            if (self.mode == "noisy" or not isinstance(m, (VoteMessage, ProposalMessage))
+                    or (self.mode == "echo" and isinstance(m, ProposalMessage))):  # fmt: skip
                 out.extend((dst, m) for dst in self.peers)
                 continue
             plan = self._plan(core, m)
-            if plan.echo:
-                continue  # votes go out as echoes of what each peer votes (see `heard`)
+            if plan.echo:  # peers we did not echo yet get our vote (and the echo later)
+                out.extend((dst, m) for dst in self.peers if dst not in plan.echoed)
+                continue
             alt = self._alt(core, m, plan)
             for dst in self.peers:
                 camp = plan.camps[dst]
@@ -86,7 +89,7 @@ class Adversary:
         maybe add noise (its round or one ahead)."""
         self.now = now
         out: list[Send] = []
-        if self.mode in ("equivocate", "mixed") and isinstance(msg, VoteMessage):
+        if self.mode in ("echo", "equivocate", "mixed") and isinstance(msg, VoteMessage):
             v = msg.vote
             plan = self._plan(core, msg) if v.height == core.height else None
             if plan is not None and plan.echo and src not in plan.echoed:
@@ -134,7 +137,7 @@ class Adversary:
             camps = dict(before.camps)  # the same split as the step before
         else:
             camps = {d: rng.choices((0, 1, 2, 3), (5, 4, 1, 1))[0] for d in self.peers}
-        plan = _Plan(camps, echo=kind > 0 and rng.random() < 0.4)
+        plan = _Plan(camps, echo=kind > 0 and (self.mode == "echo" or rng.random() < 0.4))
         plan.alt_id = before.alt_id if before is not None else None
         self.plans[key] = plan
         return plan

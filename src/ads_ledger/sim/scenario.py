@@ -38,8 +38,9 @@ class Scenario:
     `partitions[3r + k]` (one group id per node; Twins' per-round partitions, per step),
     except that members of group 0 are heard by everyone (while hearing only group 0):
     one-way links, the asymmetry a node needs to lock on a value others decide. A message of
-    phase k to node i also waits `late[k][i]` ms more (a slow link: a step's messages that
-    reach a node only after it moved on). From `gst_ms` on the network is synchronous:
+    phase k from node s to node d also waits `ms` more for the first `(k, s, d, ms)` in
+    `slow_links` that matches (−1 matches any node): a step's messages that reach a node
+    only after it moved on. From `gst_ms` on the network is synchronous:
     every message arrives within `sync_delay_ms`.
 
     Validators twins..twins+byzantine−1 are Byzantine (`sim/byzantine.py`): their nodes sign
@@ -59,7 +60,7 @@ class Scenario:
     sync_delay_ms: int = 100
     gst_ms: int = 0
     partitions: tuple[tuple[int, ...], ...] = ()
-    late: tuple[tuple[int, ...], ...] = ()  # per phase (as partitions), per node: ms added
+    slow_links: tuple[tuple[int, int, int, int], ...] = ()  # (phase, src, dst, extra ms)
     crashes: tuple[Crash, ...] = ()
     skews_ms: tuple[int, ...] = ()  # per node clock offset; empty: all 0
     valset_change: tuple[int, tuple[int, ...]] | None = None  # (height k, new powers) at k+2
@@ -151,8 +152,10 @@ class Scenario:
             sc = replace(sc, partitions=_lock_split(arng, sc), drop_pm=0, crashes=(),
                          gst_ms=arng.choice((20000, 30000)))  # fmt: skip
         elif split < 0.6:
-            partitions, late = _relock_split(arng, sc)
-            sc = replace(sc, partitions=partitions, late=late, drop_pm=0, crashes=(),
+            partitions, slow = _relock_split(arng, sc)
+            mode = "echo" if arng.random() < 0.7 else sc.adversary
+            sc = replace(sc, partitions=partitions, slow_links=slow, drop_pm=0, crashes=(),
+                         adversary=mode,
                          gst_ms=arng.choice((30000, 40000)), delay_ms=arng.choice((50, 300)))  # fmt: skip
         return sc
 
@@ -186,19 +189,20 @@ def _lock_split(rng: random.Random, sc: Scenario) -> tuple[tuple[int, ...], ...]
 
 
 def _relock_split(rng: random.Random, sc: Scenario) -> tuple[tuple[tuple[int, ...], ...],
-                                                           tuple[tuple[int, ...], ...]]:  # fmt: skip
+                                                           tuple[tuple[int, int, int, int], ...]]:  # fmt: skip
     """Partitions and slow links for rounds 0–3 where a polka of round 0 reaches a node C
     only after C left round 0: round 0's proposal w misses a node A; its prevotes reach C
     late (C leaves on the round-0 precommits of the others); in round 1 A and C may lock
-    on a fresh v and A decide it (if the faulty nodes tell each what it wants to hear);
+    on a fresh v and A decide it (if the faulty nodes tell each what it wants to hear),
+    while C's prevotes and relays reach the others D late (D keeps w as its valid value);
     then A is cut off, and w may come back with pol_round 0."""
     faulty = set(range(sc.twins, sc.twins + sc.byzantine)) | set(range(sc.validators, sc.nodes))
     honest = [i for i in range(sc.validators) if i not in faulty]
     rng.shuffle(honest)
     a, c = honest[0], honest[1]
-    slow = rng.choice((4000, 6000, 8000))
     parts = [tuple(1 if i == a else 2 for i in range(sc.nodes))]  # r0 proposal: not A
     parts += [tuple(0 for _ in range(sc.nodes))] * 4  # r0 prevotes .. r1 prevotes: all
     parts += [tuple(1 if i == a else 0 for i in range(sc.nodes))] * 7  # from r1 precommits: A cut off
-    late = [tuple(0 for _ in range(sc.nodes)), tuple(slow if i == c else 0 for i in range(sc.nodes))]
-    return tuple(parts), tuple(late)
+    slow = [(1, -1, c, rng.choice((4000, 6000, 8000)))]  # r0 prevotes reach C late
+    slow += [(4, c, d, rng.choice((4000, 8000))) for d in honest[2:]]  # r1 prevotes of C
+    return tuple(parts), tuple(slow)

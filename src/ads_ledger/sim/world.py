@@ -247,8 +247,10 @@ class _Sim:
                 return
         if sc.drop_pm and rng.randrange(1000) < sc.drop_pm:
             return
-        if phase < len(sc.late):
-            now += sc.late[phase][dst]  # a slow inbound link for this step
+        for ph, s, d, extra in sc.slow_links:
+            if ph == phase and s in (src, -1) and d in (dst, -1):
+                now += extra  # a slow link for this step
+                break
         self.push(now + rng.randint(1, sc.delay_ms), _DELIVER, dst, (src, msg))
         if sc.dup_pm and rng.randrange(1000) < sc.dup_pm:
             self.push(now + rng.randint(1, sc.delay_ms), _DELIVER, dst, (src, msg))
