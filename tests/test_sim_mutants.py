@@ -3,7 +3,7 @@ default mutant budget, Byzantine-validator seeds 0..DEFAULT_SEEDS−1 of `ads si
 --byzantine 1` (each falls within the first 40 seeds); the real core holds there
 (tests/test_sim.py). docs/simulator.md has the table.
 
-"Caught" means a safety invariant fails (agreement, validity, double sign, amnesia,
+"Caught" means a safety invariant fails (agreement, validity, time, double sign, amnesia,
 regression); a liveness failure alone does not count, so the search goes on past it.
 """
 
@@ -16,7 +16,7 @@ from ads_ledger.sim import Result, Scenario, run_scenario
 from ads_ledger.sim.mutants import MUTANT_TABLE
 from ads_ledger.sim.runner import DEFAULT_SEEDS
 
-SAFETY_INVARIANTS = ("agreement", "validity", "double sign", "amnesia", "regression",
+SAFETY_INVARIANTS = ("agreement", "validity", "time", "double sign", "amnesia", "regression",
                      "sign_refused", "replay_divergence")  # fmt: skip
 
 # What each safety mutant trips first (the schedule that catches it may show more).
@@ -27,6 +27,7 @@ CAUGHT = {
     "unlock_on_nil": ("agreement",),
     "l22_ignore_lock": ("agreement",),
     "l22_trust_pol_round": ("agreement",),
+    "l22_ignore_timely": ("time",),
     "l28_skip_polka": ("agreement",),
     "l28_ignore_lock": ("agreement",),
     "l36_lock_on_f_plus_1": ("agreement",),

@@ -1,7 +1,8 @@
 """The planted bugs of `consensus.core.MUTANTS` (test-only), each with what it breaks.
 
-`kind` is "safety" (a schedule exists where correct nodes disagree, decide an invalid block,
-double-sign or go back in (height, round, step); the default budget must catch it),
+`kind` is "safety" (a schedule exists where correct nodes disagree, decide an invalid block
+or one from the future, double-sign or go back in (height, round, step); the default budget
+must catch it),
 "liveness" (only progress can suffer) or "equivalent" (no behaviour a correct node could
 tell apart under the invariants: `why` says why). docs/simulator.md has the measured table.
 """
@@ -34,8 +35,8 @@ MUTANT_TABLE: tuple[Mutant, ...] = (
            "claimed pol_round (no polka)"),
     Mutant("l22_ignore_valid", "L22", "equivalent", "fresh proposal: valid(v) not checked",
            "L36 and L49 check valid(v) again: an invalid value is never locked or decided"),
-    Mutant("l22_ignore_timely", "L22", "equivalent", "fresh proposal: timeliness not checked",
-           "agreement and validity do not depend on it (PBTS's time bound is not an invariant here)"),
+    Mutant("l22_ignore_timely", "L22", "safety",
+           "fresh proposal: timeliness not checked (a block from the future is decided)"),
     Mutant("l28_skip_polka", "L28", "safety", "re-proposal: no 2f+1 prevotes for vr needed"),
     Mutant("l28_ignore_lock", "L28", "safety", "re-proposal: the lock is not checked"),
     Mutant("l28_vr_not_below_round", "L28", "equivalent", "re-proposal: vr ≥ round accepted",

@@ -219,6 +219,7 @@ class _Sim:
                             random.Random(self.rng.getrandbits(64)))
                       for i in range(sc.nodes)]  # fmt: skip
         self.correct = [n for n in self.nodes if n.key not in byz]
+        self.fastest_clock = max(n.skew for n in self.correct)
         for j in range(sc.twins, faulty):
             peers = [i for i in range(sc.nodes) if i != j]
             self.nodes[j].adversary = Adversary(keys[j], CHAIN_ID, sc.adversary,
@@ -256,7 +257,8 @@ class _Sim:
             self.push(now + rng.randint(1, sc.delay_ms), _DELIVER, dst, (src, msg))
 
     def on_decision(self, node: _Node, block: Any, commit: Any) -> None:
-        self.checker.on_decision(node.index, node.key, block, commit)
+        latest = self.now + self.fastest_clock + SIM_PARAMS.precision_ms
+        self.checker.on_decision(node.index, node.key, block, commit, latest)
         if node.key not in self.checker.byzantine and block.header.height == self.sc.heights:
             self.done += 1
 
