@@ -23,7 +23,7 @@ from typing import Any
 
 from ..consensus import core as core_module
 from ..consensus.core import Core
-from ..consensus.messages import CommitMessage, Message, VoteMessage
+from ..consensus.messages import CommitMessage, Message, ProposalMessage, VoteMessage
 from ..consensus.privval import DoubleSignGuard, MemorySignerState
 from ..consensus.timeouts import ConsensusParams
 from ..consensus.wal import MemoryWAL
@@ -95,6 +95,8 @@ class _Node:
         self.max_round = 0
         self.hrs = (0, 0, 0)  # (height, round, step) never goes back while the node is up
         self.adversary: Adversary | None = None  # set on a Byzantine validator's node
+        self.relayed: set[bytes] = set()  # Byzantine messages we relayed (gossip, once each)
+        self.relay_at_gst: list[Message] = []  # ... or got before GST and relay at GST
 
     def _new_core(self) -> Core:
         app = self.app
@@ -140,6 +142,15 @@ class _Node:
         self.flush(now)
         if self.adversary is not None and self.core is not None:
             self._route(self.adversary.heard(self.core, src, msg, self.clock(now)), now)
+        elif _signer(msg) in self.sim.relayed_keys and msg.encoded not in self.relayed:
+            # the runtime's peer manager relays every consensus message it accepts; here only
+            # the Byzantine validators' (others broadcast their own and retransmit them), and
+            # only from GST on (before, a lost relay is just another lost message)
+            self.relayed.add(msg.encoded)
+            if now >= self.sim.sc.gst_ms:
+                self.sim.broadcast(self.index, [msg], now)
+            else:
+                self.relay_at_gst.append(msg)
 
     def _route(self, sends: list[tuple[int, Message]], now: int) -> None:
         for dst, m in sends:
@@ -167,6 +178,10 @@ class _Node:
             return
         if self.adversary is None:
             self.sim.broadcast(self.index, self.core.retransmit(), now)
+            if self.relay_at_gst and now >= self.sim.sc.gst_ms:
+                h = self.core.height
+                self.sim.broadcast(self.index, [m for m in self.relay_at_gst if m.height >= h], now)
+                self.relay_at_gst = []
         else:
             self._route(self.adversary.gossip(self.core, self.core.retransmit()), now)
 
@@ -220,6 +235,7 @@ class _Sim:
                       for i in range(sc.nodes)]  # fmt: skip
         self.correct = [n for n in self.nodes if n.key not in byz]
         self.fastest_clock = max(n.skew for n in self.correct)
+        self.relayed_keys = {keys[j].pub for j in range(sc.twins, faulty)}
         for j in range(sc.twins, faulty):
             peers = [i for i in range(sc.nodes) if i != j]
             self.nodes[j].adversary = Adversary(keys[j], CHAIN_ID, sc.adversary,
@@ -310,6 +326,14 @@ class _Sim:
         stats["verify_unique"] = len(self.verify.memo)
         return Result(sc, list(self.checker.violations), min(heights),
                       max(n.max_round for n in self.nodes), events, self.now, stats)  # fmt: skip
+
+
+def _signer(msg: Message) -> bytes | None:
+    if isinstance(msg, VoteMessage):
+        return msg.vote.validator
+    if isinstance(msg, ProposalMessage):
+        return msg.proposal.proposer
+    return None
 
 
 def _phase(msg: Message) -> int:
