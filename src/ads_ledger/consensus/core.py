@@ -169,7 +169,10 @@ class Core:
                     break
             tally = self.log.prevotes.get(self.valid_round)
             if tally is not None:
-                out.extend(VoteMessage(v) for v in tally.for_block(vid) if v.validator != self.me)
+                # ours too, unless it is among our messages of this and the previous round
+                mine = self.valid_round < self.round - 1
+                out.extend(VoteMessage(v) for v in tally.for_block(vid)
+                           if mine or v.validator != self.me)  # fmt: skip
         return out
 
     def proposer(self, round: int) -> bytes:
