@@ -75,6 +75,18 @@ def test_byzantine_budget_seeds_have_no_violation() -> None:
     assert s.heights >= DEFAULT_BYZANTINE_SEEDS * 3
 
 
+def test_a_lock_taken_behind_a_partition_is_retransmitted_with_our_own_prevote() -> None:
+    """Seed 713 of `--byzantine 1`: node 1 locks v in round 2 while no one hears it; after
+    GST it re-proposes v with validRound 2, and the polka behind it must include its own
+    round-2 prevote (retransmit() once left it out: no decision at height 2, ever)."""
+    cut = (0, 1, 0, 0)
+    sc = Scenario(seed=713, byzantine=1, adversary="mixed", delay_ms=300, gst_ms=30000,
+                  partitions=((2, 1, 2, 2), *[(0, 0, 0, 0)] * 4, *[cut] * 7),
+                  slow_links=((1, -1, 2, 4000), (4, 2, 3, 4000)))  # fmt: skip
+    r = run_scenario(sc)
+    assert r.ok and r.min_height == 3, r.violations
+
+
 def test_silent_byzantine_validator_is_a_crash_that_never_ends() -> None:
     r = run_scenario(Scenario(seed=4, byzantine=1, adversary="silent", heights=3))
     assert r.ok and r.min_height == 3, r.violations
