@@ -28,7 +28,7 @@ CAUGHT = {
     "l22_ignore_lock": ("agreement",),
     "l22_trust_pol_round": ("agreement",),
     "l22_ignore_timely": ("time",),
-    "l28_skip_polka": ("agreement",),
+    "l28_skip_polka": ("agreement", "time"),
     "l28_ignore_lock": ("agreement",),
     "l36_lock_on_f_plus_1": ("agreement",),
     "l49_decide_on_f_plus_1": ("validity", "agreement"),
