@@ -12,7 +12,8 @@ each peer gets back a vote for what it voted, so every peer sees us agree with i
 our own vote if it has not voted yet); "equivocate" (per (height, round, type) a plan splits the peers: some get
 our message, some a conflicting one, some both, some nothing; or the plan is an echo);
 "noisy" (our messages as they are, plus random ones on what we hear); "mixed" (both).
-Noise is bounded per (height, round) by `per_round` sends, so a run stays small.
+Noise is bounded per (height, round) by `per_round` sends, so a run stays small; with
+`votes_cap`, no more distinct votes per (type, height, round) than that are signed.
 Deterministic given its `rng`.
 """
 
@@ -41,7 +42,8 @@ class Adversary:
     double-sign guard: equivocation is the point)."""
 
     def __init__(self, key: SigningKey, chain_id: str, mode: str, rng: random.Random,
-                 peers: Sequence[int], *, per_round: int = 24, noise_pm: int = 300) -> None:  # fmt: skip
+                 peers: Sequence[int], *, per_round: int = 24, noise_pm: int = 300,
+                 votes_cap: int = 0) -> None:  # fmt: skip
         if mode not in MODES:
             raise ValueError(f"unknown adversary mode {mode!r}")
         self.key = key
@@ -55,6 +57,8 @@ class Adversary:
         self.made: dict[int, list[Block]] = {}  # height -> blocks we built for lies
         self.plans: dict[tuple[int, int, int], _Plan] = {}  # (height, round, type) -> split
         self.now = 0  # our clock at the event being handled
+        self.votes_cap = votes_cap
+        self.voted: dict[tuple[int, int, int], list[bytes | None]] = {}  # (type, h, r) -> ids
 
     # ------------------------------------------------------------------ events
 
@@ -66,6 +70,9 @@ class Adversary:
             return []
         out: list[Send] = []
         for m in msgs:
+            if isinstance(m, VoteMessage):  # the shadow's vote counts towards the cap
+                v = m.vote
+                self._within_cap(v.type, v.height, v.round, v.block)
             if (self.mode == "noisy" or not isinstance(m, (VoteMessage, ProposalMessage))
                     or (self.mode == "echo" and isinstance(m, ProposalMessage))):  # fmt: skip
                 out.extend((dst, m) for dst in self.peers)
@@ -171,7 +178,22 @@ class Adversary:
         return ids
 
     def _vote(self, vtype: int, h: int, r: int, bid: bytes | None) -> VoteMessage:
+        bid = self._within_cap(vtype, h, r, bid)
         return VoteMessage(Vote(vtype, h, r, bid, self.key.pub).signed(self.chain_id, self.key))
+
+    def _within_cap(self, vtype: int, h: int, r: int, bid: bytes | None) -> bytes | None:
+        """`bid`, or one we already signed for (type, h, r) once `votes_cap` distinct
+        ones are out (0: no cap)."""
+        used = self.voted.get((vtype, h, r))
+        if used is None:
+            for old in [k for k in self.voted if k[1] < h]:
+                del self.voted[old]
+            used = self.voted[(vtype, h, r)] = []
+        if bid in used or not self.votes_cap or len(used) < self.votes_cap:
+            if bid not in used:
+                used.append(bid)
+            return bid
+        return self.rng.choice(used)
 
     def _proposal(self, h: int, r: int, block: Block, pol_round: int) -> ProposalMessage:
         p = Proposal(h, r, block.block_id(), pol_round, self.key.pub)

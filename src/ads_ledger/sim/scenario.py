@@ -53,6 +53,11 @@ class Scenario:
     heights: int = 3
     byzantine: int = 0
     adversary: str = "mixed"
+    # Distinct votes per (type, round) a Byzantine validator signs (0: any number). The core
+    # keeps the first MAX_VOTES_PER_VALIDATOR (4) of each validator: past that, different
+    # correct nodes keep different votes and a polka one saw stays unprovable to the others
+    # (a liveness stall, docs/simulator.md); the default stays within the cap.
+    byzantine_votes_cap: int = 4
     powers: tuple[int, ...] = ()  # empty: power 1 each
     drop_pm: int = 0
     dup_pm: int = 0

@@ -239,7 +239,8 @@ class _Sim:
         for j in range(sc.twins, faulty):
             peers = [i for i in range(sc.nodes) if i != j]
             self.nodes[j].adversary = Adversary(keys[j], CHAIN_ID, sc.adversary,
-                                                random.Random(f"adversary/{sc.seed}/{j}"), peers)  # fmt: skip
+                                                random.Random(f"adversary/{sc.seed}/{j}"), peers,
+                                                votes_cap=sc.byzantine_votes_cap)  # fmt: skip
         self.done = 0
 
     def push(self, t: int, kind: int, node: int, payload: Any) -> None:
