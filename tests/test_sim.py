@@ -4,6 +4,7 @@ validators included), and a hand-made Twins attack that only a broken lock rule 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -84,6 +85,33 @@ def test_a_lock_taken_behind_a_partition_is_retransmitted_with_our_own_prevote()
                   partitions=((2, 1, 2, 2), *[(0, 0, 0, 0)] * 4, *[cut] * 7),
                   slow_links=((1, -1, 2, 4000), (4, 2, 3, 4000)))  # fmt: skip
     r = run_scenario(sc)
+    assert r.ok and r.min_height == 3, r.violations
+
+
+# Seed 60 of `--byzantine 1`, with no cap on the Byzantine validator's distinct votes.
+OVER_THE_CAP = Scenario(
+    seed=60, byzantine=1, adversary="mixed", byzantine_votes_cap=0, drop_pm=100, dup_pm=200,
+    delay_ms=300, gst_ms=12000, crashes=(Crash(node=1, at_ms=13624, down_ms=1053),),
+    skews_ms=(-63, -19, 103, 61),
+    partitions=(*[(0, 0, 0, 0)] * 4, (0, 2, 0, 0), (0, 0, 0, 0), (0, 0, 0, 1), (0, 0, 0, 1),
+                (2, 1, 1, 0)),
+)  # fmt: skip
+
+
+@pytest.mark.xfail(strict=True, reason="known: each correct node keeps the first 4 distinct "
+                   "votes of a validator per (type, round) (consensus/votes.py), so one that "
+                   "locked on a Byzantine vote others dropped can never show them the polka")
+def test_a_byzantine_validator_past_the_vote_cap_cannot_stall_the_chain() -> None:
+    """Node 1 locks on a polka that counts the Byzantine round-1 prevote for v; node 2 had
+    already kept 4 other round-1 prevotes of that validator and drops it. After GST node 1
+    re-proposes v with validRound 1, node 2 cannot confirm the polka, node 1 never unlocks,
+    and the Byzantine validator withholds the third vote: no height 3, ever."""
+    r = run_scenario(OVER_THE_CAP)
+    assert r.ok, r.violations
+
+
+def test_the_same_schedule_within_the_cap_decides() -> None:
+    r = run_scenario(replace(OVER_THE_CAP, byzantine_votes_cap=4))
     assert r.ok and r.min_height == 3, r.violations
 
 
