@@ -70,9 +70,10 @@ class Adversary:
             return []
         out: list[Send] = []
         for m in msgs:
-            if isinstance(m, VoteMessage):  # the shadow's vote counts towards the cap
+            if isinstance(m, VoteMessage):  # the shadow's vote counts towards the cap too
                 v = m.vote
-                self._within_cap(v.type, v.height, v.round, v.block)
+                if self._within_cap(v.type, v.height, v.round, v.block) != v.block:
+                    m = self._vote(v.type, v.height, v.round, v.block)
             if (self.mode == "noisy" or not isinstance(m, (VoteMessage, ProposalMessage))
                     or (self.mode == "echo" and isinstance(m, ProposalMessage))):  # fmt: skip
                 out.extend((dst, m) for dst in self.peers)
@@ -186,7 +187,7 @@ class Adversary:
         ones are out (0: no cap)."""
         used = self.voted.get((vtype, h, r))
         if used is None:
-            for old in [k for k in self.voted if k[1] < h]:
+            for old in [k for k in self.voted if k[1] < h - 1]:
                 del self.voted[old]
             used = self.voted[(vtype, h, r)] = []
         if bid in used or not self.votes_cap or len(used) < self.votes_cap:
