@@ -331,3 +331,25 @@ def test_a_proposal_flood_keeps_one_proposal_per_round() -> None:
     assert b.core.stats["proposal_dropped"] == 199
     assert len(b.wal._entries) - wal_before <= 3  # the first proposal and our prevote
     assert len(b.core.log.blocks) == 1
+
+
+def test_a_vote_past_the_equivocation_cap_is_kept_when_it_completes_a_polka() -> None:
+    """An equivocator's distinct votes per (type, round) are capped, but the one that gives its
+    value 2f+1 is kept: a correct node may have locked on a polka that counted it and must be
+    able to show us (otherwise it re-proposes its locked value forever and nobody confirms)."""
+    from ads_ledger.consensus.votes import MAX_VOTES_PER_VALIDATOR
+
+    b = Bench()
+    b.core.start(T0)
+    byz, x, y = b.others[0], b.others[1], b.others[2]
+    v = b"\x0a" * 32
+    for i in range(MAX_VOTES_PER_VALIDATOR):
+        b.core.on_message(b.vote(byz, PREVOTE, 1, bytes([0xB0 + i]) * 32), T0)
+    b.core.on_message(b.vote(byz, PREVOTE, 1, b"\xbf" * 32), T0)  # past the cap: dropped
+    assert b.core.stats["equivocation_dropped"] == 1
+    b.core.on_message(b.vote(x, PREVOTE, 1, v), T0)
+    b.core.on_message(b.vote(y, PREVOTE, 1, v), T0)
+    b.core.on_message(b.vote(byz, PREVOTE, 1, v), T0)  # completes 3 of 4 for v: kept
+    assert b.core.log.prevotes[1].power_for(v) == 3
+    b.core.on_message(b.vote(byz, PREVOTE, 1, b"\xbe" * 32), T0)  # completes nothing: dropped
+    assert b.core.stats["equivocation_dropped"] == 2

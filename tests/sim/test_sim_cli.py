@@ -29,3 +29,13 @@ def test_single_seed_replay_and_bad_options() -> None:
     assert r.exit_code == 0 and "1 scenarios" in r.output
     r = CliRunner().invoke(sim, ["--validators", "4", "--twins", "2"])
     assert r.exit_code == 2
+
+
+def test_byzantine_option_and_a_caught_mutant() -> None:
+    r = CliRunner().invoke(sim, ["--seeds", "3", "--byzantine", "1"])
+    assert r.exit_code == 0 and "1 Byzantine" in r.output, r.output
+    r = CliRunner().invoke(sim, ["--seed", "2", "--byzantine", "1", "--mutant", "l28_ignore_lock"])
+    assert r.exit_code == 1 and "agreement" in r.output
+    assert "--byzantine 1 --mutant l28_ignore_lock" in r.output
+    r = CliRunner().invoke(sim, ["--validators", "4", "--twins", "1", "--byzantine", "1"])
+    assert r.exit_code == 2

@@ -58,6 +58,8 @@ __all__ = ["Core", "MUTANTS", "STEP_PROPOSE", "STEP_PREVOTE", "STEP_PRECOMMIT", 
 #   "two_thirds_not_more"  quorum is power ≥ ⌊2/3·total⌋ instead of > 2/3
 #   "vote_before_wal"      own votes are released before they are durable in the WAL
 #   "unlock_on_nil"        a +2/3 nil prevote quorum releases the lock (CometBFT's old rule)
+# and one weakened guard per `upon` rule, named after its line (sim/mutants.py lists them all
+# with their class: safety, liveness-only or equivalent).
 MUTANTS: set[str] = set()
 
 STEP_PROPOSE, STEP_PREVOTE, STEP_PRECOMMIT = 0, 1, 2
@@ -181,7 +183,10 @@ class Core:
                     break
             tally = self.log.prevotes.get(self.valid_round)
             if tally is not None:
-                out.extend(VoteMessage(v) for v in tally.for_block(vid) if v.validator != self.me)
+                # ours too, unless it is among our messages of this and the previous round
+                mine = self.valid_round < self.round - 1
+                out.extend(VoteMessage(v) for v in tally.for_block(vid)
+                           if mine or v.validator != self.me)  # fmt: skip
         return out
 
     def proposer(self, round: int) -> bytes:
@@ -493,10 +498,12 @@ class Core:
         if self.step != STEP_PROPOSE:
             return False
         for prop in self.log.proposals.get(self.round, ()):
-            if prop.msg.proposal.pol_round != -1:
+            if prop.msg.proposal.pol_round != -1 and "l22_trust_pol_round" not in MUTANTS:
                 continue
             ok = (self._valid(prop.msg.block) and self._timely(prop)
                   and self._lock_allows(prop.block_id, -1))  # fmt: skip
+            if MUTANTS:
+                ok = self._mutant_l22(prop)
             self._send_vote(PREVOTE, prop.block_id if ok else None, now)
             self.step = STEP_PREVOTE
             return True
@@ -510,12 +517,15 @@ class Core:
         quorum = self._quorum()
         for prop in self.log.proposals.get(self.round, ()):
             vr = prop.msg.proposal.pol_round
-            if not 0 <= vr < self.round:
+            if not 0 <= vr < self.round and not (vr >= 0 and "l28_vr_not_below_round" in MUTANTS):
                 continue
             tally = self.log.prevotes.get(vr)
             if tally is None or tally.power_for(prop.block_id) < quorum:
-                continue
+                if "l28_skip_polka" not in MUTANTS:
+                    continue
             ok = self._valid(prop.msg.block) and self._lock_allows(prop.block_id, vr)
+            if "l28_ignore_lock" in MUTANTS:
+                ok = self._valid(prop.msg.block)
             self._send_vote(PREVOTE, prop.block_id if ok else None, now)
             self.step = STEP_PREVOTE
             return True
@@ -526,8 +536,9 @@ class Core:
         OnTimeoutPrevote."""
         tally = self.log.prevotes.get(self.round)
         flag = (34, self.round)
+        need = 1 if "l34_any_prevote" in MUTANTS else self._quorum()
         if (self.step != STEP_PREVOTE or flag in self._fired or tally is None
-                or tally.total < self._quorum()):  # fmt: skip
+                or tally.total < need):  # fmt: skip
             return False
         self._fired.add(flag)
         self._schedule(now + self.params.timeout_prevote(self.round), _TIMEOUT_PREVOTE, self.round)
@@ -542,8 +553,12 @@ class Core:
         if self.step < STEP_PREVOTE or flag in self._fired or tally is None:
             return False
         quorum = self._quorum()
+        if "l36_lock_on_f_plus_1" in MUTANTS:
+            quorum = self.valset.one_third_plus()
         for prop in self.log.proposals.get(self.round, ()):
-            if tally.power_for(prop.block_id) < quorum or not self._valid(prop.msg.block):
+            if tally.power_for(prop.block_id) < quorum:
+                continue
+            if not self._valid(prop.msg.block) and "l36_ignore_valid" not in MUTANTS:
                 continue
             self._fired.add(flag)
             if self.step == STEP_PREVOTE:
@@ -558,7 +573,8 @@ class Core:
     def _l44_polka_for_nil(self, now: int) -> bool:
         """L44: 2f+1 PREVOTE(h, round, nil) with step = prevote: precommit nil."""
         tally = self.log.prevotes.get(self.round)
-        if self.step != STEP_PREVOTE or tally is None or tally.power_for(None) < self._quorum():
+        need = 1 if "l44_nil_on_any" in MUTANTS else self._quorum()
+        if self.step != STEP_PREVOTE or tally is None or tally.power_for(None) < need:
             return False
         if "unlock_on_nil" in MUTANTS:
             self.locked_value, self.locked_round = None, -1
@@ -570,7 +586,8 @@ class Core:
         """L47: 2f+1 PRECOMMIT(h, round, *), the first time: schedule OnTimeoutPrecommit."""
         tally = self.log.precommits.get(self.round)
         flag = (47, self.round)
-        if flag in self._fired or tally is None or tally.total < self._quorum():
+        need = 1 if "l47_any_precommit" in MUTANTS else self._quorum()
+        if flag in self._fired or tally is None or tally.total < need:
             return False
         self._fired.add(flag)
         self._schedule(now + self.params.timeout_precommit(self.round), _TIMEOUT_PRECOMMIT,
@@ -584,10 +601,14 @@ class Core:
         if self.decided:
             return False
         quorum = self._quorum()
+        if "l49_decide_on_f_plus_1" in MUTANTS:
+            quorum = self.valset.one_third_plus()
         for r, tally in self.log.precommits.items():
             for bid in tally.blocks_with(quorum):
                 block = self.log.blocks.get(bid)
-                if block is None or not self._valid(block):
+                if block is None:
+                    continue
+                if not self._valid(block) and "l49_ignore_valid" not in MUTANTS:
                     continue
                 commit = Commit.from_votes(self.valset, tally.for_block(bid))
                 self._decide(block, commit, now)
@@ -610,7 +631,8 @@ class Core:
 
     def _l55_round_skip(self, now: int) -> bool:
         """L55: f+1 messages ⟨*, h, round, *, *⟩ with round > round_p: StartRound(round)."""
-        best = self.log.highest_round_with(self.round, self.valset.one_third_plus())
+        need = 1 if "l55_skip_on_one" in MUTANTS else self.valset.one_third_plus()
+        best = self.log.highest_round_with(self.round, need)
         if best < 0:
             return False
         self._start_round(best, now)
@@ -618,20 +640,30 @@ class Core:
 
     def _l57_on_timeout_propose(self, round: int, now: int) -> None:
         """L57: OnTimeoutPropose(h, r), still at (h, r, propose): prevote nil."""
-        if round == self.round and self.step == STEP_PROPOSE:
+        if MUTANTS and round != self.round and "l57_ignore_round" in MUTANTS:
+            round = self.round  # an old round's timeout acts in this one
+        if round == self.round and (self.step == STEP_PROPOSE or "l57_ignore_step" in MUTANTS):
             self._send_vote(PREVOTE, None, now)
             self.step = STEP_PREVOTE
 
     def _l61_on_timeout_prevote(self, round: int, now: int) -> None:
         """L61: OnTimeoutPrevote(h, r), still at (h, r, prevote): precommit nil."""
-        if round == self.round and self.step == STEP_PREVOTE:
+        if round == self.round and (self.step == STEP_PREVOTE or "l61_ignore_step" in MUTANTS):
             self._send_vote(PRECOMMIT, None, now)
             self.step = STEP_PRECOMMIT
 
     def _l65_on_timeout_precommit(self, round: int, now: int) -> None:
         """L65: OnTimeoutPrecommit(h, r), still in round r: StartRound(r + 1)."""
-        if round == self.round:
+        if round == self.round or "l65_ignore_round" in MUTANTS:
             self._start_round(round + 1, now)
+
+    def _mutant_l22(self, prop: Proposed) -> bool:
+        """L22's guard with its planted bugs (test-only; the same as the rule without them)."""
+        valid = self._valid(prop.msg.block) or "l22_ignore_valid" in MUTANTS
+        timely = self._timely(prop) or "l22_ignore_timely" in MUTANTS
+        lock = (self._lock_allows(prop.block_id, prop.msg.proposal.pol_round)
+                or "l22_ignore_lock" in MUTANTS)  # fmt: skip
+        return valid and timely and lock
 
 
 def _own_key(m: Message) -> tuple[int, int, int]:

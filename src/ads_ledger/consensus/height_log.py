@@ -53,7 +53,7 @@ class HeightLog:
         if tally is not None and tally.has(v.validator, v.block):
             return "duplicate"  # Ed25519 is deterministic: same vote, same signature
         seen = 0 if tally is None else tally.count_of(v.validator)
-        if seen >= MAX_VOTES_PER_VALIDATOR:
+        if seen >= MAX_VOTES_PER_VALIDATOR and not self._completes_quorum(tally, v):
             return "equivocation_dropped"
         if not self._verify(v.validator, v.sig, v.sign_bytes(self.chain_id)):
             return "bad_signature"
@@ -62,6 +62,15 @@ class HeightLog:
             self.evidence.append(DuplicateVoteEvidence(tally.votes[v.validator][0], v))
             return "equivocation"
         return "ok"
+
+    def _completes_quorum(self, tally: Tally | None, v: Vote) -> bool:
+        """Past the cap, an equivocator's vote is still kept if it completes 2f+1 for its
+        (non-nil) value: a correct node may have locked on a polka that counted it and must be
+        able to show us (L28). At most one value per round can be that close: it needs f+1
+        correct power, and correct validators vote once."""
+        if tally is None or v.block is None:
+            return False
+        return tally.power_for(v.block) + self.valset.power_of(v.validator) >= self.valset.quorum()
 
     def add_vote(self, v: Vote) -> None:
         """Count an admitted vote (or our own)."""

@@ -3,13 +3,16 @@
 - agreement: no two correct nodes decide different blocks at a height;
 - validity: every decided block passes `validate_block` of a reference application that
   follows the decided chain, and its commit carries >2/3 of the height's power;
+- time (PBTS): no decided block is from the future: its time is at most the fastest
+  correct clock plus the timeliness precision (a polka needs f+1 correct, timely prevotes);
 - no double sign: no correct validator key signs two different proposals or votes for
   the same (height, round, type) — every released message is collected;
 - no amnesia: after a crash and WAL replay, a node's state holds every message it had
   released at its current height; its double-sign guard never has to refuse it;
 - no regression: a node's (height, round, step) never goes back while it is up (world.py);
 - liveness (checked by the runner at the end): every correct node reaches the target.
-Twinned validators are Byzantine: their keys are exempt from all of this.
+Twinned and Byzantine validators (sim/byzantine.py) are faulty: their keys are exempt
+from all of this, and only correct nodes' decisions count.
 """
 
 from __future__ import annotations
@@ -59,10 +62,16 @@ class Checker:
                 self.fail(f"double sign: node {node} signed two messages for (h, r, type) = "
                           f"{k[2]}, {k[3]}, {k[1]}")  # fmt: skip
 
-    def on_decision(self, node: int, key: bytes, block: Block, commit: Commit) -> None:
+    def on_decision(self, node: int, key: bytes, block: Block, commit: Commit,
+                    latest_time: int | None = None) -> None:  # fmt: skip
+        """`latest_time`: the latest header time a correct proposer's clock, plus the
+        timeliness precision, allows at this moment (None: not checked)."""
         if key in self.byzantine:
             return
         h = block.header.height
+        if latest_time is not None and block.header.time > latest_time:
+            self.fail(f"time: node {node} decided a block at height {h} whose time is "
+                      f"{block.header.time - latest_time} ms beyond any correct clock")  # fmt: skip
         bid = block.block_id()
         first = self.decided.setdefault(h, bid)
         if first != bid:

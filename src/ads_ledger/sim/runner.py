@@ -9,10 +9,13 @@ from typing import Callable, Iterable
 from ads_ledger.sim.scenario import Scenario
 from ads_ledger.sim.world import Result, run_scenario
 
-__all__ = ["Summary", "run_seeds", "DEFAULT_SEEDS"]
+__all__ = ["Summary", "run_seeds", "DEFAULT_SEEDS", "DEFAULT_BYZANTINE_SEEDS"]
 
 # The default budget: enough to catch every planted mutant (tests/test_sim_mutants.py).
 DEFAULT_SEEDS = 2000
+# With a Byzantine validator a scenario costs about twice as much; the default suite runs
+# this many against the real core (tests/test_sim.py), the fuzz suite more.
+DEFAULT_BYZANTINE_SEEDS = 300
 
 
 @dataclass
@@ -37,14 +40,14 @@ class Summary:
 
 
 def run_seeds(seeds: Iterable[int], *, validators: int = 4, twins: int = 0, heights: int = 3,
-              mutants: frozenset[str] = frozenset(), stop_on_failure: bool = False,
+              byzantine: int = 0, mutants: frozenset[str] = frozenset(), stop_on_failure: bool = False,
               on_result: Callable[[Result], None] | None = None) -> Summary:  # fmt: skip
     """Run `Scenario.from_seed` for each seed; collect totals and the failing runs."""
     s = Summary()
     t0 = time.perf_counter()
     for seed in seeds:
         sc = Scenario.from_seed(seed, validators=validators, twins=twins, heights=heights,
-                                mutants=mutants)  # fmt: skip
+                                byzantine=byzantine, mutants=mutants)  # fmt: skip
         r = run_scenario(sc)
         s.scenarios += 1
         s.heights += r.min_height

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
+from ads_ledger.sim.byzantine import MODES
 from ads_ledger.sim.scenario import Crash, Scenario
 
 __all__ = ["scenarios"]
 
 
 @st.composite
-def scenarios(draw: st.DrawFn, *, validators: int = 4, twins: int = 1,
+def scenarios(draw: st.DrawFn, *, validators: int = 4, twins: int = 1, byzantine: int = 0,
               heights: tuple[int, int] = (2, 3)) -> Scenario:  # fmt: skip
+    """`byzantine` validators (after the twinned ones) get an adversary mode drawn from
+    `byzantine.MODES` ("mixed" first: it shrinks towards the busiest adversary)."""
     n = validators + twins
     gst = draw(st.sampled_from((0, 8000, 12000, 20000)))
     group = st.integers(0, 2)
@@ -25,7 +28,8 @@ def scenarios(draw: st.DrawFn, *, validators: int = 4, twins: int = 1,
                                       st.integers(10, 3000)), max_size=2))  # fmt: skip
     return Scenario(
         seed=draw(st.integers(0, 2**32 - 1)),
-        validators=validators, twins=twins,
+        validators=validators, twins=twins, byzantine=byzantine,
+        adversary=draw(st.sampled_from(MODES[::-1])) if byzantine else "mixed",
         heights=draw(st.integers(*heights)),
         drop_pm=draw(st.sampled_from((0, 20, 100, 300))) if gst else 0,
         dup_pm=draw(st.sampled_from((0, 100))) if gst else 0,

@@ -9,6 +9,9 @@ Scenario. Each node drives the same sans-IO `consensus.Core` the trio node drive
 Around the core, each node does what the runtime's reactors do: gossips its
 `retransmit()` set every `GOSSIP_MS`, and answers a message from a lower height with a
 `CommitMessage` for that height (block sync in one message).
+
+A Byzantine validator's node runs the same core as a shadow; its `Adversary` decides what
+actually goes out, to whom (`byzantine.py`).
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ from typing import Any
 
 from ads_ledger.consensus import core as core_module
 from ads_ledger.consensus.core import Core
-from ads_ledger.consensus.messages import CommitMessage, Message, VoteMessage
+from ads_ledger.consensus.messages import CommitMessage, Message, ProposalMessage, VoteMessage
 from ads_ledger.consensus.privval import DoubleSignGuard, MemorySignerState
 from ads_ledger.consensus.timeouts import ConsensusParams
 from ads_ledger.consensus.wal import MemoryWAL
 from ads_ledger.core.crypto import SigningKey, verify
 from ads_ledger.core.types import ValidatorSet
 from ads_ledger.sim.app import ToyApp, ValsetSchedule
+from ads_ledger.sim.byzantine import Adversary
 from ads_ledger.sim.invariants import Checker
 from ads_ledger.sim.scenario import Scenario
 
@@ -90,6 +94,9 @@ class _Node:
         self.catchup_sent: dict[tuple[int, int], int] = {}
         self.max_round = 0
         self.hrs = (0, 0, 0)  # (height, round, step) never goes back while the node is up
+        self.adversary: Adversary | None = None  # set on a Byzantine validator's node
+        self.relayed: set[bytes] = set()  # Byzantine messages we relayed (gossip, once each)
+        self.relay_at_gst: list[Message] = []  # ... or got before GST and relay at GST
 
     def _new_core(self) -> Core:
         app = self.app
@@ -107,12 +114,15 @@ class _Node:
         out = core.outbox()
         if out:
             self.sim.checker.on_release(self.index, self.key, out)
-            self.sim.broadcast(self.index, out, now)
+            if self.adversary is None:
+                self.sim.broadcast(self.index, out, now)
+            else:
+                self._route(self.adversary.own(core, out, self.clock(now)), now)
         for block, commit in core.decisions():
             self.sim.on_decision(self, block, commit)
         self.max_round = max(self.max_round, core.round)
         hrs = (core.height, core.round, core.step)
-        if hrs < self.hrs:
+        if hrs < self.hrs and self.key not in self.sim.checker.byzantine:
             self.sim.checker.fail(f"regression: node {self.index} went from (h, r, step) "
                                   f"{self.hrs} back to {hrs}")  # fmt: skip
         self.hrs = hrs
@@ -130,6 +140,21 @@ class _Node:
             return
         core.on_message(msg, self.clock(now))
         self.flush(now)
+        if self.adversary is not None and self.core is not None:
+            self._route(self.adversary.heard(self.core, src, msg, self.clock(now)), now)
+        elif _signer(msg) in self.sim.relayed_keys and msg.encoded not in self.relayed:
+            # the runtime's peer manager relays every consensus message it accepts; here only
+            # the Byzantine validators' (others broadcast their own and retransmit them), and
+            # only from GST on (before, a lost relay is just another lost message)
+            self.relayed.add(msg.encoded)
+            if now >= self.sim.sc.gst_ms:
+                self.sim.broadcast(self.index, [msg], now)
+            else:
+                self.relay_at_gst.append(msg)
+
+    def _route(self, sends: list[tuple[int, Message]], now: int) -> None:
+        for dst, m in sends:
+            self.sim.send(self.index, dst, m, now)
 
     def _catch_up(self, src: int, height: int, now: int) -> None:
         if height > self.app.height or height < 1:
@@ -149,8 +174,16 @@ class _Node:
         self.flush(now)
 
     def gossip(self, now: int) -> None:
-        if self.core is not None:
+        if self.core is None:
+            return
+        if self.adversary is None:
             self.sim.broadcast(self.index, self.core.retransmit(), now)
+            if self.relay_at_gst and now >= self.sim.sc.gst_ms:
+                h = self.core.height
+                self.sim.broadcast(self.index, [m for m in self.relay_at_gst if m.height >= h], now)
+                self.relay_at_gst = []
+        else:
+            self._route(self.adversary.gossip(self.core, self.core.retransmit()), now)
 
     def crash(self) -> None:
         if self.core is None:
@@ -190,7 +223,8 @@ class _Sim:
             k, new = sc.valset_change
             changes[k] = ValidatorSet(tuple((key.pub, p) for key, p in zip(keys, new)))
         self.schedule = ValsetSchedule(genesis, changes)
-        byz = {keys[j].pub for j in range(sc.twins)}
+        faulty = sc.twins + sc.byzantine  # Twins' keys first, then the Byzantine validators'
+        byz = {keys[j].pub for j in range(faulty)}
         ref = ToyApp(CHAIN_ID, self.schedule, GENESIS_TIME, random.Random(0), self.verify)
         self.checker = Checker(ref, byz)
         self.heap: list[tuple[int, int, int, int, Any]] = []
@@ -200,6 +234,13 @@ class _Sim:
                             random.Random(self.rng.getrandbits(64)))
                       for i in range(sc.nodes)]  # fmt: skip
         self.correct = [n for n in self.nodes if n.key not in byz]
+        self.fastest_clock = max(n.skew for n in self.correct)
+        self.relayed_keys = {keys[j].pub for j in range(sc.twins, faulty)}
+        for j in range(sc.twins, faulty):
+            peers = [i for i in range(sc.nodes) if i != j]
+            self.nodes[j].adversary = Adversary(keys[j], CHAIN_ID, sc.adversary,
+                                                random.Random(f"adversary/{sc.seed}/{j}"), peers,
+                                                votes_cap=sc.byzantine_votes_cap)  # fmt: skip
         self.done = 0
 
     def push(self, t: int, kind: int, node: int, payload: Any) -> None:
@@ -224,12 +265,17 @@ class _Sim:
                 return
         if sc.drop_pm and rng.randrange(1000) < sc.drop_pm:
             return
+        for ph, s, d, extra in sc.slow_links:
+            if ph == phase and s in (src, -1) and d in (dst, -1):
+                now += extra  # a slow link for this step
+                break
         self.push(now + rng.randint(1, sc.delay_ms), _DELIVER, dst, (src, msg))
         if sc.dup_pm and rng.randrange(1000) < sc.dup_pm:
             self.push(now + rng.randint(1, sc.delay_ms), _DELIVER, dst, (src, msg))
 
     def on_decision(self, node: _Node, block: Any, commit: Any) -> None:
-        self.checker.on_decision(node.index, node.key, block, commit)
+        latest = self.now + self.fastest_clock + SIM_PARAMS.precision_ms
+        self.checker.on_decision(node.index, node.key, block, commit, latest)
         if node.key not in self.checker.byzantine and block.header.height == self.sc.heights:
             self.done += 1
 
@@ -281,6 +327,14 @@ class _Sim:
         stats["verify_unique"] = len(self.verify.memo)
         return Result(sc, list(self.checker.violations), min(heights),
                       max(n.max_round for n in self.nodes), events, self.now, stats)  # fmt: skip
+
+
+def _signer(msg: Message) -> bytes | None:
+    if isinstance(msg, VoteMessage):
+        return msg.vote.validator
+    if isinstance(msg, ProposalMessage):
+        return msg.proposal.proposer
+    return None
 
 
 def _phase(msg: Message) -> int:
