@@ -55,9 +55,10 @@ def sim(seeds: int, seed: int | None, start: int, validators: int, twins: int, b
         heights: int, mutants: tuple[str, ...], as_json: bool, keep_going: bool) -> None:  # fmt: skip
     """Fuzz the consensus core in the deterministic simulator.
 
-    Each seed draws a scenario (partitions per step, one-way links, drops, duplicates,
-    delays, crash-restarts, Twins, Byzantine validators) and checks agreement, validity, no double sign, no
-    amnesia after WAL replay and liveness after the network turns synchronous."""
+    Each seed draws a scenario (partitions per step, one-way links, slow links, drops,
+    duplicates, delays, crash-restarts, Twins, Byzantine validators) and checks agreement,
+    validity, block time, no double sign, no amnesia after WAL replay and liveness after
+    the network turns synchronous."""
     if 3 * (twins + byzantine) >= validators:
         raise click.BadParameter("twins and Byzantine validators must hold less than 1/3 of the "
                                  "validators", param_hint="--twins/--byzantine")  # fmt: skip

@@ -7,11 +7,12 @@ equivocation; and to each peer its own message. It rides on a shadow `Core` (unm
 code, its own key) that tells it the height, round, proposer schedule and the blocks seen;
 the shadow's own messages are what it starts from, forwarded, altered or withheld per peer.
 
-Modes: "silent" (never sends: a crash that never ends); "echo" (proposals as they are,
+Modes: "silent" (never sends: a crash that never ends); "echo" (proposals as they are;
 each peer gets back a vote for what it voted, so every peer sees us agree with it, and
-our own vote if it has not voted yet); "equivocate" (per (height, round, type) a plan splits the peers: some get
-our message, some a conflicting one, some both, some nothing; or the plan is an echo);
-"noisy" (our messages as they are, plus random ones on what we hear); "mixed" (both).
+our own vote if it has not voted yet); "equivocate" (per (height, round, type) a plan
+splits the peers: some get our message, some a conflicting one, some both, some nothing;
+or the plan is an echo); "noisy" (our messages as they are, plus random ones on what we
+hear); "mixed" (both).
 Noise is bounded per (height, round) by `per_round` sends, so a run stays small; with
 `votes_cap`, no more distinct votes per (type, height, round) than that are signed.
 Deterministic given its `rng`.
@@ -36,7 +37,7 @@ Send = tuple[int, Message]  # (destination node, message)
 
 
 class Adversary:
-    """What Byzantine node `me` sends, given what its shadow core does and hears.
+    """What a Byzantine validator's node sends, given what its shadow core does and hears.
 
     `peers` are the other nodes' indices; `chain_id` signs with `key` directly (no
     double-sign guard: equivocation is the point)."""
@@ -169,6 +170,9 @@ class Adversary:
         return self.sent.get((h, r), 0) >= self.per_round
 
     def _spend(self, h: int, r: int, n: int) -> None:
+        if (h, r) not in self.sent:
+            for old in [k for k in self.sent if k[0] < h - 1]:
+                del self.sent[old]
         self.sent[(h, r)] = self.sent.get((h, r), 0) + n
 
     def _block_ids(self, core: Core) -> list[bytes | None]:

@@ -40,7 +40,8 @@ class Summary:
 
 
 def run_seeds(seeds: Iterable[int], *, validators: int = 4, twins: int = 0, heights: int = 3,
-              byzantine: int = 0, mutants: frozenset[str] = frozenset(), stop_on_failure: bool = False,
+              byzantine: int = 0, mutants: frozenset[str] = frozenset(),
+              stop_on_failure: bool = False,
               on_result: Callable[[Result], None] | None = None) -> Summary:  # fmt: skip
     """Run `Scenario.from_seed` for each seed; collect totals and the failing runs."""
     s = Summary()

@@ -207,7 +207,8 @@ def _relock_split(rng: random.Random, sc: Scenario) -> tuple[tuple[tuple[int, ..
     a, c = honest[0], honest[1]
     parts = [tuple(1 if i == a else 2 for i in range(sc.nodes))]  # r0 proposal: not A
     parts += [tuple(0 for _ in range(sc.nodes))] * 4  # r0 prevotes .. r1 prevotes: all
-    parts += [tuple(1 if i == a else 0 for i in range(sc.nodes))] * 7  # from r1 precommits: A cut off
+    # from round 1's precommits on, A is cut off
+    parts += [tuple(1 if i == a else 0 for i in range(sc.nodes))] * 7
     slow = [(1, -1, c, rng.choice((4000, 6000, 8000)))]  # r0 prevotes reach C late
     slow += [(4, c, d, rng.choice((4000, 8000))) for d in honest[2:]]  # r1 prevotes of C
     return tuple(parts), tuple(slow)
