@@ -112,13 +112,13 @@ class Scenario:
                 powers = ()
         # Two families: "twins" (partitions only, the shape that exposes lock bugs) and
         # "mixed" (partitions plus drops, duplicates, long delays and crash-restarts).
-        faulty = family != "fault-free"
+        adversarial = family != "fault-free"  # (not `faulty`: that counts faulty validators)
         mixed = family == "mixed"
         gst = (rng.choice((8000, 12000, 12000, 25000)) if mixed
-               else rng.choice((8000, 12000)) if faulty else 0)  # fmt: skip
+               else rng.choice((8000, 12000)) if adversarial else 0)  # fmt: skip
         # Tuned so that the planted lock bug is found (tests/test_sim_mutants.py): a few
         # partitioned rounds, often fully connected steps, one-way links (group 0) common.
-        n_part = 3 * rng.randint(3, 4) if faulty and rng.random() < 0.9 else 0
+        n_part = 3 * rng.randint(3, 4) if adversarial and rng.random() < 0.9 else 0
         partitions: list[tuple[int, ...]] = []
         for _ in range(n_part):
             if partitions and rng.random() < 0.2:
