@@ -12,7 +12,7 @@ import pytest
 from ads_ledger.core import codec
 from ads_ledger.core.crypto import SigningKey
 from ads_ledger.core.types import PRECOMMIT, Commit, Vote
-from ads_ledger.node.api.backend import TxRejected
+from ads_ledger.node.api.backend import Refusal
 from ads_ledger.node.intake import Intake, TxIntake
 from ads_ledger.node.ledger import Ledger
 from ads_ledger.node.mempool import Mempool
@@ -81,14 +81,14 @@ def test_a_valid_tx_is_admitted_once_and_signals_an_empty_mempool(intake: TxInta
 
 
 def test_refusals_carry_their_codes(intake: TxIntake) -> None:
-    with pytest.raises(TxRejected) as e:
+    with pytest.raises(Refusal) as e:
         intake.parse(b"\x01not an envelope")
     assert e.value.code == "malformed"
     obj = codec.decode(_gov(1, GOV[1]))
     obj["auth"][1][1] = bytes(64)
     outsider = SigningKey(b"\x09" * 32)
     items, signal = admit(intake, codec.encode(obj), _gov(1), _gov(1, outsider), _gov(3, GOV[1]))
-    codes = [it.result.code if isinstance(it.result, TxRejected) else it.result for it in items]
+    codes = [it.result.code if isinstance(it.result, Refusal) else it.result for it in items]
     assert codes == ["bad_signature", "quorum", "not_member", "bad_nonce"]
     assert not signal and not intake.has_pending_txs()
     assert intake.counters["txs_rejected"] == 4 and intake.counters["txs_received"] == 0

@@ -19,8 +19,8 @@ from ads_ledger.node.api.backend import (
     NewBlock,
     NodeStatus,
     StateRead,
+    SubmitResult,
     TxInfo,
-    TxResult,
 )
 from ads_ledger.node.storage.store import VersionUnavailable
 from ads_ledger.state.envelope import parse_envelope
@@ -83,7 +83,7 @@ class NodeApi:
             catching_up=self.node.sync.catching_up(0 if info is None else info.height),
         )
 
-    async def submit_tx(self, raw: bytes, wait_commit: bool, timeout_s: float) -> TxResult:
+    async def submit_tx(self, raw: bytes, wait_commit: bool, timeout_s: float) -> SubmitResult:
         self.node.byz.on_submit(raw)
         txid, _ = await self.node.intake.admit(raw)  # gossiped to peers by the intake loop once admitted
         if wait_commit and self.ledger.tx_location(txid) is None:
@@ -92,8 +92,8 @@ class NodeApi:
                 await ev.wait()
         info = self.get_tx(txid)
         if info is None:
-            return TxResult(txid, None, None, "pending", "admitted to the mempool; not yet in a block")
-        return TxResult(txid, info.height, info.ok, info.code, info.log)
+            return SubmitResult(txid, None, None, "pending", "admitted to the mempool; not yet in a block")
+        return SubmitResult(txid, info.height, info.ok, info.code, info.log)
 
     def get_tx(self, txid: bytes) -> TxInfo | None:
         loc = self.ledger.tx_location(txid)

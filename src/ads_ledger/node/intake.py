@@ -20,7 +20,7 @@ import trio
 from ads_ledger.core.crypto import H, verify
 from ads_ledger.core.errors import DecodeError
 from ads_ledger.core.types import Block
-from ads_ledger.node.api.backend import TxRejected
+from ads_ledger.node.api.backend import Refusal
 from ads_ledger.node.ledger import Ledger
 from ads_ledger.node.logs import kv
 from ads_ledger.node.mempool import AlreadySeen, Mempool, MempoolError
@@ -43,13 +43,13 @@ RECHECK_PER_BLOCK = 256  # signers whose first pending tx is re-checked after a 
 @dataclass(slots=True, eq=False)
 class Intake:
     """A transaction waiting for verification and admission; `result` is True (added),
-    False (already known) or the TxRejected to answer with."""
+    False (already known) or the Refusal to answer with."""
 
     env: Envelope
     txid: bytes
     msg: bytes  # the signed bytes
     gossip: bool = True  # we send it to peers once admitted (False: a peer's batch we relay)
-    result: bool | TxRejected | None = None
+    result: bool | Refusal | None = None
     done: trio.Event = field(default_factory=trio.Event)
 
 
@@ -59,12 +59,12 @@ def check_gov_quorum(view: StateView, env: Envelope) -> None:
     raw = view.get(GOV_MEMBERS)
     gov = None if raw is None else decode_record(raw)
     if gov is None:
-        raise TxRejected("quorum", "this chain has no governance members")
+        raise Refusal("quorum", "this chain has no governance members")
     outsiders = [p for p in env.signers() if p not in set(gov["members"])]
     if outsiders:
-        raise TxRejected("not_member", f"{outsiders[0].hex()[:16]} is not a governance member")
+        raise Refusal("not_member", f"{outsiders[0].hex()[:16]} is not a governance member")
     if len(env.auth) < gov["threshold"]:
-        raise TxRejected("quorum", f"gov needs {gov['threshold']} member signatures, this tx has "
+        raise Refusal("quorum", f"gov needs {gov['threshold']} member signatures, this tx has "
                          f"{len(env.auth)}; collect more cosigners before submitting")  # fmt: skip
 
 
@@ -103,7 +103,7 @@ class TxIntake:
         try:
             env = parse_envelope(raw)
         except DecodeError as e:
-            raise TxRejected("malformed", f"the transaction does not decode: {e}") from e
+            raise Refusal("malformed", f"the transaction does not decode: {e}") from e
         msg = env.sign_bytes(self.chain_id)
         return Intake(env, H(msg), msg)
 
@@ -125,7 +125,7 @@ class TxIntake:
                 for i, (pub, sig) in enumerate(it.env.auth):
                     if not verify(pub, sig, it.msg):
                         self.counters["txs_rejected"] += 1
-                        it.result = TxRejected("bad_signature", f"auth[{i}] signature by {pub.hex()} does "
+                        it.result = Refusal("bad_signature", f"auth[{i}] signature by {pub.hex()} does "
                                                f"not verify; sign it for chain {self.chain_id!r}")  # fmt: skip
                         break
                 else:  # keyed by the whole envelope's bytes: block checks may skip these
@@ -144,7 +144,7 @@ class TxIntake:
                 def check_first(e_: Envelope) -> None:
                     r = check_tx(view, self.chain_id, e_.raw, t, verify_sigs=False, height=next_h)
                     if not r.ok:
-                        raise TxRejected(r.code, r.log)
+                        raise Refusal(r.code, r.log)
 
                 try:
                     if env.type == "gov":  # a quorum is never "completed" later by a proposer
@@ -154,8 +154,8 @@ class TxIntake:
                     it.result = False  # the same tx twice in one batch
                 except MempoolError as e:
                     self.counters["txs_rejected"] += 1
-                    it.result = TxRejected(e.code, str(e), 429 if e.code == "mempool_full" else 400)
-                except TxRejected as e:
+                    it.result = Refusal(e.code, str(e), 429 if e.code == "mempool_full" else 400)
+                except Refusal as e:
                     self.counters["txs_rejected"] += 1
                     it.result = e
                 else:
@@ -198,7 +198,7 @@ class TxIntake:
 
     async def admit(self, raw: bytes) -> tuple[bytes, bool]:
         """Check one transaction and add it to the mempool. Returns (txid, newly added);
-        raises TxRejected. It joins the next verification batch (see `run`)."""
+        raises Refusal. It joins the next verification batch (see `run`)."""
         item = self.parse(raw)
         await self.submit([item])
         if isinstance(item.result, BaseException):

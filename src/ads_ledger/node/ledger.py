@@ -18,7 +18,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ContextManager, Protocol, Sequence
+from typing import Any, ContextManager, Protocol, Sequence, TypedDict
 
 from ads_ledger.consensus.evidence import EvidencePool, InvalidEvidence, evidence_size
 from ads_ledger.consensus.proposer import ProposerPriorities
@@ -40,12 +40,13 @@ from ads_ledger.core.types import (
 from ads_ledger.node.logs import kv
 from ads_ledger.node.storage import schema as S
 from ads_ledger.node.storage.store import Staged, Store
+from ads_ledger.state.context import StateView
 from ads_ledger.state.envelope import MAX_TX_BYTES, parse_envelope
 from ads_ledger.state.genesis import Genesis
 from ads_ledger.state.machine import BlockResult, DictView, TxResult, check_tx, execute_block
 from ads_ledger.state.records import DEFAULT_PARAMS, GOV_PARAMS, acct_key, decode_record
 
-__all__ = ["Ledger", "LedgerHost", "StaticHost", "InvalidBlock", "BlockInfo"]
+__all__ = ["Ledger", "LedgerHost", "StaticHost", "InvalidBlock", "BlockInfo", "StoredResult"]
 
 log = logging.getLogger("ads_ledger.node.ledger")
 _VALSET_CACHE = 64  # validator sets kept in memory, by height (least recently used dropped)
@@ -72,6 +73,14 @@ class BlockInfo:
     height: int
     block_id: bytes
     time: int
+
+
+class StoredResult(TypedDict):
+    """A committed transaction's execution result, as stored with its block."""
+
+    ok: bool
+    code: str
+    log: str
 
 
 @dataclass(slots=True)
@@ -192,7 +201,7 @@ class Ledger:
         info = self.last_info()
         return self.genesis.genesis_time if info is None else info.time
 
-    def state_view(self, height: int | None = None) -> Any:
+    def state_view(self, height: int | None = None) -> StateView:
         """The state after block `height` (0: the genesis state)."""
         if height == 0 or (height is None and self.height == 0):
             return _GenesisFolded(self.genesis.state_writes())
@@ -212,7 +221,7 @@ class Ledger:
         raw = self.store.read(S.TXS, txid)
         return None if raw is None else S.decode_tx_location(raw)
 
-    def tx_result(self, height: int, index: int) -> dict[str, Any] | None:
+    def tx_result(self, height: int, index: int) -> StoredResult | None:
         raw = self.store.read(S.RESULTS, S.height_key(height))
         if raw is None:
             return None
