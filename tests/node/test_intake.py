@@ -110,10 +110,10 @@ def test_a_committed_tx_leaves_the_mempool_and_is_not_admitted_again(intake: TxI
     assert nxt.result is True and signal  # the committed nonce moved on
 
 
-def test_gossip_batches_are_bounded() -> None:
+def test_gossip_batches_are_bounded(intake: TxIntake) -> None:
     sent: list[tuple[str, list[bytes]]] = []
-    t = TxIntake.__new__(TxIntake)
-    t.broadcast = lambda mtype, body: sent.append((mtype, body))
+    t = TxIntake(CHAIN, intake.ledger, intake.mempool, lock=intake.lock, counters={},
+                 now=intake.now, broadcast=lambda mtype, body: sent.append((mtype, body)))  # fmt: skip
     t.gossip([b"x" * 600_000, b"y" * 600_000, b"z"])
     assert [len(b) for _, b in sent] == [1, 2] and {m for m, _ in sent} == {"txs"}
     sent.clear()
