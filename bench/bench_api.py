@@ -30,8 +30,9 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from ads_ledger.node.api import serve_http  # noqa: E402
 from test_api_fake import CP_KEY, FakeBackend  # noqa: E402
+
+from ads_ledger.node.api import serve_http  # noqa: E402
 
 
 def _rate(fn: Callable[[], None], seconds: float) -> tuple[float, int]:

@@ -71,7 +71,6 @@ def make_home(directory: Path, blocks: int) -> Network:
     key = load_key(cfg.validator_key_path)
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     ledger = Ledger.open(cfg.data_dir / "state.lmdb", genesis, cfg.keep_versions)
-    ledger.reap = lambda *limits: []
     try:
         while ledger.height < blocks:
             h = ledger.height + 1

@@ -25,10 +25,10 @@ from ads_ledger.node.api.backend import (
     Metric,
     NewBlock,
     NodeStatus,
+    Refusal,
     StateRead,
+    SubmitResult,
     TxInfo,
-    TxRejected,
-    TxResult,
 )
 from ads_ledger.state.envelope import make_envelope, parse_envelope
 from fixtures import KEYS
@@ -149,31 +149,31 @@ class FakeBackend:
         return NodeStatus(CHAIN, self.node_id, self.latest(),
                           last.block_id() if last else None, last.time if last else None, False)
 
-    async def submit_tx(self, raw: bytes, wait_commit: bool, timeout_s: float) -> TxResult:
+    async def submit_tx(self, raw: bytes, wait_commit: bool, timeout_s: float) -> SubmitResult:
         try:
             env = parse_envelope(raw)
             env.verify_signatures(CHAIN)
         except SignatureError as e:
-            raise TxRejected("bad_signature", str(e)) from None
+            raise Refusal("bad_signature", str(e)) from None
         except DecodeError as e:
-            raise TxRejected("malformed", str(e)) from None
+            raise Refusal("malformed", str(e)) from None
         if env.type == "test.uncoded":  # a node that lets an uncoded RemoteError escape
             raise DecodeError("body does not decode")
         txid = env.txid(CHAIN)
         if txid in self.txs or raw in self.mempool:
-            raise TxRejected("duplicate", "this transaction is already known", status=409)
+            raise Refusal("duplicate", "this transaction is already known", status=409)
         if env.nonce != self.nonces.get(env.signer, 0) + 1:
             raise ReasonError(f"nonce must be {self.nonces.get(env.signer, 0) + 1}")
         self.nonces[env.signer] = env.nonce
         self.mempool.append(raw)
         if not wait_commit:
-            return TxResult(txid, None, None, "pending", "")
+            return SubmitResult(txid, None, None, "pending", "")
         with trio.move_on_after(timeout_s):
             await trio.sleep(0.01)
             self.commit_block()
             info = self.txs[txid]
-            return TxResult(txid, info.height, info.ok, info.code, info.log)
-        return TxResult(txid, None, None, "pending", "not included in time")
+            return SubmitResult(txid, info.height, info.ok, info.code, info.log)
+        return SubmitResult(txid, None, None, "pending", "not included in time")
 
     def get_tx(self, txid: bytes) -> TxInfo | None:
         return self.txs.get(txid)

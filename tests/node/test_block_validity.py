@@ -26,7 +26,7 @@ from ads_ledger.core.types import (
     Header,
     Vote,
 )
-from ads_ledger.node.ledger import Ledger
+from ads_ledger.node.ledger import Ledger, StaticHost
 from ads_ledger.state.envelope import make_envelope, parse_envelope
 from ads_ledger.state.genesis import Genesis
 from ads_ledger.state.machine import execute_block
@@ -159,7 +159,8 @@ def test_a_proposer_leaves_out_what_would_make_its_block_invalid(ledger: Ledger)
     user = SigningKey.generate()
     good, gap = _tx(user, 1), _tx(SigningKey.generate(), 5)
     bad_sig = forge(_tx(SigningKey.generate(), 1), [[b"\x00" * 32, b"\x00" * 64]])
-    ledger.reap = lambda max_bytes, max_txs: [good, gap, good, bad_sig]
+    assert isinstance(ledger.host, StaticHost)
+    ledger.host.txs = [good, gap, good, bad_sig]
     block = ledger.propose_block(1, 0, T0 + 1000, VALS[0].pub, None)
     assert block.txs == (good,)
     assert ledger.validate_block(block)

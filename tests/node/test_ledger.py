@@ -11,7 +11,7 @@ from ads_ledger.core import codec
 from ads_ledger.core.crypto import SigningKey
 from ads_ledger.core.merkle import verify_proof
 from ads_ledger.core.types import PRECOMMIT, Block, Commit, Vote
-from ads_ledger.node.ledger import InvalidBlock, Ledger
+from ads_ledger.node.ledger import InvalidBlock, Ledger, StaticHost
 from ads_ledger.state.envelope import make_envelope
 from ads_ledger.state.genesis import Genesis
 from ads_ledger.state.records import cp_key
@@ -39,7 +39,8 @@ def commit_for(block: Block, vals: list[SigningKey], ledger: Ledger) -> Commit:
 
 
 def step(ledger: Ledger, vals: list[SigningKey], txs: list[bytes], t: int) -> Block:
-    ledger.reap = lambda max_bytes, max_txs: list(txs)
+    assert isinstance(ledger.host, StaticHost)
+    ledger.host.txs = list(txs)
     lc = ledger.commit_at(ledger.height)
     block = ledger.propose_block(ledger.height + 1, 0, t, vals[0].pub, lc)
     assert ledger.validate_block(block)

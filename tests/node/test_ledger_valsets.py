@@ -15,7 +15,7 @@ from ads_ledger.consensus.proposer import ProposerPriorities, priorities_for_hei
 from ads_ledger.core import codec
 from ads_ledger.core.crypto import SigningKey
 from ads_ledger.core.types import PRECOMMIT, Commit, ValidatorSet, Vote
-from ads_ledger.node.ledger import Ledger
+from ads_ledger.node.ledger import Ledger, StaticHost
 from ads_ledger.node.storage import schema as S
 from ads_ledger.state.envelope import make_envelope
 from ads_ledger.state.genesis import Genesis
@@ -61,7 +61,8 @@ def add_block(ledger: Ledger, gov_nonce: list[int]) -> None:
         gov_nonce[0] += 1
         body = {"action": "validators.set", "args": {"updates": CHANGES[height]}}
         txs.append(make_envelope(CHAIN, "gov", GOV, gov_nonce[0], body))
-    ledger.reap = lambda *limits: list(txs)  # (max_bytes[, max_txs])
+    assert isinstance(ledger.host, StaticHost)
+    ledger.host.txs = list(txs)
     vs = ledger.validators_at(height)
     block = ledger.propose_block(height, 0, T0 + 1000 * height, vs.validators[0][0], ledger.commit_at(height - 1))
     votes = [Vote(PRECOMMIT, height, 0, block.block_id(), pub).signed(CHAIN, BY_PUB[pub]) for pub, _ in vs.validators]

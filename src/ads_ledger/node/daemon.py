@@ -16,17 +16,13 @@ height h, which are discarded (the block is already stored).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import math
 import os
 import signal
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import trio
 
@@ -41,137 +37,34 @@ from ads_ledger.consensus.messages import (
 from ads_ledger.consensus.privval import DoubleSignGuard, FileSignerState
 from ads_ledger.consensus.wal import FileWAL
 from ads_ledger.core import codec
-from ads_ledger.core.crypto import H, verify
-from ads_ledger.core.errors import AdsError, DecodeError, RemoteError
-from ads_ledger.core.types import (
-    Block,
-    Commit,
-    DuplicateVoteEvidence,
-    Header,
-    Proposal,
-    ValidatorSet,
-    Vote,
-)
-from ads_ledger.node.api.backend import (
-    HeightUnavailable,
-    Metric,
-    NewBlock,
-    NodeStatus,
-    StateRead,
-    TxInfo,
-    TxRejected,
-    TxResult,
-)
+from ads_ledger.core.crypto import verify
+from ads_ledger.core.errors import DecodeError, RemoteError
+from ads_ledger.core.types import Block, Commit, DuplicateVoteEvidence
 from ads_ledger.node.api.server import serve_http
+from ads_ledger.node.backend import NodeApi
+from ads_ledger.node.block_sync import STATUS_INTERVAL, SYNC_BATCH, BlockSync
 from ads_ledger.node.config import NodeConfig, load_config, load_key, parse_hostport
 from ads_ledger.node.hooks import FaultHooks
+from ads_ledger.node.intake import TxIntake
 from ads_ledger.node.ledger import Ledger
 from ads_ledger.node.logs import kv
-from ads_ledger.node.mempool import AlreadySeen, Mempool, MempoolError
+from ads_ledger.node.mempool import Mempool
 from ads_ledger.node.p2p.peers import GOSSIP_TYPES, P2PConfig, PeerAddr, PeerManager
-from ads_ledger.node.storage.store import VersionUnavailable
-from ads_ledger.state.envelope import Envelope, parse_envelope
+from ads_ledger.node.signer import MemberSigner
 from ads_ledger.state.genesis import Genesis
-from ads_ledger.state.machine import check_tx
-from ads_ledger.state.records import GOV_MEMBERS, acct_key, decode_record
 
 __all__ = ["Node", "run_node"]
 
 log = logging.getLogger("ads_ledger.node.daemon")
 
-SYNC_STALL_TICKS = 3  # status intervals without a block while a sync batch is asked
-SYNC_DISTRUST_S = 10.0  # …after which that peer's height claims are ignored this long,
-SYNC_DISTRUST_MAX_S = 600.0  # …doubling at each further strike up to this
-SYNC_MIN_PROGRESS = 8  # heights a sync batch must move us on by (consensus alone: ~1/s)
-SYNC_BATCH = 64  # blocks asked of one peer at a time (the next batch is asked half way through)
 SERVE_WAIT_STEPS = 500  # × 10 ms: how long block serving waits for a peer's queue to drain
-INTAKE_BATCH = 512  # transactions verified in one worker-thread hop at most
-INLINE_BATCH = 16  # smaller batches are verified on the event loop if the mempool lock is free
-GOSSIP_BATCH_TXS = 1000  # transactions in one `txs` P2P message at most
-GOSSIP_BATCH_BYTES = 1024 * 1024  # …and about this many bytes
-RECHECK_PER_BLOCK = 256  # signers whose first pending tx is re-checked after a block, at most
 MAX_TXS_MESSAGE = 4096  # a peer's `txs` message carrying more is a protocol violation
-STATUS_INTERVAL = 1.0  # seconds between our height announcements
 RETRANSMIT_INTERVAL = 1.0  # seconds between re-gossip of our current-round messages
 CONSENSUS_TYPES = frozenset({"proposal", "vote", "commit"})
 PROPOSAL_ROUNDS_AHEAD = 64  # proposals further ahead of our round are not tracked or relayed
 P2P_TYPES = GOSSIP_TYPES | {"commit", "status", "get_blocks"}
 # TEST-ONLY switch, read from the environment by fault tests; never set in production.
 _TEST_HOOKS = os.environ.get("ADS_TEST_HOOKS") == "1"
-
-
-@dataclass(slots=True)
-class _Sub:
-    send: trio.MemorySendChannel[NewBlock]
-
-
-@dataclass(slots=True, eq=False)
-class _Intake:
-    """A transaction waiting for verification and admission; `result` is True (added),
-    False (already known) or the TxRejected to answer with."""
-
-    env: Envelope
-    txid: bytes
-    msg: bytes  # the signed bytes
-    gossip: bool = True  # we send it to peers once admitted (False: a peer's batch we relay)
-    result: bool | TxRejected | None = None
-    done: trio.Event = field(default_factory=trio.Event)
-
-
-class NotAValidator(AdsError):
-    """Our key is not in the validator set of that height: we do not sign (a full node)."""
-
-
-class _MemberSigner:
-    """The double-sign guard, asked only for heights whose validator set holds our key.
-
-    A node that is not a validator (a full node that follows by sync and gossip) would
-    otherwise sign votes; the core counts its own votes, and one from outside the set breaks
-    building the commit (`Commit.from_votes`). The core treats the refusal as `sign_refused`."""
-
-    def __init__(self, guard: DoubleSignGuard, validators_at: Callable[[int], ValidatorSet]) -> None:
-        self.guard = guard
-        self.validators_at = validators_at
-
-    @property
-    def pub(self) -> bytes:
-        return self.guard.pub
-
-    def _check(self, height: int) -> None:
-        try:
-            member = self.validators_at(height).index_of(self.guard.pub) is not None
-        except LookupError:
-            member = False
-        if not member:
-            raise NotAValidator(f"our key is not in the validator set of height {height}")
-
-    def sign_proposal(self, chain_id: str, proposal: Proposal) -> Proposal:
-        self._check(proposal.height)
-        return self.guard.sign_proposal(chain_id, proposal)
-
-    def sign_vote(self, chain_id: str, vote: Vote) -> Vote:
-        self._check(vote.height)
-        return self.guard.sign_vote(chain_id, vote)
-
-
-def _check_gov_quorum(view: Any, env: Envelope) -> None:
-    """Admission of any `gov` tx, not only a signer's first pending one: every `auth` key is a
-    member and there are `threshold` of them (signatures were verified already)."""
-    raw = view.get(GOV_MEMBERS)
-    gov = None if raw is None else decode_record(raw)
-    if gov is None:
-        raise TxRejected("quorum", "this chain has no governance members")
-    outsiders = [p for p in env.signers() if p not in set(gov["members"])]
-    if outsiders:
-        raise TxRejected("not_member", f"{outsiders[0].hex()[:16]} is not a governance member")
-    if len(env.auth) < gov["threshold"]:
-        raise TxRejected("quorum", f"gov needs {gov['threshold']} member signatures, this tx has "
-                         f"{len(env.auth)}; collect more cosigners before submitting")  # fmt: skip
-
-
-def _nonce_in(view: Any, signer: bytes) -> int:
-    raw = view.get(acct_key(signer))
-    return 0 if raw is None else int(decode_record(raw)["nonce"])
 
 
 class Node:
@@ -184,19 +77,22 @@ class Node:
         self.node_key = load_key(cfg.node_key_path)
         self.validator_key = load_key(cfg.validator_key_path)
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        self.ledger = Ledger.open(cfg.data_dir / "state.lmdb", self.genesis, cfg.keep_versions)
-        self.wal = FileWAL(cfg.data_dir / "wal")
-        self.signer = _MemberSigner(
-            DoubleSignGuard(self.validator_key, FileSignerState(cfg.data_dir / "signer_state.json")),
-            self.ledger.validators_at)
         self.mempool = Mempool(max_txs=cfg.mempool_max_txs, max_bytes=cfg.mempool_max_bytes)
         # The core reaps and commits from a worker thread; a block's commit and the mempool's
         # update happen under this lock so that admission never sees one without the other.
-        self._mp_lock = threading.RLock()
-        self.ledger.reap = self._reap
-        self.ledger.has_pending_txs = lambda: len(self.mempool) > 0
-        self.ledger.commit_guard = self._mp_lock
-        self.ledger.after_commit = self._mempool_after_commit
+        self.commit_guard = threading.RLock()
+        self.counters: dict[str, int] = {"txs_received": 0, "txs_rejected": 0, "blocks": 0,
+                                         "sync_blocks": 0, "bad_p2p": 0, "proposals_dropped": 0, "sync_peers_distrusted": 0,
+                                         "evidence_rejected": 0}  # fmt: skip
+        # we are the ledger's host (LedgerHost): it proposes from and commits under our intake
+        self.ledger = Ledger.open(cfg.data_dir / "state.lmdb", self.genesis, cfg.keep_versions, host=self)
+        self.intake = TxIntake(self.chain_id, self.ledger, self.mempool, lock=self.commit_guard,
+                               counters=self.counters, now=self._now,
+                               broadcast=lambda t, b: self.p2p.broadcast(t, b), wake=self._wake)  # fmt: skip
+        self.wal = FileWAL(cfg.data_dir / "wal")
+        self.signer = MemberSigner(
+            DoubleSignGuard(self.validator_key, FileSignerState(cfg.data_dir / "signer_state.json")),
+            self.ledger.validators_at)
         self.core = self._recover_core()
         self.p2p = PeerManager(
             self.node_key, self.chain_id, parse_hostport(cfg.p2p_listen),
@@ -206,24 +102,10 @@ class Node:
                              relay_types=GOSSIP_TYPES),
         )  # fmt: skip
         self._inbox_send, self._inbox = trio.open_memory_channel[tuple[str, Any]](4096)
-        self._intake_send, self._intake_recv = trio.open_memory_channel[_Intake](math.inf)
-        self._tip: tuple[int, int] = (-1, 0)  # (height, its block time), for admission checks
-        self._committed_txids: tuple[int, list[bytes]] = (0, [])  # the last block's, for waiters
-        self._subs: list[_Sub] = []
-        self._waiters: dict[bytes, trio.Event] = {}
-        self._peer_heights: dict[str, int] = {}
-        self._sync_asked: int = 0  # highest height requested by block sync
-        self._sync_peer: str | None = None  # …and of whom
+        self.sync = BlockSync(STATUS_INTERVAL)
+        self.api = NodeApi(self)
         self._proposals_seen: dict[tuple[int, int, bytes], tuple[bytes, int]] = {}
         self._proposals_top = 0  # the height _proposals_seen was last pruned at
-        self._distrust: dict[str, float] = {}
-        self._strikes: dict[str, int] = {}  # peer → times it failed to deliver claimed blocks
-        # (peer, when asked, our height then, its claimed height): judged after the stall window
-        self._sync_watch: tuple[str, float, int, int] | None = None  # peer → monotonic time until its heights are ignored
-        self._block_times: deque[tuple[float, int]] = deque(maxlen=64)  # (wall s, num txs)
-        self.counters: dict[str, int] = {"txs_received": 0, "txs_rejected": 0, "blocks": 0,
-                                         "sync_blocks": 0, "bad_p2p": 0, "proposals_dropped": 0, "sync_peers_distrusted": 0,
-                                         "evidence_rejected": 0}  # fmt: skip
         self.api_port: int | None = None
         self.p2p_port: int | None = None
         self._stopping = False
@@ -260,14 +142,16 @@ class Node:
                 self._nursery = n
                 self.p2p_port = await n.start(self.p2p.run)
                 host, port = parse_hostport(self.cfg.api_listen)
-                self.api_port = await n.start(serve_http, self, host, port)
+                self.api_port = await n.start(serve_http, self.api, host, port)
                 n.start_soon(self._consensus_loop)
-                n.start_soon(self._intake_loop)
+                n.start_soon(self.intake.run)
                 n.start_soon(self._status_loop)
                 n.start_soon(self._retransmit_loop)
                 n.start_soon(self.byz.run)
                 if _TEST_HOOKS:
-                    n.start_soon(self._test_links_loop)
+                    from ads_ledger.node.testhooks import links_loop  # TEST-ONLY, loaded only then
+
+                    n.start_soon(links_loop, self.cfg.home, self.p2p)
                 for key in self.cfg.ignored:
                     kv(log, logging.WARNING, "config.toml key ignored: consensus timing and block "
                        "limits are on chain (genesis params, gov params.set)", key=key)  # fmt: skip
@@ -343,9 +227,7 @@ class Node:
                 kv(log, logging.WARNING, "equivocation detected", validator=ev.validator.hex()[:16],
                    height=ev.vote_a.height, round=ev.vote_a.round)  # fmt: skip
                 self.p2p.broadcast("evidence", ev.to_obj())
-        ask = self._want_sync()
-        if ask is not None:
-            self._request_blocks(*ask)
+        self._request_blocks(self.sync.want(self.ledger.height))
 
     def _broadcast_consensus(self, msg: Message) -> None:
         if self.byz.on_send(msg):
@@ -360,69 +242,27 @@ class Node:
     def _on_decided(self, block: Block, commit: Commit) -> None:
         h = block.header.height
         self.counters["blocks"] += 1
-        self._block_times.append((time.monotonic(), len(block.txs)))
-        if self._waiters:
-            ch, txids = self._committed_txids
-            if ch != h:
-                txids = [parse_envelope(t).txid(self.chain_id) for t in block.txs]
-            for txid in txids:
-                ev = self._waiters.pop(txid, None)
-                if ev is not None:
-                    ev.set()
-        note = NewBlock(block.header, len(block.txs))
-        for sub in list(self._subs):
-            try:
-                sub.send.send_nowait(note)
-            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
-                self._subs.remove(sub)  # a slow subscriber reconnects and catches up
-                sub.send.close()
+        self.api.on_decided(block)
         if h % 100 == 0 or len(block.txs):
             kv(log, logging.INFO, "committed block", height=h, txs=len(block.txs),
                round=commit.round, id=block.block_id().hex()[:12])  # fmt: skip
         self.p2p.broadcast("status", {"height": self.byz.status_height(h)})
 
-    async def _test_links_loop(self) -> None:
-        """TEST-ONLY: HOME/test_links.json {"down": [node_id, ...]} severs links (partitions)."""
-        path = self.cfg.home / "test_links.json"
-        down: set[str] = set()
-        while True:
-            await trio.sleep(0.2)
-            try:
-                want = set(json.loads(path.read_text()).get("down", [])) if path.exists() else set()
-            except (ValueError, OSError):
-                continue
-            for pid in want - down:
-                self.p2p.set_link(pid, False)
-            for pid in down - want:
-                self.p2p.set_link(pid, True)
-            down = want
+    def _wake(self) -> None:
+        """Transactions wait in a mempool that was empty: an idle proposer may want them."""
+        with contextlib.suppress(trio.WouldBlock):
+            self._inbox_send.send_nowait(("txs", None))
 
-    def _mempool_after_commit(self, block: Block, txids: list[bytes]) -> None:
-        with self._mp_lock:
-            hd = block.header
-            self._tip = (hd.height, hd.time)
-            self._committed_txids = (hd.height, txids)
-            view, t, next_h = self._check_context(self._now())  # one view, no block decode per check
-            touched: list[bytes] | None = None
-            if len(txids) == len(block.txs):  # only the block's signers' nonces moved
-                touched = []
-                for raw, txid in zip(block.txs, txids):
-                    signer = self.mempool.signer_of(txid)
-                    if signer is None:
-                        with contextlib.suppress(DecodeError):
-                            signer = parse_envelope(raw).signer
-                    if signer is not None:
-                        touched.append(signer)
-            self.mempool.update(txids, lambda signer: _nonce_in(view, signer), touched)
-            dropped = self.mempool.recheck(
-                lambda env: check_tx(view, self.chain_id, env.raw, t, verify_sigs=False, height=next_h).ok,
-                RECHECK_PER_BLOCK)
-        if dropped:
-            kv(log, logging.INFO, "mempool recheck dropped txs", height=block.header.height, txs=dropped)
+    # ------------------------------------------------------------------ LedgerHost
 
-    def _reap(self, max_bytes: int, max_txs: int) -> list[bytes]:
-        with self._mp_lock:
-            return [p.env.raw for p in self.mempool.reap(max_bytes, max_txs)]
+    def reap(self, max_bytes: int, max_txs: int) -> list[bytes]:
+        return self.intake.reap(max_bytes, max_txs)
+
+    def has_pending_txs(self) -> bool:
+        return self.intake.has_pending_txs()
+
+    def after_commit(self, block: Block, txids: list[bytes]) -> None:
+        self.intake.after_commit(block, txids)
 
     # ------------------------------------------------------------------ P2P input
 
@@ -451,22 +291,19 @@ class Node:
             items = []
             for raw in raws:
                 with contextlib.suppress(RemoteError):  # one bad tx does not spoil the batch
-                    items.append(self._intake(raw))
+                    items.append(self.intake.parse(raw))
             if not items:
                 return False
             for it in items:
                 it.gossip = False  # the peer manager relays the message itself
-            await self._submit_intake(items)
+            await self.intake.submit(items)
             return any(it.result is True for it in items)  # relay what taught us something
         if mtype == "status":
             h = body.get("height") if type(body) is dict else None
             if type(h) is not int or h < 0:
                 raise DecodeError("status carries {height: uint}")
-            if self._distrust.get(peer, 0.0) <= time.monotonic():  # see _status_loop
-                self._peer_heights[peer] = h
-            ask = self._want_sync()
-            if ask is not None:
-                self._request_blocks(*ask)
+            self.sync.on_status(peer, h, time.monotonic())  # ignored while distrusted
+            self._request_blocks(self.sync.want(self.ledger.height))
             return False
         if mtype == "get_blocks":
             if type(body) is not dict or type(body.get("from")) is not int or type(body.get("count")) is not int:
@@ -545,65 +382,27 @@ class Node:
                 break
             await trio.sleep(0)
 
-    def _want_sync(self) -> tuple[str, int] | None:
-        """(peer, from height) when a peer is ahead of us and nothing is asked already."""
-        ours = self.ledger.height
-        if not self._peer_heights:
-            return None
-        peer, top = max(self._peer_heights.items(), key=lambda kv_: kv_[1])
-        if top <= ours:
-            return None
-        if self._sync_asked > ours + SYNC_BATCH // 2:
-            return None  # a batch is on its way
-        return peer, max(ours + 1, self._sync_asked + 1)
-
-    def _request_blocks(self, peer: str, start: int) -> None:
-        if self.p2p.send(peer, "get_blocks", {"from": start, "count": SYNC_BATCH}):
-            self._sync_asked = start + SYNC_BATCH - 1
-            self._sync_peer = peer
-            if self._sync_watch is None or self._sync_watch[0] != peer:
-                claimed = self._peer_heights.get(peer, start)
-                self._sync_watch = (peer, time.monotonic(), self.ledger.height, claimed)
-        else:  # gone (or its queue is full): its claim must not keep us from asking others
-            self._peer_heights.pop(peer, None)
-
-    def _forget_unhelpful_peers(self) -> None:
-        """Heights of disconnected peers are forgotten. A peer we asked for blocks must have
-        moved us on, within SYNC_STALL_TICKS status intervals, by SYNC_MIN_PROGRESS heights (or
-        to its claimed height): consensus alone moves a live node ~1 height/s, sync ~hundreds.
-        Otherwise its height is ignored, for longer each time (one lying status must neither
-        stall block sync nor keep a live validator saying it is catching up)."""
-        connected = set(self.p2p.connected_peers())
-        for pid in [p for p in self._peer_heights if p not in connected]:
-            del self._peer_heights[pid]
-        watch = self._sync_watch
-        if watch is None or time.monotonic() - watch[1] < SYNC_STALL_TICKS * STATUS_INTERVAL:
+    def _request_blocks(self, ask: tuple[str, int] | None) -> None:
+        """Send block sync's request, if any, and tell it how that went."""
+        if ask is None:
             return
-        self._sync_watch = None
-        peer, _, base, claimed = watch
-        if self.ledger.height - base >= min(SYNC_MIN_PROGRESS, claimed - base):
-            return  # it delivered
-        strikes = self._strikes[peer] = self._strikes.get(peer, 0) + 1
-        hold = min(SYNC_DISTRUST_S * 2 ** (strikes - 1), SYNC_DISTRUST_MAX_S)
-        self.counters["sync_peers_distrusted"] += 1
-        kv(log, logging.WARNING, "block sync: peer did not deliver the blocks it claims; ignoring "
-           "its height", peer=peer[:12], claimed=claimed, ours=self.ledger.height, seconds=hold)  # fmt: skip
-        self._peer_heights.pop(peer, None)
-        self._distrust[peer] = time.monotonic() + hold
-        if self._sync_peer == peer:
-            self._sync_asked, self._sync_peer = 0, None
+        peer, start = ask
+        if self.p2p.send(peer, "get_blocks", {"from": start, "count": SYNC_BATCH}):
+            self.sync.asked(peer, start, self.ledger.height, time.monotonic())
+        else:  # gone (or its queue is full): its claim must not keep us from asking others
+            self.sync.unreachable(peer)
 
     async def _status_loop(self) -> None:
         while True:
-            self._forget_unhelpful_peers()
+            out = self.sync.forget_unhelpful_peers(self.p2p.connected_peers(), self.ledger.height,
+                                                   time.monotonic())  # fmt: skip
+            if out is not None:
+                self.counters["sync_peers_distrusted"] += 1
+                kv(log, logging.WARNING, "block sync: peer did not deliver the blocks it claims; ignoring "
+                   "its height", peer=out.peer[:12], claimed=out.claimed, ours=self.ledger.height,
+                   seconds=out.seconds)  # fmt: skip
             self.p2p.broadcast("status", {"height": self.byz.status_height(self.ledger.height)})
-            if self._sync_asked and self._sync_asked <= self.ledger.height:
-                self._sync_asked = 0
-            ask = self._want_sync()
-            if ask is None and self._sync_asked and self._sync_asked > self.ledger.height:
-                self._sync_asked = 0  # a lost batch: ask again next time
-            elif ask is not None:
-                self._request_blocks(*ask)
+            self._request_blocks(self.sync.tick(self.ledger.height))
             await trio.sleep(STATUS_INTERVAL)
 
     async def _retransmit_loop(self) -> None:
@@ -611,239 +410,6 @@ class Node:
             await trio.sleep(RETRANSMIT_INTERVAL)
             for msg in self.core.retransmit():
                 self._broadcast_consensus(msg)
-
-    # ------------------------------------------------------------------ transactions
-
-    def _intake(self, raw: bytes) -> _Intake:
-        """Parse a transaction once: its sign bytes and txid are reused by every later check."""
-        try:
-            env = parse_envelope(raw)
-        except DecodeError as e:
-            raise TxRejected("malformed", f"the transaction does not decode: {e}") from e
-        msg = env.sign_bytes(self.chain_id)
-        return _Intake(env, H(msg), msg)
-
-    async def _admit(self, raw: bytes) -> tuple[bytes, bool]:
-        """Check one transaction and add it to the mempool. Returns (txid, newly added);
-        raises TxRejected. It joins the next verification batch (see `_intake_loop`)."""
-        item = self._intake(raw)
-        await self._submit_intake([item])
-        if isinstance(item.result, BaseException):
-            raise item.result
-        return item.txid, item.result is True
-
-    async def _submit_intake(self, items: list[_Intake]) -> None:
-        for it in items:
-            self._intake_send.send_nowait(it)  # unbounded: callers are bounded (HTTP slots, P2P readers)
-        await items[-1].done.wait()  # batches are processed in order: the last one done means all
-
-    async def _intake_loop(self) -> None:
-        """Verify and admit queued transactions in batches: one worker-thread hop for many
-        signature checks (libsodium releases the GIL), one mempool-lock hold for their admission.
-        A small batch is checked on the event loop when the lock is free (measured: the hop's
-        wake-ups cost the loop several times a few verifications). Arrival order is kept, so
-        each signer's nonces stay in sequence."""
-        while True:
-            batch = [await self._intake_recv.receive()]
-            while len(batch) < INTAKE_BATCH:
-                try:
-                    batch.append(self._intake_recv.receive_nowait())
-                except trio.WouldBlock:
-                    break
-            if len(batch) <= INLINE_BATCH and self._mp_lock.acquire(blocking=False):
-                try:  # a thread hop costs the event loop more than a few verifications
-                    signal = self._verify_and_admit(batch)
-                finally:
-                    self._mp_lock.release()
-            else:  # many signatures, or a block commit holds the lock: off the event loop
-                signal = await trio.to_thread.run_sync(self._verify_and_admit, batch)
-            fresh = [it.env.raw for it in batch if it.result is True and it.gossip]
-            for it in batch:
-                it.done.set()
-            if signal:  # the mempool was empty: an idle proposer may be waiting for this
-                with contextlib.suppress(trio.WouldBlock):
-                    self._inbox_send.send_nowait(("txs", None))
-            self._gossip_txs(fresh)
-
-    def _gossip_txs(self, raws: list[bytes]) -> None:
-        """Send newly admitted transactions to every peer as `txs` messages of bounded size."""
-        start, size = 0, 0
-        for i, raw in enumerate(raws):
-            if i > start and (size + len(raw) > GOSSIP_BATCH_BYTES or i - start >= GOSSIP_BATCH_TXS):
-                self.p2p.broadcast("txs", raws[start:i])
-                start, size = i, 0
-            size += len(raw) + 8
-        if start < len(raws):
-            self.p2p.broadcast("txs", raws[start:])
-
-    def _verify_and_admit(self, batch: Sequence[_Intake]) -> bool:
-        """(worker thread) Sets each item's `result`; True if the mempool went from empty to not."""
-        with self._mp_lock:  # cheap filters first: no signature check for what we already have
-            for it in batch:
-                if self.mempool.seen(it.txid) or self.ledger.tx_location(it.txid) is not None:
-                    it.result = False
-        for it in batch:
-            if it.result is None:
-                for i, (pub, sig) in enumerate(it.env.auth):
-                    if not verify(pub, sig, it.msg):
-                        self.counters["txs_rejected"] += 1
-                        it.result = TxRejected("bad_signature", f"auth[{i}] signature by {pub.hex()} does "
-                                               f"not verify; sign it for chain {self.chain_id!r}")  # fmt: skip
-                        break
-                else:  # keyed by the whole envelope's bytes: block checks may skip these
-                    self.ledger.note_verified(H(it.env.raw))
-        with self._mp_lock:  # nonce reads and adds see one consistent (store, mempool)
-            was_empty = len(self.mempool) == 0
-            view, t, next_h = self._check_context(self._now())
-            nonces: dict[bytes, int] = {}
-            for it in batch:
-                if it.result is not None:
-                    continue
-                env = it.env
-                if env.signer not in nonces:
-                    nonces[env.signer] = _nonce_in(view, env.signer)
-
-                def check_first(e_: Envelope) -> None:
-                    r = check_tx(view, self.chain_id, e_.raw, t, verify_sigs=False, height=next_h)
-                    if not r.ok:
-                        raise TxRejected(r.code, r.log)
-
-                try:
-                    if env.type == "gov":  # a quorum is never "completed" later by a proposer
-                        _check_gov_quorum(view, env)
-                    self.mempool.add(it.txid, env, nonces[env.signer], check_first)
-                except AlreadySeen:
-                    it.result = False  # the same tx twice in one batch
-                except MempoolError as e:
-                    self.counters["txs_rejected"] += 1
-                    it.result = TxRejected(e.code, str(e), 429 if e.code == "mempool_full" else 400)
-                except TxRejected as e:
-                    self.counters["txs_rejected"] += 1
-                    it.result = e
-                else:
-                    self.counters["txs_received"] += 1
-                    it.result = True
-            return was_empty and len(self.mempool) > 0
-
-    def _check_context(self, now: int) -> tuple[Any, int, int]:
-        """(latest state view, block time for admission checks, next height); under the lock."""
-        h = self.ledger.height
-        if self._tip[0] != h:
-            self._tip = (h, self.ledger.last_block_time())
-        return self.ledger.state_view(), max(self._tip[1] + 1, now), h + 1
-
-    # ------------------------------------------------------------------ NodeBackend
-
-    @property
-    def node_id(self) -> bytes:
-        return self.node_key.pub
-
-    def status(self) -> NodeStatus:
-        info = self.ledger.last_info()
-        # connected, believed peers only; with two or more, the second highest claim, so that
-        # one lying peer cannot make a live node say it is catching up
-        claims = sorted(self._peer_heights.values(), reverse=True)
-        top = claims[1] if len(claims) >= 2 else (claims[0] if claims else 0)
-        return NodeStatus(
-            chain_id=self.chain_id,
-            node_id=self.node_key.pub,
-            latest_height=0 if info is None else info.height,
-            latest_block_id=None if info is None else info.block_id,
-            latest_time=None if info is None else info.time,
-            catching_up=top > (0 if info is None else info.height) + 1,
-        )
-
-    async def submit_tx(self, raw: bytes, wait_commit: bool, timeout_s: float) -> TxResult:
-        self.byz.on_submit(raw)
-        txid, _ = await self._admit(raw)  # gossiped to peers by the intake loop once admitted
-        if wait_commit and self.ledger.tx_location(txid) is None:
-            ev = self._waiters.setdefault(txid, trio.Event())
-            with trio.move_on_after(timeout_s):
-                await ev.wait()
-        info = self.get_tx(txid)
-        if info is None:
-            return TxResult(txid, None, None, "pending", "admitted to the mempool; not yet in a block")
-        return TxResult(txid, info.height, info.ok, info.code, info.log)
-
-    def get_tx(self, txid: bytes) -> TxInfo | None:
-        loc = self.ledger.tx_location(txid)
-        if loc is None:
-            return None
-        h, i = loc
-        block = self.ledger.block(h)
-        res = self.ledger.tx_result(h, i)
-        if block is None or res is None:
-            return None
-        return TxInfo(txid, h, i, res["ok"], res["code"], res["log"], block.txs[i])
-
-    def get_block(self, height: int) -> Block | None:
-        return self.ledger.block(height)
-
-    def get_commit(self, height: int) -> tuple[Header, Commit] | None:
-        b = self.ledger.block(height)
-        c = self.ledger.commit_at(height)
-        return None if b is None or c is None else (b.header, c)
-
-    def get_validators(self, height: int) -> ValidatorSet | None:
-        if height < 1 or height > self.ledger.height + 2:
-            return None
-        try:
-            return self.ledger.validators_at(height)
-        except LookupError:
-            return None
-
-    def get_state(self, key: bytes, height: int | None) -> StateRead:
-        top = self.ledger.height
-        if top == 0:
-            raise HeightUnavailable("future", "no block is committed yet; state is provable from height 1")
-        if height is not None and height > top:
-            raise HeightUnavailable("future", f"height {height} is beyond the latest, {top}")
-        if height is not None and height < 1:
-            raise HeightUnavailable("pruned", "state is provable from height 1")
-        try:
-            h, value, proof = self.ledger.get_state(key, height)
-        except VersionUnavailable as e:
-            raise HeightUnavailable("pruned", f"{e}; ask an archive node or a more recent height") from e
-        return StateRead(h, value, proof)
-
-    @contextlib.asynccontextmanager
-    async def subscribe_blocks(self) -> AsyncIterator[AsyncIterator[NewBlock]]:
-        send, recv = trio.open_memory_channel[NewBlock](64)
-        sub = _Sub(send)
-        self._subs.append(sub)
-        try:
-            async with recv:
-                yield recv.__aiter__()
-        finally:
-            if sub in self._subs:
-                self._subs.remove(sub)
-            send.close()
-
-    def metrics(self) -> Sequence[Metric]:
-        info = self.ledger.last_info()
-        now = time.monotonic()
-        recent = [(t, n) for t, n in self._block_times if now - t <= 10.0]
-        tps = sum(n for _, n in recent) / 10.0
-        gaps = [b[0] - a[0] for a, b in zip(list(self._block_times)[:-1], list(self._block_times)[1:])]
-        pm = self.p2p.metrics()
-        out = [
-            Metric("ads_height", "gauge", "latest committed height", 0 if info is None else info.height),
-            Metric("ads_round", "gauge", "consensus round at the current height", self.core.round),
-            Metric("ads_peers", "gauge", "connected validator peers", len(self.p2p.connected_peers())),
-            Metric("ads_mempool_txs", "gauge", "pending transactions", len(self.mempool)),
-            Metric("ads_mempool_bytes", "gauge", "pending transaction bytes", self.mempool.total_bytes),
-            Metric("ads_block_interval_seconds", "gauge", "mean seconds between recent blocks",
-                   (sum(gaps) / len(gaps)) if gaps else 0.0),
-            Metric("ads_tx_per_second", "gauge", "committed transactions per second over 10 s", tps),
-        ]
-        for name, value in sorted(self.counters.items()):
-            out.append(Metric(f"ads_{name}_total", "counter", f"{name.replace('_', ' ')}", value))
-        for name, value in sorted(self.core.stats.items()):
-            out.append(Metric("ads_consensus_events_total", "counter", "consensus core events", value,
-                              {"event": name}))  # fmt: skip
-        for name, value in sorted(pm.items()):
-            out.append(Metric("ads_p2p_total", "counter", "p2p counters", value, {"what": name}))
-        return out
 
 
 async def run_node(home: Path | str, hooks: Callable[["Node"], FaultHooks] | None = None) -> None:

@@ -18,7 +18,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, ContextManager, Protocol, Sequence, TypedDict
 
 from ads_ledger.consensus.evidence import EvidencePool, InvalidEvidence, evidence_size
 from ads_ledger.consensus.proposer import ProposerPriorities
@@ -40,12 +40,13 @@ from ads_ledger.core.types import (
 from ads_ledger.node.logs import kv
 from ads_ledger.node.storage import schema as S
 from ads_ledger.node.storage.store import Staged, Store
+from ads_ledger.state.context import StateView
 from ads_ledger.state.envelope import MAX_TX_BYTES, parse_envelope
 from ads_ledger.state.genesis import Genesis
 from ads_ledger.state.machine import BlockResult, DictView, TxResult, check_tx, execute_block
 from ads_ledger.state.records import DEFAULT_PARAMS, GOV_PARAMS, acct_key, decode_record
 
-__all__ = ["Ledger", "InvalidBlock", "BlockInfo"]
+__all__ = ["Ledger", "LedgerHost", "StaticHost", "InvalidBlock", "BlockInfo", "StoredResult"]
 
 log = logging.getLogger("ads_ledger.node.ledger")
 _VALSET_CACHE = 64  # validator sets kept in memory, by height (least recently used dropped)
@@ -74,6 +75,14 @@ class BlockInfo:
     time: int
 
 
+class StoredResult(TypedDict):
+    """A committed transaction's execution result, as stored with its block."""
+
+    ok: bool
+    code: str
+    log: str
+
+
 @dataclass(slots=True)
 class _Executed:
     block: Block
@@ -91,10 +100,46 @@ class _GenesisFolded:
         return self.view.get(key)
 
 
+class LedgerHost(Protocol):
+    """What the ledger needs from the node around it: the mempool's side of proposing and
+    committing (the node's `TxIntake`)."""
+
+    commit_guard: ContextManager[Any]  # held while a block is stored and `after_commit` runs
+
+    def reap(self, max_bytes: int, max_txs: int) -> list[bytes]:
+        """Transactions for a proposal, in order, within these limits."""
+        ...
+
+    def has_pending_txs(self) -> bool: ...
+
+    def after_commit(self, block: Block, txids: list[bytes]) -> None:
+        """Block `block` (its txs' ids `txids`) is stored; called under `commit_guard`."""
+        ...
+
+
+class StaticHost:
+    """A ledger without a mempool (tests, benchmarks, tools): proposals carry `txs`, by
+    default none, whatever the limits."""
+
+    def __init__(self, txs: Sequence[bytes] = ()) -> None:
+        self.txs = list(txs)
+        self.commit_guard = threading.RLock()
+
+    def reap(self, max_bytes: int, max_txs: int) -> list[bytes]:
+        return list(self.txs)
+
+    def has_pending_txs(self) -> bool:
+        return True
+
+    def after_commit(self, block: Block, txids: list[bytes]) -> None:
+        pass
+
+
 class Ledger:
     """Committed chain + state. Not thread-safe for writers: one consensus task drives it."""
 
-    def __init__(self, store: Store, genesis: Genesis) -> None:
+    def __init__(self, store: Store, genesis: Genesis, host: LedgerHost | None = None) -> None:
+        self.host: LedgerHost = StaticHost() if host is None else host
         self.store = store
         self.genesis = genesis
         self.chain_id = genesis.chain_id
@@ -104,22 +149,19 @@ class Ledger:
         self._priorities: tuple[int, ProposerPriorities] | None = None  # (height, at its start)
         self._last_info: BlockInfo | None = None
         self._lock = threading.Lock()  # guards _executed against the API's readers
-        self.reap: Callable[[int, int], list[bytes]] = lambda max_bytes, max_txs: []
         # H(raw envelope) → its auth signatures verified: keyed by every byte the check read
         # (never by txid, which leaves out `auth`); filled by the node's intake and by blocks
         self._sig_ok: dict[bytes, None] = {}
         self._sig_lock = threading.Lock()
         self._params: dict[int, dict[str, int]] = {}
-        self.has_pending_txs: Callable[[], bool] = lambda: True  # the node wires its mempool
-        self.commit_guard: Any = threading.RLock()
-        self.after_commit: Callable[[Block, list[bytes]], None] = lambda block, txids: None
         self.evidence_lock = threading.Lock()  # the pool is fed by P2P and read by consensus
         self.evidence = EvidencePool(height=self.height)
         self.evidence.restore_committed(self._committed_evidence(), self.height)
 
     @classmethod
-    def open(cls, path: Path | str, genesis: Genesis, keep_versions: int = 10000) -> "Ledger":
-        return cls(Store.open(path, keep_versions=keep_versions), genesis)
+    def open(cls, path: Path | str, genesis: Genesis, keep_versions: int = 10000,
+             host: LedgerHost | None = None) -> "Ledger":  # fmt: skip
+        return cls(Store.open(path, keep_versions=keep_versions), genesis, host)
 
     def close(self) -> None:
         self.store.close()
@@ -159,7 +201,7 @@ class Ledger:
         info = self.last_info()
         return self.genesis.genesis_time if info is None else info.time
 
-    def state_view(self, height: int | None = None) -> Any:
+    def state_view(self, height: int | None = None) -> StateView:
         """The state after block `height` (0: the genesis state)."""
         if height == 0 or (height is None and self.height == 0):
             return _GenesisFolded(self.genesis.state_writes())
@@ -179,7 +221,7 @@ class Ledger:
         raw = self.store.read(S.TXS, txid)
         return None if raw is None else S.decode_tx_location(raw)
 
-    def tx_result(self, height: int, index: int) -> dict[str, Any] | None:
+    def tx_result(self, height: int, index: int) -> StoredResult | None:
         raw = self.store.read(S.RESULTS, S.height_key(height))
         if raw is None:
             return None
@@ -278,12 +320,16 @@ class Ledger:
 
     # ------------------------------------------------------------------ Application
 
+    def has_pending_txs(self) -> bool:
+        """Whether the mempool has transactions (the core's idle proposer asks)."""
+        return self.host.has_pending_txs()
+
     def propose_block(
         self, height: int, round: int, time_ms: int, proposer: bytes, last_commit: Commit | None
     ) -> Block:
         """A block of mempool transactions, executed, its header carrying the new state root."""
         p = self.params_at(height)
-        txs = self.reap(p["max_block_bytes"] - evidence_limit(p), p["max_block_txs"])  # room for evidence
+        txs = self.host.reap(p["max_block_bytes"] - evidence_limit(p), p["max_block_txs"])  # room for evidence
         return self._build(height, time_ms, proposer, last_commit, txs)
 
     def _build(self, height: int, time_ms: int, proposer: bytes, last_commit: Commit | None,
@@ -493,10 +539,10 @@ class Ledger:
         except DecodeError:  # past msgpack ints: total power > 2^63/3, which only a genesis can set
             rec = None  # no record: the next open walks
         extra[S.PRIORITIES] = [(S.PRIORITIES_NEXT, rec)]
-        with self.commit_guard:  # readers of nonces see the store and the mempool change together
+        with self.host.commit_guard:  # readers of nonces see the store and the mempool change together
             self.store.commit(ex.staged, extra)
             self._priorities = (height + 1, nxt)
-            self.after_commit(block, [r.txid for r in results])
+            self.host.after_commit(block, [r.txid for r in results])
         with self._lock:
             self._executed.clear()
         with self.evidence_lock:

@@ -212,7 +212,7 @@ class ForgeAuth(_Proposer):
             return txs, []
         txs = []
         p = ledger.params_at(height)
-        for raw in ledger.reap(p["max_block_bytes"], p["max_block_txs"]):
+        for raw in ledger.host.reap(p["max_block_bytes"], p["max_block_txs"]):
             env = parse_envelope(raw)
             txs.append(_reencode(env, [(env.signer, _garbage())] + list(env.auth[1:])))
         if txs:

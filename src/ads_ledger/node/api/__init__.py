@@ -24,10 +24,10 @@ from ads_ledger.node.api.backend import (
     NewBlock,
     NodeBackend,
     NodeStatus,
+    Refusal,
     StateRead,
+    SubmitResult,
     TxInfo,
-    TxRejected,
-    TxResult,
 )
 from ads_ledger.node.api.routes import ApiConfig
 from ads_ledger.node.api.server import serve_http
@@ -41,7 +41,7 @@ __all__ = [
     "NodeStatus",
     "StateRead",
     "TxInfo",
-    "TxRejected",
-    "TxResult",
+    "Refusal",
+    "SubmitResult",
     "serve_http",
 ]

@@ -3,7 +3,7 @@
 The node implements `NodeBackend`; the HTTP layer only renders what it gets. Getters are
 synchronous and must be quick (an LMDB read transaction is; a network call is not).
 `submit_tx` is async because it may wait for a block. Refusals are exceptions that carry a
-stable `code`: `TxRejected` for a transaction refused before inclusion, `HeightUnavailable` for
+stable `code`: `Refusal` for a transaction refused before inclusion, `HeightUnavailable` for
 state at a height that is pruned or not reached yet.
 """
 
@@ -21,12 +21,12 @@ from ads_ledger.core.types import Block, Commit, Header, ValidatorSet
 __all__ = [
     "NodeBackend",
     "NodeStatus",
-    "TxResult",
+    "SubmitResult",
     "TxInfo",
     "StateRead",
     "NewBlock",
     "Metric",
-    "TxRejected",
+    "Refusal",
     "HeightUnavailable",
 ]
 
@@ -35,12 +35,13 @@ METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
-class TxRejected(RemoteError):
+class Refusal(RemoteError):
     """A transaction refused before inclusion. `code` is the stable snake_case reason.
 
     `status` is the HTTP status to answer with (a 4xx: the client's transaction is at fault,
     or 429 when the mempool is full). The route also accepts any other RemoteError that has a
-    str `code` attribute (such as `ads_ledger.state.reasons` refusals), answering 400.
+    str `code` attribute (such as the state machine's `ads_ledger.state.reasons.TxRejected`
+    refusals), answering 400.
     """
 
     def __init__(self, code: str, message: str, status: int = 400) -> None:
@@ -76,8 +77,10 @@ class NodeStatus:
 
 
 @dataclass(frozen=True, slots=True)
-class TxResult:
+class SubmitResult:
     """Outcome of `submit_tx`: admitted (height None: pending) or included (height set).
+    (The OpenAPI document calls its JSON form `TxResult`; the state machine's per-transaction
+    result is `ads_ledger.state.machine.TxResult`.)
 
     `ok`/`code`/`log` are the execution result once included (None/"pending" while only
     admitted). With `wait_commit`, height None means the tx was not included in time.
@@ -148,9 +151,9 @@ class NodeBackend(Protocol):
 
     def status(self) -> NodeStatus: ...
 
-    async def submit_tx(self, raw: bytes, wait_commit: bool, timeout_s: float) -> TxResult:
+    async def submit_tx(self, raw: bytes, wait_commit: bool, timeout_s: float) -> SubmitResult:
         """Check and admit `raw` to the mempool; with `wait_commit`, wait up to `timeout_s`
-        for its block. Raises TxRejected (or a RemoteError with a `code`) if refused."""
+        for its block. Raises Refusal (or a RemoteError with a `code`) if refused."""
         ...
 
     def get_tx(self, txid: bytes) -> TxInfo | None: ...

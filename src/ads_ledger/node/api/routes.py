@@ -20,7 +20,7 @@ from ads_ledger.client import jsonenc
 from ads_ledger.core import codec
 from ads_ledger.core.errors import DecodeError, RemoteError
 from ads_ledger.core.merkle import SparseProof
-from ads_ledger.node.api.backend import HeightUnavailable, Metric, NewBlock, NodeBackend, TxRejected
+from ads_ledger.node.api.backend import HeightUnavailable, Metric, NewBlock, NodeBackend, Refusal
 from ads_ledger.node.api.metrics import PROM_TEXT, render_metrics
 from ads_ledger.node.api.openapi import document as openapi_document
 
@@ -255,7 +255,7 @@ async def post_tx(ctx: ApiContext, req: Request, p: Mapping[str, str],
         raise ApiError(400, "bad_query", "wait must be 'commit' or absent")
     try:
         r = await ctx.backend.submit_tx(req.body, wait == "commit", ctx.config.tx_wait_timeout_s)
-    except TxRejected as e:
+    except Refusal as e:
         raise ApiError(e.status, e.code, e.message) from None
     except RemoteError as e:  # the node's own typed refusals (tx.reasons) pass through as-is
         code = getattr(e, "code", None)

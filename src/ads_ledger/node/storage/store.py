@@ -42,7 +42,7 @@ from ads_ledger.node.storage.jmt_node import InternalNode, Node, decode_node, en
 __all__ = [
     "Store",
     "Staged",
-    "StateView",
+    "StoreView",
     "StoreError",
     "StaleStageError",
     "VersionUnavailable",
@@ -150,8 +150,8 @@ def _check_key(key: bytes) -> None:
         raise InvalidKey("a state key is 1..511 bytes")
 
 
-class StateView:
-    """Reads of the state at one version (the state machine's `get(key) -> bytes | None`)."""
+class StoreView:
+    """Reads of the state at one version: a `state.context.StateView` (`get(key) -> bytes | None`)."""
 
     def __init__(self, store: "Store", version: int) -> None:
         self.store = store
@@ -311,11 +311,11 @@ class Store:
                 raise StoreError(f"value of {key!r} at version {v} does not match its leaf")
             return value, proof
 
-    def view(self, version: int | None = None) -> StateView:
+    def view(self, version: int | None = None) -> StoreView:
         """A fixed-version reader (default: the latest at this moment)."""
         with self._env.begin() as txn:
             v, _ = self._resolve(txn, version)
-        return StateView(self, v)
+        return StoreView(self, v)
 
     def scan_prefix(self, prefix: bytes, limit: int = 1000) -> list[tuple[bytes, bytes]]:
         """Latest (key, value) pairs whose key starts with `prefix`, in key order, at most `limit`."""
