@@ -68,3 +68,47 @@ def test_light_client_packages_load_no_node_and_no_server_stack() -> None:
     assert not [m for m in loaded if m.startswith("ads_ledger.consensus")]
     for heavy in ("trio", "h11", "lmdb"):
         assert heavy not in loaded, f"{heavy} is loaded by a light-client package"
+
+
+def _runtime_imports(path: Path) -> set[str]:
+    """ads_ledger modules `path` imports when it runs (not under `if TYPE_CHECKING:`)."""
+    tree = ast.parse(path.read_text())
+    skip = {id(n) for t in ast.walk(tree) if isinstance(t, ast.If)
+            and getattr(t.test, "id", "") == "TYPE_CHECKING" for b in t.body for n in ast.walk(b)}  # fmt: skip
+    out = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ads_ledger"):
+            out.add(node.module)
+            out.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.startswith("ads_ledger"))
+    return out
+
+
+def test_no_import_cycles() -> None:
+    mods: dict[str, Path] = {}
+    for p in (SRC / "ads_ledger").rglob("*.py"):
+        parts = list(p.relative_to(SRC).with_suffix("").parts)
+        mods[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = p
+    graph = {m: {d for d in _runtime_imports(p) if d in mods and d != m} for m, p in mods.items()}
+    state: dict[str, int] = {}
+    path: list[str] = []
+    cycles: list[str] = []
+
+    def visit(m: str) -> None:
+        state[m] = 1
+        path.append(m)
+        for d in sorted(graph[m]):
+            if state.get(d) == 1:
+                cycles.append(" -> ".join(path[path.index(d):] + [d]))
+            elif d not in state:
+                visit(d)
+        path.pop()
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m)
+    assert not cycles, "\n".join(cycles)

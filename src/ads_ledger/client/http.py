@@ -15,7 +15,7 @@ import socket
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
-from ads_ledger.client import jsonenc
+import ads_ledger.client.jsonenc as jsonenc  # the module, not the package (no cycle)
 from ads_ledger.core.errors import AdsError, DecodeError, RemoteError
 from ads_ledger.core.merkle import SparseProof
 from ads_ledger.core.types import Commit, Header, ValidatorSet

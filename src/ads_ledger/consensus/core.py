@@ -19,6 +19,10 @@ of the height in progress to the very same state; our own messages come back fro
 Messages for height h+1 that arrive while still at h are kept (up to
 `params.next_height_buffer`) and processed on entering h+1; other heights are dropped
 (a node behind catches up through a `CommitMessage`, which decides its height directly).
+
+Why one module of ~670 lines: Algorithm 1's rules read and write one round state (step,
+locks, valid value, timers); split across files they would share it by reference. The
+message log and tallies (height_log, votes), proposer selection and timeouts are apart.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@
 power loss with `crash()`. `FileWAL` is the real thing: framed, checksummed records in
 segment files, fsynced where the contract says, repaired after a torn tail and refusing
 (with `WALCorrupt`) anything damaged before it.
+
+Why one module of ~500 lines: the in-memory model and the file WAL implement the same
+contract and are tested against each other (tests/consensus/test_wal_model.py).
 """
 
 from __future__ import annotations

@@ -9,6 +9,10 @@ through the same path.
 Heights and state versions coincide: version h is the state after block h. The genesis state is
 not a version of its own; its writes are folded into block 1, so block 1's `state_root` covers
 genesis plus block 1's transactions.
+
+Why one module of ~600 lines: block building, validation and the one-transaction commit
+share the staged execution cache and the per-height params and validator-set lookups; the
+protocol of its collaborators (`LedgerHost`) and the stores it drives live elsewhere.
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ at runtime (resizing invalidates open transactions); `sync=True` fsyncs every co
 readers are MVCC snapshots, so proofs at version v are served while v+1 is written;
 reader slots left by killed processes are reclaimed with `reader_check()` on open; the
 same environment may be opened only once per process (lmdb raises otherwise).
+
+Why one module of ~575 lines: the JMT's node writes, the flat table, the stale index and
+pruning must change in the same LMDB write transaction; the tree arithmetic is in jmt.py
+and jmt_node.py, the table names and key formats in schema.py.
 """
 
 from __future__ import annotations
