@@ -28,7 +28,7 @@ from typing import Callable
 import h11
 import trio
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent / "tests" / d) for d in ("", "node")]  # the fake backend
 
 from test_api_fake import CP_KEY, FakeBackend  # noqa: E402
 
