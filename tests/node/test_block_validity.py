@@ -15,21 +15,17 @@ from cryptography.hazmat.primitives import serialization
 from ads_ledger.consensus.evidence import InvalidEvidence
 from ads_ledger.core import codec
 from ads_ledger.core.crypto import H, SigningKey
-from ads_ledger.core.merkle import list_root
 from ads_ledger.core.types import (
     PRECOMMIT,
     PREVOTE,
-    ZERO32,
     Block,
     Commit,
     DuplicateVoteEvidence,
-    Header,
     Vote,
 )
 from ads_ledger.node.ledger import Ledger, StaticHost
 from ads_ledger.state.envelope import make_envelope, parse_envelope
 from ads_ledger.state.genesis import Genesis
-from ads_ledger.state.machine import execute_block
 from ads_ledger.testing.trustlist import make_trust_list
 
 CHAIN = "validity-test"
@@ -60,17 +56,7 @@ def naive_block(led: Ledger, txs: Sequence[bytes], *, t: int | None = None,
     state root such a naive execution gives — well formed in every other respect."""
     height = led.height + 1
     t = t if t is not None else T0 + 1000 * height
-    result = execute_block(led.state_view(height - 1), CHAIN, height, t, list(txs), sigs_checked=True)
-    staged = led._stage(height, result)
-    prev = led.last_info()
-    lc = led.commit_at(height - 1)
-    header = Header(chain_id=CHAIN, height=height, time=t, prev=ZERO32 if prev is None else prev.block_id,
-                    txs_root=list_root([r.txid for r in result.results]),
-                    evidence_root=list_root([e.hash() for e in evidence]), state_root=staged.root,
-                    validators=led.validators_at(height).hash(),
-                    next_validators=led.validators_at(height + 1).hash(), proposer=VALS[0].pub,
-                    last_commit=ZERO32 if lc is None else lc.hash())  # fmt: skip
-    return Block(header, tuple(txs), tuple(evidence), lc)
+    return led.assemble(height, t, VALS[0].pub, led.commit_at(height - 1), list(txs), evidence)
 
 
 def commit(led: Ledger, block: Block) -> None:

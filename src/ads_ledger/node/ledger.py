@@ -338,7 +338,6 @@ class Ledger:
 
     def _build(self, height: int, time_ms: int, proposer: bytes, last_commit: Commit | None,
                txs: Sequence[bytes]) -> Block:  # fmt: skip
-        prev = self.last_info()
         txs = self._valid_txs(txs)
         view = self.state_view(height - 1)
         result = execute_block(view, self.chain_id, height, time_ms, txs, sigs_checked=True)
@@ -346,9 +345,21 @@ class Ledger:
         if bad:  # a stale mempool entry (its nonce moved on): our block must stay valid
             txs = [t for i, t in enumerate(txs) if i not in bad]
             result = execute_block(view, self.chain_id, height, time_ms, txs, sigs_checked=True)
-        staged = self._stage(height, result)
         with self.evidence_lock:
             evidence = tuple(self.evidence.pending(evidence_limit(self.params_at(height))))
+        return self.assemble(height, time_ms, proposer, last_commit, txs, evidence, result)
+
+    def assemble(self, height: int, time_ms: int, proposer: bytes, last_commit: Commit | None,
+                 txs: Sequence[bytes], evidence: Sequence[DuplicateVoteEvidence] = (),
+                 result: BlockResult | None = None) -> Block:  # fmt: skip
+        """The block of exactly these txs and evidence, its header from executing them without
+        envelope signature checks (`result`, if already done), remembered for commit_block.
+        It checks nothing: `propose_block` filters first; tests and the Byzantine kit do not."""
+        prev = self.last_info()
+        if result is None:
+            result = execute_block(self.state_view(height - 1), self.chain_id, height, time_ms,
+                                   txs, sigs_checked=True)  # fmt: skip
+        staged = self._stage(height, result)
         header = Header(
             chain_id=self.chain_id,
             height=height,
@@ -362,7 +373,7 @@ class Ledger:
             proposer=proposer,
             last_commit=ZERO32 if last_commit is None else last_commit.hash(),
         )
-        block = Block(header, tuple(txs), evidence, last_commit)
+        block = Block(header, tuple(txs), tuple(evidence), last_commit)
         self._remember(block, result, staged)
         return block
 

@@ -47,21 +47,17 @@ from ads_ledger.consensus.messages import CommitMessage, Message, ProposalMessag
 from ads_ledger.core import codec
 from ads_ledger.core.crypto import SigningKey
 from ads_ledger.core.errors import AdsError, DecodeError
-from ads_ledger.core.merkle import list_root
 from ads_ledger.core.types import (
     PREVOTE,
-    ZERO32,
     Block,
     Commit,
     DuplicateVoteEvidence,
-    Header,
     Proposal,
     Vote,
 )
 from ads_ledger.node.hooks import FaultHooks
 from ads_ledger.node.logs import kv
 from ads_ledger.state.envelope import MAX_TX_BYTES, Envelope, make_envelope, parse_envelope
-from ads_ledger.state.machine import execute_block
 from ads_ledger.state.records import GOV_MEMBERS
 
 if TYPE_CHECKING:
@@ -101,26 +97,7 @@ def build_block(ledger: "Ledger", height: int, time_ms: int, proposer: bytes,
     """A block of exactly these txs and evidence, whose header is what a validator that runs
     them without checking envelope signatures computes; remembered by the ledger so that our
     own core can vote for it and commit it."""
-    prev = ledger.last_info()
-    result = execute_block(ledger.state_view(height - 1), ledger.chain_id, height, time_ms, txs,
-                           sigs_checked=True)  # fmt: skip
-    staged = ledger._stage(height, result)
-    header = Header(
-        chain_id=ledger.chain_id,
-        height=height,
-        time=time_ms,
-        prev=ZERO32 if prev is None else prev.block_id,
-        txs_root=list_root([r.txid for r in result.results]),
-        evidence_root=list_root([e.hash() for e in evidence]),
-        state_root=staged.root,
-        validators=ledger.validators_at(height).hash(),
-        next_validators=ledger.validators_at(height + 1).hash(),
-        proposer=proposer,
-        last_commit=ZERO32 if last_commit is None else last_commit.hash(),
-    )
-    block = Block(header, tuple(txs), tuple(evidence), last_commit)
-    ledger._remember(block, result, staged)
-    return block
+    return ledger.assemble(height, time_ms, proposer, last_commit, txs, evidence)
 
 
 class Byzantine(FaultHooks):
