@@ -101,8 +101,8 @@ def test_swapped_signature_is_invalid_even_when_the_txid_is_known(ledger: Ledger
     assert not ledger.validate_block(naive_block(ledger, [swapped]))
 
 
-def _tx(key: SigningKey, nonce: int) -> bytes:
-    return make_envelope(CHAIN, "cp.transfer", key, nonce, {"cp": b"\x01" * 32, "to": b"\x02" * 32})
+def _tx(key: SigningKey, nonce: int, to: bytes = b"\x02" * 32) -> bytes:
+    return make_envelope(CHAIN, "cp.transfer", key, nonce, {"cp": b"\x01" * 32, "to": to})
 
 
 def test_wrong_nonce_unknown_type_and_repeats_make_a_block_invalid(ledger: Ledger) -> None:
@@ -113,7 +113,7 @@ def test_wrong_nonce_unknown_type_and_repeats_make_a_block_invalid(ledger: Ledge
     twice = _tx(user, 1)
     assert not ledger.validate_block(naive_block(ledger, [twice, twice]))
     first = naive_block(ledger, [twice])
-    assert ledger.validate_block(first)  # refused by its rule (no such cp), nonce consumed
+    assert ledger.validate_block(first)  # refused by its rule (no such cp); a fresh key: no write
     commit(ledger, first)
     assert ledger.tx_result(1, 0)["code"] != "ok"  # type: ignore[index]
     replay = naive_block(ledger, [twice])
@@ -136,7 +136,7 @@ def test_block_limits_come_from_gov_params_in_force(ledger: Ledger) -> None:
     commit(ledger, b2)
     assert ledger.params_at(3)["max_block_txs"] == 2
     assert ledger.consensus_params_at(3).propose_ms == ledger.params_at(3)["timeout_propose_ms"]
-    more = [_tx(u, 2) for u in users]
+    more = [_tx(u, 1, to=b"\x03" * 32) for u in users]  # fresh keys: refusals consumed no nonce
     assert not ledger.validate_block(naive_block(ledger, more))
     assert ledger.validate_block(naive_block(ledger, more[:2]))
 

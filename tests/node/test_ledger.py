@@ -15,6 +15,7 @@ from ads_ledger.node.ledger import InvalidBlock, Ledger, StaticHost
 from ads_ledger.state.envelope import make_envelope
 from ads_ledger.state.genesis import Genesis
 from ads_ledger.state.records import cp_key
+from ads_ledger.testing import device_attestation, test_device_ca
 from ads_ledger.testing.trustlist import issue_attestation, make_trust_list
 
 CHAIN = "ledger-test"
@@ -29,8 +30,8 @@ def trust():  # type: ignore[no-untyped-def]
 def make_genesis(vals: list[SigningKey], trust) -> Genesis:  # type: ignore[no-untyped-def]
     gov = SigningKey(b"\x07" * 32)
     return Genesis(chain_id=CHAIN, genesis_time=T0, validators=[(v.pub, 10) for v in vals],
-                   members=[gov.pub], threshold=1, anchors=[trust.root.public_bytes(
-                       __import__("cryptography").hazmat.primitives.serialization.Encoding.DER)])
+                   members=[gov.pub], threshold=1, anchors=trust.anchors_der(),
+                   device_anchors=test_device_ca().anchors_der())
 
 
 def commit_for(block: Block, vals: list[SigningKey], ledger: Ledger) -> Commit:
@@ -56,7 +57,7 @@ def test_ownership_and_grant_through_blocks(tmp_path: Path, trust) -> None:  # t
     attest = issue_attestation(trust, CHAIN, owner.pub, issued_at=T0, expires_at=T0 + 10**9)
     txs1 = [
         make_envelope(CHAIN, "attest", owner, 1, attest),
-        make_envelope(CHAIN, "cp.propose", device, 1, {"owner": owner.pub}),
+        make_envelope(CHAIN, "cp.propose", device, 1, {"owner": owner.pub, "device": device_attestation(device.pub)}),
         make_envelope(CHAIN, "cp.accept", owner, 2, {"cp": device.pub}),
     ]
     b1 = step(ledger, vals, txs1, T0 + 1000)

@@ -59,8 +59,32 @@ def test_valid_attestation(kind: str, intermediate: bool) -> None:
     body = body_for(tl)
     ident = verify_attestation(CHAIN, body, ACCOUNT, tl.anchors_der(), T0)
     att = body["attestation"]
-    assert ident == {"expires_at": att["expires_at"], "issuer": H(body["issuer_certs"][0]),
-                     "level": "substantial", "subject": att["subject"]}  # fmt: skip
+    assert ident == {"anchor": H(tl.anchors_der()[0]), "expires_at": att["expires_at"],
+                     "issuer": H(body["issuer_certs"][0]), "level": "substantial",
+                     "subject": att["subject"]}  # fmt: skip
+
+
+def test_expiry_capped_by_every_certificate_of_the_path() -> None:
+    """The identity ends with the earliest not_after of leaf, intermediate and anchor."""
+    short_leaf = tl_at(intermediate=True, leaf_not_after=AT + dt.timedelta(days=3))
+    ident = verify_attestation(CHAIN, body_for(short_leaf, expires_at=2**64 - 1), ACCOUNT,
+                               short_leaf.anchors_der(), T0)  # fmt: skip
+    assert ident["expires_at"] == T0 + 3 * DAY
+    # the root's own end (365 days) caps a long-lived attestation too
+    ident = verify_attestation(CHAIN, body_for(short_leaf := tl_at(), expires_at=T0 + 900 * DAY), ACCOUNT,
+                               short_leaf.anchors_der(), T0)  # fmt: skip
+    assert ident["expires_at"] == T0 + 365 * DAY
+
+
+def test_revoked_issuer_refused(ec: TestTrustList) -> None:
+    body = body_for(ec)
+    assert code_of(ec, body) == "ok"
+    try:
+        verify_attestation(CHAIN, body, ACCOUNT, ec.anchors_der(), T0, revoked=[H(body["issuer_certs"][0])])
+    except TxRejected as e:
+        assert e.code == "issuer_revoked"
+    else:
+        raise AssertionError("a revoked broker's attestation was accepted")
 
 
 def test_untrusted_chain(ec: TestTrustList) -> None:
@@ -159,7 +183,8 @@ def test_mutated_certificates_never_crash(data: st.DataObject) -> None:
     certs[i] = bytes(der)
     body["issuer_certs"] = certs
     code = code_of(tl, body)
-    assert code in {"ok", "malformed", "untrusted_chain", "cert_expired", "key_usage", "bad_issuer_sig"}
+    assert code in {"ok", "malformed", "untrusted_chain", "cert_expired", "key_usage", "bad_issuer_sig",
+                    "chain_too_large"}
 
 
 _FUZZ_TL = tl_at(intermediate=True)

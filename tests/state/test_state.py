@@ -45,7 +45,7 @@ def h(trust: TestTrustList) -> LedgerHarness:
     att = issue_attestation(trust, h.chain_id, OWNER.pub, issued_at=T0, expires_at=T0 + 100 * DAY)
     res = h.block(
         h.tx(OWNER, "attest", att),
-        h.tx(DEV, "cp.propose", {"owner": OWNER.pub}),
+        h.propose(DEV, OWNER.pub),
         h.tx(OWNER, "cp.accept", {"cp": DEV.pub}),
         h.tx(OWNER, "grant", grant_body()),
     )
@@ -58,11 +58,19 @@ def h(trust: TestTrustList) -> LedgerHarness:
 
 def test_failed_rule_consumes_nonce_only(h: LedgerHarness) -> None:
     before = h.cp(DEV.pub)
-    res = h.block(h.tx(PROV, "grant", grant_body()))  # PROV is not the owner
-    assert res.results[0].code == "not_owner"
-    assert set(res.writes) == {b"acct/" + PROV.pub}
-    assert h.acct(PROV.pub) == {"identity": None, "nonce": 1}
+    res = h.block(h.tx(OWNER, "revoke", {"cp": DEV.pub, "grant": bytes(16)}))
+    assert res.results[0].code == "grant_unknown"
+    assert set(res.writes) == {b"acct/" + OWNER.pub}
+    assert h.acct(OWNER.pub)["nonce"] == 4
     assert h.cp(DEV.pub) == before
+
+
+def test_failed_rule_of_a_fresh_key_writes_nothing(h: LedgerHarness) -> None:
+    """Refused txs from keys with no account cannot grow the state (spam from fresh keys)."""
+    res = h.block(h.tx(PROV, "grant", grant_body()), h.propose(key("spam"), PROV.pub, attested=False))
+    assert [r.code for r in res.results] == ["not_owner", "device_required"]
+    assert res.writes == {}
+    assert h.acct(PROV.pub) is None
 
 
 def test_failed_tx_in_block_leaves_no_partial_changes(h: LedgerHarness) -> None:
@@ -137,7 +145,7 @@ def test_fast_sign_bytes_match_envelope(n: int) -> None:
 
 def test_deterministic_writes(h: LedgerHarness) -> None:
     txs = [h.tx(OWNER, "grant", grant_body(grantee=key(f"p{i}").pub)) for i in range(5)]
-    txs.append(h.tx(DEV, "cp.propose", {"owner": PROV.pub}))
+    txs.append(h.propose(DEV, PROV.pub))
     a = execute_block(h.view, h.chain_id, 9, T0 + 5000, txs)
     b = execute_block(h.view, h.chain_id, 9, T0 + 5000, list(txs))
     assert a.writes == b.writes and list(a.writes) == list(b.writes) and a.results == b.results

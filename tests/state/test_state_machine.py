@@ -4,15 +4,21 @@ Invariants after every block:
 - a charge point record changes only in a block where its owner, its pending acceptor, a
   delegate holding one of its grants, or (while unowned) the device or a claimant signed an ok tx;
 - every grant's parent is in the record (revocation and pruning cascade), root grants were
-  issued by the owner, sub-grants by their parent's grantee and are attenuated (§4);
-- at most one live exclusive grant per charge point and scope at any instant;
+  issued by the owner, sub-grants by their parent's grantee and are attenuated (§4): scopes,
+  window, every parent limit present and ≤, priority ≤ the parent's, exclusive only under an
+  exclusive parent, redelegate below the parent's;
+- at most one live exclusive hold (a root exclusive grant and its exclusive sub-grants) per
+  charge point and scope at any instant;
+- a charge point record exists only with the device attestation it was created with;
 - grants are sorted by id and all writes are canonical;
-- nonces rise by exactly one per consumed tx and a (signer, nonce) is never consumed twice;
+- nonces rise by exactly one per consumed tx and a (signer, nonce) is never consumed twice; a
+  refused tx of a key with no account consumes nothing (fresh keys cannot grow the state);
 - a block whose txs all fail changes nothing but nonces;
 - execute_block is deterministic (twice, and over a view built in another dict order).
 
 Budget: 100 examples × 25 steps by default (~10 s on a loaded 2-core box); set
-ADS_FUZZ_EXAMPLES to run longer. The planted bug (revoke without cascade) must be caught.
+ADS_FUZZ_EXAMPLES to run longer. Each planted bug (revoke without cascade, and each dropped
+attenuation check) must be caught.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from ads_ledger.state.identity import ms_to_datetime
 from ads_ledger.state.machine import BlockResult, execute_block
 from ads_ledger.state.ownership import owner_sig_body
 from ads_ledger.state.records import SCOPES, acct_key, cp_key
-from ads_ledger.testing import key, make_test_genesis
+from ads_ledger.testing import device_attestation, key, make_test_genesis, test_device_ca
 from ads_ledger.testing.trustlist import issue_attestation, make_trust_list
 
 T0 = 1_800_000_000_000
@@ -77,7 +83,8 @@ class LedgerMachine(RuleBasedStateMachine):
         txs = [make_envelope(CHAIN, "attest", k, 1, ATTEST[k.pub]) for k in OWNERS[:2] + PROVIDERS[:1]]
         for dev, owner in zip(DEVICES[:2], OWNERS[:2]):  # device0/1 start owned; device2 unowned
             sig = dev.sign_tagged("ads/own/1", CHAIN, owner_sig_body(dev.pub, owner.pub, 0))
-            txs.append(make_envelope(CHAIN, "cp.claim", owner, 2, {"cp": dev.pub, "device_sig": sig}))
+            body = {"cp": dev.pub, "device": device_attestation(dev.pub), "device_sig": sig}
+            txs.append(make_envelope(CHAIN, "cp.claim", owner, 2, body))
         res = self._execute(txs)
         assert all(r.ok for r in res.results)
 
@@ -109,7 +116,8 @@ class LedgerMachine(RuleBasedStateMachine):
         ok_signers: dict[bytes, set[bytes]] = {}
         consumed_by: dict[bytes, list[int]] = {}
         for env, r in zip(envs, res.results):
-            if r.code not in NO_NONCE:
+            had_account = pre.get(acct_key(env.signer)) is not None or env.signer in consumed_by
+            if r.code not in NO_NONCE and (r.ok or had_account):
                 consumed_by.setdefault(env.signer, []).append(env.nonce)
                 assert (env.signer, env.nonce) not in self.consumed, "a nonce was consumed twice"
                 self.consumed.add((env.signer, env.nonce))
@@ -179,7 +187,10 @@ class LedgerMachine(RuleBasedStateMachine):
             ttype, body = "revoke", {"cp": cp, "grant": gid}
         elif kind == "propose":
             signer = next(k for k in DEVICES if k.pub == cp)
-            ttype, body = "cp.propose", {"owner": data.draw(st.sampled_from(PEOPLE)).pub}
+            body = {"owner": data.draw(st.sampled_from(PEOPLE)).pub}
+            if data.draw(st.integers(0, 3)) > 0:
+                body["device"] = device_attestation(cp)
+            ttype = "cp.propose"
         elif kind == "accept":
             signer = data.draw(st.sampled_from(PEOPLE))
             if rec and rec["pending"] and data.draw(st.booleans()):
@@ -191,6 +202,8 @@ class LedgerMachine(RuleBasedStateMachine):
             dev = next(k for k in DEVICES if k.pub == cp)
             sig = dev.sign_tagged("ads/own/1", CHAIN, owner_sig_body(cp, signer.pub, epoch))
             ttype, body = "cp.claim", {"cp": cp, "device_sig": sig}
+            if data.draw(st.integers(0, 3)) > 0:
+                body["device"] = device_attestation(cp)
         elif kind == "transfer":
             signer = data.draw(st.sampled_from(PEOPLE))
             if rec and rec["owner"] and data.draw(st.booleans()):
@@ -220,20 +233,25 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def _grant_body(self, data: st.DataObject, cp: bytes, parent: dict[str, Any] | None) -> dict[str, Any]:
         if parent is not None and data.draw(st.integers(0, 3)) > 0:  # mostly well attenuated
-            # non-exclusive scopes (an exclusive sub-grant would be a second holder), a window
-            # that ends with the parent or up to 1 ms past it, alive past the next block
-            shared = [x for x in parent["scopes"] if x not in ("flex",)] or parent["scopes"]
-            scopes = data.draw(st.lists(st.sampled_from(shared), min_size=1, unique=True))
+            # the parent's scopes, a window that ends with the parent or up to 1 ms past it,
+            # alive past the next block
+            scopes = data.draw(st.lists(st.sampled_from(parent["scopes"]), min_size=1, unique=True))
             nb = parent["not_before"] + data.draw(st.integers(0, 2000))
             end = data.draw(st.sampled_from(["parent"] * 3 + ["inside"] * 2 + ["over"]))
             na = {"parent": parent["not_after"], "over": parent["not_after"] + 1,
                   "inside": max(self.time + 2000, parent["not_after"] - 1000)}[end]  # fmt: skip
             limits = {k: max(0, v - data.draw(st.integers(0, 1000))) for k, v in parent["limits"].items()}
+            if limits and data.draw(st.integers(0, 5)) == 0:
+                limits = {}  # drop the parent's limit: must be refused
             redelegate = max(0, parent["redelegate"] - data.draw(st.sampled_from([1] * 7 + [0])))
+            priority = parent["priority"] - data.draw(st.integers(-3, 5))  # sometimes above it
+            exclusive = "flex" in scopes or (parent["exclusive"] and data.draw(st.booleans()))
+            if not parent["exclusive"] and data.draw(st.integers(0, 2)) == 0:
+                exclusive = True  # exclusive under a shared parent: must be refused
             return {
                 "cp": cp, "grantee": data.draw(st.sampled_from(PEOPLE)).pub, "scopes": scopes,
                 "not_before": nb, "not_after": max(na, nb + 1), "limits": limits,
-                "exclusive": "flex" in scopes, "priority": min(5, parent["priority"]),
+                "exclusive": exclusive, "priority": min(99, max(0, priority)),
                 "redelegate": redelegate, "parent": parent["id"],
             }  # fmt: skip
         scopes = data.draw(st.lists(st.sampled_from(SCOPE_LIST), min_size=1, max_size=3, unique=True))
@@ -265,6 +283,7 @@ class LedgerMachine(RuleBasedStateMachine):
             rec = self.rec(d.pub)
             if rec is None:
                 continue
+            assert rec["device"] == {"issuer": test_device_ca().issuer(), "model": "ADS-SIM-22"}
             grants = rec["grants"]
             assert [g["id"] for g in grants] == sorted(g["id"] for g in grants), "grants not sorted by id"
             by_id = {g["id"]: g for g in grants}
@@ -285,15 +304,26 @@ class LedgerMachine(RuleBasedStateMachine):
                 assert g["issuer"] == p["grantee"] and p["redelegate"] > g["redelegate"]
                 assert set(g["scopes"]) <= set(p["scopes"])
                 assert p["not_before"] <= g["not_before"] and g["not_after"] <= p["not_after"]
-                assert all(k in g["limits"] and g["limits"][k] <= v for k, v in p["limits"].items())
+                assert all(k in g["limits"] for k in p["limits"]), "a sub-grant dropped its parent's limit"
+                assert all(g["limits"][k] <= v for k, v in p["limits"].items())
+                assert g["priority"] <= p["priority"], "a sub-grant outranks its parent"
+                assert p["exclusive"] or not g["exclusive"], "an exclusive sub-grant under a shared parent"
+                REACHED["exclusive_sub"] += g["exclusive"]
+
+            def hold(g: dict[str, Any]) -> bytes:
+                while g["parent"] is not None and by_id[g["parent"]]["exclusive"]:
+                    g = by_id[g["parent"]]
+                return bytes(g["id"])
+
             live_excl = [g for g in grants if g["exclusive"] and g["not_after"] > self.time]
             for i, a in enumerate(live_excl):
                 for b in live_excl[i + 1 :]:
                     overlap = a["not_before"] < b["not_after"] and b["not_before"] < a["not_after"]
-                    assert not (overlap and set(a["scopes"]) & set(b["scopes"])), "two live exclusive holders"
+                    shared = overlap and set(a["scopes"]) & set(b["scopes"])
+                    assert not shared or hold(a) == hold(b), "two live exclusive holders"
 
 
-REACHED = {"depth": 0, "sub_grants": 0, "ends_with_parent": 0}  # what the draws exercised
+REACHED = {"depth": 0, "sub_grants": 0, "ends_with_parent": 0, "exclusive_sub": 0}  # what the draws exercised
 
 TestLedgerMachine = LedgerMachine.TestCase
 TestLedgerMachine.settings = settings(
@@ -305,10 +335,19 @@ TestLedgerMachine.settings = settings(
 )
 
 
-def test_planted_bug_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Revoke without cascade (a test-only switch) must break the orphan invariant."""
-    monkeypatch.setattr(delegation, "MUTANT_REVOKE_NO_CASCADE", True)
-    with pytest.raises(AssertionError, match="outlived its parent"):
+@pytest.mark.parametrize(
+    "mutant,symptom",
+    [
+        ("MUTANT_REVOKE_NO_CASCADE", "outlived its parent"),
+        ("MUTANT_NO_PRIORITY_CAP", "outranks its parent"),
+        ("MUTANT_NO_EXCLUSIVE_CAP", "exclusive sub-grant under a shared parent"),
+        ("MUTANT_NO_LIMIT_PRESENCE", "dropped its parent's limit"),
+    ],
+)
+def test_planted_bug_is_caught(monkeypatch: pytest.MonkeyPatch, mutant: str, symptom: str) -> None:
+    """Each planted bug (a test-only switch that drops one rule) must break its invariant."""
+    monkeypatch.setattr(delegation, mutant, True)
+    with pytest.raises(AssertionError, match=symptom):
         run_state_machine_as_test(
             LedgerMachine,
             settings=settings(
@@ -326,8 +365,8 @@ def test_planted_bug_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_machine_reaches_deep_and_boundary_sub_grants() -> None:
     """The draws must exercise what the invariants guard: accepted sub-grants two levels deep
     and sub-grants ending exactly with their parent (not only refusals)."""
-    REACHED.update(depth=0, sub_grants=0, ends_with_parent=0)
+    REACHED.update(depth=0, sub_grants=0, ends_with_parent=0, exclusive_sub=0)
     run_state_machine_as_test(LedgerMachine, settings=settings(
         max_examples=40, stateful_step_count=25, deadline=None, derandomize=True,
         suppress_health_check=list(HealthCheck)))  # fmt: skip
-    assert REACHED["depth"] >= 2 and REACHED["ends_with_parent"] > 0, REACHED
+    assert REACHED["depth"] >= 2 and REACHED["ends_with_parent"] > 0 and REACHED["exclusive_sub"] > 0, REACHED

@@ -8,12 +8,19 @@ from typing import Any
 
 import pytest
 
-from ads_ledger.core.crypto import SigningKey
+from ads_ledger.core.crypto import H, SigningKey
+from ads_ledger.state.certs import datetime_to_ms
 from ads_ledger.state.identity import ms_to_datetime
 from ads_ledger.state.ownership import owner_sig_body
 from ads_ledger.state.reasons import CODES
-from ads_ledger.testing import LedgerHarness, key, make_test_genesis
-from ads_ledger.testing.trustlist import TestTrustList, issue_attestation, make_trust_list
+from ads_ledger.testing import LedgerHarness, device_attestation, key, make_test_genesis, test_device_ca
+from ads_ledger.testing.trustlist import (
+    TestTrustList,
+    issue_attestation,
+    issue_device_attestation,
+    make_device_ca,
+    make_trust_list,
+)
 
 T0 = 1_800_000_000_000
 DAY = 86_400_000
@@ -39,6 +46,20 @@ class World:
         body = issue_attestation(self.tl, self.h.chain_id, k.pub, issued_at=self.h.time, expires_at=self.h.time + ttl)
         return self.h.run(k, "attest", body)
 
+    def propose(self, dev: SigningKey, owner: SigningKey, *, attested: bool = True) -> Any:
+        return self.h.block(self.h.propose(dev, owner.pub, attested=attested)).results[0]
+
+    def claim(self, owner: SigningKey, dev: SigningKey, epoch: int = 0, *, attested: bool = True) -> Any:
+        sig = dev.sign_tagged("ads/own/1", self.h.chain_id, owner_sig_body(dev.pub, owner.pub, epoch))
+        body: dict[str, Any] = {"cp": dev.pub, "device_sig": sig}
+        if attested:
+            body["device"] = device_attestation(dev.pub)
+        return self.h.run(owner, "cp.claim", body)
+
+    def gov(self, action: str, args: dict[str, Any]) -> Any:
+        m = members()
+        return self.h.run(m[0], "gov", {"action": action, "args": args}, [m[1]])
+
     def grant(self, signer: SigningKey, grantee: SigningKey, **kw: Any) -> Any:
         body = {
             "cp": self.dev.pub, "grantee": grantee.pub, "scopes": ["charging.control", "meter.read"],
@@ -54,7 +75,7 @@ def w(trust: TestTrustList) -> World:
     h = LedgerHarness(make_test_genesis(trust.anchors_der(), genesis_time=T0))
     world = World(h, trust, key("owner"), key("dev"), key("prov"), key("sub"), key("other"))
     assert world.attest(world.owner).ok
-    assert h.run(world.dev, "cp.propose", {"owner": world.owner.pub}).ok
+    assert world.propose(world.dev, world.owner).ok
     assert h.run(world.owner, "cp.accept", {"cp": world.dev.pub}).ok
     return world
 
@@ -83,13 +104,13 @@ def test_propose_on_owned_cp_is_refused(w: World) -> None:
 
 def test_accept_by_unnamed_account_is_refused(w: World) -> None:
     dev2 = key("dev2")
-    assert w.h.run(dev2, "cp.propose", {"owner": w.owner.pub}).ok
+    assert w.propose(dev2, w.owner).ok
     refused(w.h.run(w.other, "cp.accept", {"cp": dev2.pub}), "not_pending")
 
 
 def test_accept_needs_identity(w: World) -> None:
     dev2 = key("dev2")
-    assert w.h.run(dev2, "cp.propose", {"owner": w.other.pub}).ok
+    assert w.propose(dev2, w.other).ok
     refused(w.h.run(w.other, "cp.accept", {"cp": dev2.pub}), "no_identity")
     assert w.h.cp(dev2.pub)["owner"] is None
 
@@ -97,7 +118,7 @@ def test_accept_needs_identity(w: World) -> None:
 def test_identity_expires(w: World) -> None:
     assert w.attest(w.other, ttl=1500).ok  # expires before the next block
     dev2 = key("dev2")
-    assert w.h.run(dev2, "cp.propose", {"owner": w.other.pub}).ok
+    assert w.propose(dev2, w.other).ok
     refused(w.h.run(w.other, "cp.accept", {"cp": dev2.pub}), "identity_expired")
 
 
@@ -108,7 +129,8 @@ def test_accept_unknown_cp(w: World) -> None:
 def test_claim_with_device_signature(w: World) -> None:
     dev2 = key("dev2")
     sig = dev2.sign_tagged("ads/own/1", w.h.chain_id, owner_sig_body(dev2.pub, w.owner.pub, 0))
-    assert w.h.run(w.owner, "cp.claim", {"cp": dev2.pub, "device_sig": sig}).ok
+    refused(w.h.run(w.owner, "cp.claim", {"cp": dev2.pub, "device_sig": sig}), "device_required")
+    assert w.claim(w.owner, dev2).ok
     rec = w.h.cp(dev2.pub)
     assert rec["owner"] == w.owner.pub and rec["epoch"] == 1
     # the same device signature cannot be replayed once the epoch moved on
@@ -119,11 +141,13 @@ def test_claim_with_device_signature(w: World) -> None:
 def test_claim_refusals(w: World) -> None:
     dev2 = key("dev2")
     wrong_epoch = dev2.sign_tagged("ads/own/1", w.h.chain_id, owner_sig_body(dev2.pub, w.owner.pub, 1))
-    refused(w.h.run(w.owner, "cp.claim", {"cp": dev2.pub, "device_sig": wrong_epoch}), "bad_device_sig")
+    att = device_attestation(dev2.pub)
+    refused(w.h.run(w.owner, "cp.claim", {"cp": dev2.pub, "device_sig": wrong_epoch, "device": att}),
+            "bad_device_sig")  # fmt: skip
     for_other = dev2.sign_tagged("ads/own/1", w.h.chain_id, owner_sig_body(dev2.pub, w.other.pub, 0))
-    refused(w.h.run(w.owner, "cp.claim", {"cp": dev2.pub, "device_sig": for_other}), "bad_device_sig")
-    good = dev2.sign_tagged("ads/own/1", w.h.chain_id, owner_sig_body(dev2.pub, w.other.pub, 0))
-    refused(w.h.run(w.other, "cp.claim", {"cp": dev2.pub, "device_sig": good}), "no_identity")
+    refused(w.h.run(w.owner, "cp.claim", {"cp": dev2.pub, "device_sig": for_other, "device": att}),
+            "bad_device_sig")  # fmt: skip
+    refused(w.claim(w.other, dev2), "no_identity")
     assert w.h.cp(dev2.pub) is None
     sig = w.dev.sign_tagged("ads/own/1", w.h.chain_id, owner_sig_body(w.dev.pub, w.other.pub, 1))
     refused(w.h.run(w.other, "cp.claim", {"cp": w.dev.pub, "device_sig": sig}), "cp_owned")
@@ -151,7 +175,7 @@ def test_transfer_to_self_cancels(w: World) -> None:
 
 def test_transfer_unowned(w: World) -> None:
     dev2 = key("dev2")
-    assert w.h.run(dev2, "cp.propose", {"owner": w.owner.pub}).ok
+    assert w.propose(dev2, w.owner).ok
     refused(w.h.run(w.owner, "cp.transfer", {"cp": dev2.pub, "to": w.other.pub}), "no_owner")
 
 
@@ -188,7 +212,7 @@ def test_grant_refusals(w: World) -> None:
 def test_owner_grant_needs_live_identity(w: World) -> None:
     dev2 = key("dev2")
     assert w.attest(w.other, ttl=1500).ok
-    assert w.h.run(dev2, "cp.propose", {"owner": w.other.pub}).ok
+    assert w.propose(dev2, w.other).ok
     w.h.time -= 2000  # accept just before the identity expires
     assert w.h.run(w.other, "cp.accept", {"cp": dev2.pub}).ok
     refused(w.grant(w.other, w.prov, cp=dev2.pub), "identity_expired")
@@ -338,28 +362,168 @@ def test_gov_anchors(w: World) -> None:
     other = make_trust_list()
     der = other.anchors_der()[0]
     leaf = other.chain_der()[0]
-    refused(w.h.run(m[0], "gov", {"action": "anchors.add", "args": {"cert": leaf}}, [m[1]]), "bad_gov_args")
-    refused(w.h.run(m[0], "gov", {"action": "anchors.add", "args": {"cert": b"junk"}}, [m[1]]), "bad_gov_args")
-    assert w.h.run(m[0], "gov", {"action": "anchors.add", "args": {"cert": der}}, [m[1]]).ok
-    assert der in w.h.get(b"gov/anchors") and len(w.h.get(b"gov/anchors")) == 2
-    refused(w.h.run(m[0], "gov", {"action": "anchors.add", "args": {"cert": der}}, [m[1]]), "bad_gov_args")
+    assert m
+    refused(w.gov("anchors.add", {"cert": leaf, "purpose": "eid"}), "bad_gov_args")
+    refused(w.gov("anchors.add", {"cert": b"junk", "purpose": "eid"}), "bad_gov_args")
+    refused(w.gov("anchors.add", {"cert": der}), "bad_gov_args")  # an anchor says what it is for
+    refused(w.gov("anchors.add", {"cert": der, "purpose": "tls"}), "bad_gov_args")
+    assert w.gov("anchors.add", {"cert": der, "purpose": "eid"}).ok
+    anchors = w.h.get(b"gov/anchors")
+    assert der in anchors["eid"] and len(anchors["eid"]) == 2 and der not in anchors["device"]
+    refused(w.gov("anchors.add", {"cert": der, "purpose": "eid"}), "bad_gov_args")
     # remove the test root: its broker can no longer attest
     old = w.tl.anchors_der()[0]
-    assert w.h.run(m[0], "gov", {"action": "anchors.remove", "args": {"cert": old}}, [m[1]]).ok
+    refused(w.gov("anchors.remove", {"cert": old, "purpose": "device"}), "bad_gov_args")
+    assert w.gov("anchors.remove", {"cert": old, "purpose": "eid"}).ok
     refused(w.attest(w.other), "untrusted_chain")
-    refused(w.h.run(m[0], "gov", {"action": "anchors.remove", "args": {"cert": old}}, [m[1]]), "bad_gov_args")
+    refused(w.gov("anchors.remove", {"cert": old, "purpose": "eid"}), "bad_gov_args")
 
 
 def test_unknown_type(w: World) -> None:
     refused(w.h.run(w.owner, "mint", {}), "unknown_type")
 
 
-def test_flex_is_not_redelegable_while_its_holder_lives(w: World) -> None:
-    """Documented consequence of exclusivity: a flex sub-grant would be a second exclusive holder."""
-    p = w.grant(w.owner, w.prov, scopes=["flex", "meter.read"], exclusive=True, redelegate=1)
+def test_exclusive_sub_grant_shares_its_parents_hold(w: World) -> None:
+    """§4: a sub-grant shares its parent's exclusive hold; it is not a second holder, so flex
+    can be re-delegated along one hold — and never made exclusive under a shared parent."""
+    p = w.grant(w.owner, w.prov, scopes=["flex", "meter.read"], exclusive=True, redelegate=2)
     assert p.ok
     pid = p.txid[:16]
-    refused(w.grant(w.prov, w.sub, parent=pid, scopes=["flex"], exclusive=True), "exclusive_held")
     refused(w.grant(w.prov, w.sub, parent=pid, scopes=["flex"], exclusive=False), "exclusive_required")
-    refused(w.grant(w.prov, w.sub, parent=pid, scopes=["meter.read"], exclusive=True), "exclusive_held")
+    c = w.grant(w.prov, w.sub, parent=pid, scopes=["flex"], exclusive=True, redelegate=1)
+    assert c.ok
+    # deeper along the same hold, and a sibling in it, are fine too
+    assert w.grant(w.sub, w.other, parent=c.txid[:16], scopes=["flex"], exclusive=True).ok
+    assert w.grant(w.prov, w.other, parent=pid, scopes=["flex"], exclusive=True).ok
+    # another root holder of flex is still refused while the hold lives
+    refused(w.grant(w.owner, w.other, scopes=["flex"], exclusive=True), "exclusive_held")
     assert w.grant(w.prov, w.sub, parent=pid, scopes=["meter.read"], limits={"max_power_w": 11_000}).ok
+
+
+def test_sub_grant_cannot_outrank_or_monopolise(w: World) -> None:
+    """§4 attenuation of priority and exclusivity (issue: parent 10 → child 99; a delegate
+    marking exclusive what the owner left shared, blocking the owner's own exclusive grant)."""
+    p = w.grant(w.owner, w.prov, scopes=["charging.profile"], priority=10, redelegate=2)
+    assert p.ok
+    pid = p.txid[:16]
+    res = w.grant(w.prov, w.sub, parent=pid, scopes=["charging.profile"], priority=99, redelegate=1)
+    refused(res, "not_attenuated")
+    assert "priority" in res.log
+    res = w.grant(w.prov, w.sub, parent=pid, scopes=["charging.profile"], exclusive=True, redelegate=1)
+    refused(res, "not_attenuated")
+    assert "exclusive" in res.log
+    assert w.grant(w.prov, w.sub, parent=pid, scopes=["charging.profile"], priority=10, redelegate=1).ok
+    # the owner's own exclusive grant is still possible: no delegate holds the scope
+    assert w.grant(w.owner, w.other, scopes=["charging.profile"], exclusive=True).ok
+
+
+# ---------------------------------------------------------------- device attestation
+
+
+def test_new_record_needs_device_attestation(w: World) -> None:
+    dev2 = key("dev2")
+    res = w.propose(dev2, w.owner, attested=False)
+    refused(res, "device_required")
+    assert "manufacturer" in res.log
+    assert w.h.cp(dev2.pub) is None and w.h.acct(dev2.pub) is None  # a fresh key leaves no state
+    assert w.propose(dev2, w.owner).ok
+    rec = w.h.cp(dev2.pub)
+    assert rec["device"] == {"issuer": test_device_ca().issuer(), "model": "ADS-SIM-22"}
+    # the record exists now: re-proposing needs no attestation
+    assert w.propose(dev2, w.other, attested=False).ok
+    assert w.h.cp(dev2.pub)["pending"] == w.other.pub
+
+
+def test_device_attestation_refusals(w: World) -> None:
+    dev2, dev3 = key("dev2"), key("dev3")
+    ca = test_device_ca()
+
+    def propose(att: dict[str, Any], dev: SigningKey = dev2) -> Any:
+        return w.h.run(dev, "cp.propose", {"owner": w.owner.pub, "device": att})
+
+    good = device_attestation(dev2.pub)
+    refused(propose(good, dev3), "device_mismatch")
+    forged = {**good, "issuer_sig": device_attestation(dev3.pub)["issuer_sig"]}
+    refused(propose(forged), "bad_issuer_sig")
+    renamed = {**good, "statement": {**good["statement"], "model": "ADS-SIM-99"}}
+    refused(propose(renamed), "bad_issuer_sig")
+    future = issue_device_attestation(ca, dev2.pub, issued_at=w.h.time + DAY)
+    refused(propose(future), "attestation_expired")
+    # a manufacturer not anchored, an eID broker posing as one (eid anchors do not count)
+    stranger = issue_device_attestation(make_device_ca(), dev2.pub, issued_at=T0)
+    refused(propose(stranger), "untrusted_chain")
+    broker = {**good, "issuer_certs": w.tl.chain_der()}
+    refused(propose(broker), "untrusted_chain")
+    at = ms_to_datetime(T0)
+    expired_ca = make_device_ca(not_before=at - dt.timedelta(days=30), not_after=at + dt.timedelta(days=30),
+                                leaf_not_after=at - dt.timedelta(days=1))  # fmt: skip
+    assert w.gov("anchors.add", {"cert": expired_ca.anchors_der()[0], "purpose": "device"}).ok
+    refused(propose(issue_device_attestation(expired_ca, dev2.pub, issued_at=T0 - 2 * DAY)), "cert_expired")
+    refused(propose({**good, "issuer_certs": good["issuer_certs"] * 5}), "chain_too_large")
+    refused(propose({**good, "issuer_certs": [b"\x30" * 17_000]}), "chain_too_large")
+    refused(propose({**good, "statement": {**good["statement"], "model": "x" * 65}}), "malformed")
+    assert w.h.cp(dev2.pub) is None and w.h.acct(dev2.pub) is None
+
+
+def test_revoked_manufacturer_cannot_add_devices(w: World) -> None:
+    ca = test_device_ca()
+    assert w.propose(key("dev2"), w.owner).ok
+    refused(w.gov("issuers.revoke", {"issuer": b"short"}), "bad_gov_args")
+    assert w.gov("issuers.revoke", {"issuer": ca.issuer()}).ok
+    assert w.h.get(b"gov/revoked") == [ca.issuer()]
+    refused(w.gov("issuers.revoke", {"issuer": ca.issuer()}), "bad_gov_args")
+    refused(w.propose(key("dev3"), w.owner), "issuer_revoked")
+    refused(w.claim(w.owner, key("dev3")), "issuer_revoked")
+    # existing records stay: a device already on the ledger keeps working
+    assert w.propose(key("dev2"), w.other, attested=False).ok
+    # removing the manufacturer's anchor also stops it
+    other = make_device_ca()
+    assert w.gov("anchors.add", {"cert": other.anchors_der()[0], "purpose": "device"}).ok
+    assert w.h.run(key("dev4"), "cp.propose", {"owner": w.owner.pub, "device": issue_device_attestation(
+        other, key("dev4").pub, issued_at=T0)}).ok  # fmt: skip
+    assert w.gov("anchors.remove", {"cert": other.anchors_der()[0], "purpose": "device"}).ok
+    refused(w.h.run(key("dev5"), "cp.propose", {"owner": w.owner.pub, "device": issue_device_attestation(
+        other, key("dev5").pub, issued_at=T0)}), "untrusted_chain")  # fmt: skip
+
+
+# ---------------------------------------------------------------- identity validity
+
+
+def test_identity_expiry_capped_by_the_chain(w: World) -> None:
+    """An attestation claiming to last forever lasts as long as the broker's certificate."""
+    body = issue_attestation(w.tl, w.h.chain_id, w.other.pub, issued_at=w.h.time, expires_at=2**64 - 1)
+    assert w.h.run(w.other, "attest", body).ok
+    ident = w.h.acct(w.other.pub)["identity"]
+    cap = min(c.not_valid_after_utc for c in (w.tl.broker, w.tl.root))
+    assert ident["expires_at"] == datetime_to_ms(cap)
+    assert ident["anchor"] == H(w.tl.anchors_der()[0]) and ident["issuer"] == H(w.tl.chain_der()[0])
+
+
+def test_identity_stops_counting_when_its_anchor_goes(w: World) -> None:
+    g = w.grant(w.owner, w.prov)
+    assert g.ok
+    assert w.gov("anchors.remove", {"cert": w.tl.anchors_der()[0], "purpose": "eid"}).ok
+    res = w.grant(w.owner, w.other)
+    refused(res, "identity_revoked")
+    assert "anchor" in res.log
+    # existing grants stay until the owner or governance acts; the owner can still revoke
+    assert [x["id"] for x in w.h.cp(w.dev.pub)["grants"]] == [g.txid[:16]]
+    assert w.h.run(w.owner, "revoke", {"cp": w.dev.pub, "grant": g.txid[:16]}).ok
+    # re-adding the anchor restores the identity
+    assert w.gov("anchors.add", {"cert": w.tl.anchors_der()[0], "purpose": "eid"}).ok
+    assert w.grant(w.owner, w.other).ok
+
+
+def test_identity_stops_counting_when_its_issuer_is_revoked(w: World) -> None:
+    assert w.gov("issuers.revoke", {"issuer": H(w.tl.chain_der()[0])}).ok
+    res = w.grant(w.owner, w.prov)
+    refused(res, "identity_revoked")
+    refused(w.claim(w.owner, key("dev2")), "identity_revoked")
+    refused(w.attest(w.other), "issuer_revoked")  # and it attests nobody new
+
+
+def test_attest_chain_bounds_before_signatures(w: World) -> None:
+    body = issue_attestation(w.tl, w.h.chain_id, w.other.pub, issued_at=w.h.time, expires_at=w.h.time + DAY)
+    refused(w.h.run(w.other, "attest", {**body, "issuer_certs": body["issuer_certs"] * 5}), "chain_too_large")
+    big = {**body, "issuer_certs": [body["issuer_certs"][0], b"\x30" * 16_000]}
+    refused(w.h.run(w.other, "attest", big), "chain_too_large")

@@ -30,6 +30,7 @@ TAGS = frozenset(
         "ads/tx/1",
         "ads/own/1",
         "ads/attest/1",
+        "ads/device/1",
         "ads/proposal/1",
         "ads/vote/1",
         "ads/cmd/1",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from ads_ledger.state.certs import check_chain_bounds
 from ads_ledger.state.reasons import Malformed, ScopeUnknown, UnknownType
 from ads_ledger.state.records import SCOPES
 
@@ -15,10 +16,9 @@ __all__ = ["check_body", "TX_TYPES", "GOV_ACTIONS", "MAX_UINT"]
 
 MAX_UINT = 2**64 - 1
 MAX_SCOPES = 16
-MAX_DER = 8 * 1024
-MAX_ISSUER_CERTS = 8
+MAX_MODEL_BYTES = 64
 GOV_ACTIONS = frozenset(
-    {"validators.set", "anchors.add", "anchors.remove", "members.set", "params.set"}
+    {"validators.set", "anchors.add", "anchors.remove", "issuers.revoke", "members.set", "params.set"}
 )
 
 
@@ -51,19 +51,41 @@ def _attest(b: dict[str, Any]) -> None:
         raise Malformed('attestation.level must be "substantial" or "high"')
     _uint(a["issued_at"], "attestation.issued_at")
     _uint(a["expires_at"], "attestation.expires_at")
-    certs = b["issuer_certs"]
-    if type(certs) is not list or not 1 <= len(certs) <= MAX_ISSUER_CERTS:
-        raise Malformed(f"issuer_certs must list 1..{MAX_ISSUER_CERTS} DER certificates, leaf first")
-    for c in certs:
-        if type(c) is not bytes or not 0 < len(c) <= MAX_DER:
-            raise Malformed(f"each issuer certificate must be DER bytes of at most {MAX_DER}")
+    _issuer(b)
+
+
+def _issuer(b: dict[str, Any]) -> None:
+    """issuer_certs within the chain bounds (before any signature work) and an issuer_sig."""
+    check_chain_bounds(b["issuer_certs"])
     sig = b["issuer_sig"]
     if type(sig) is not bytes or not 0 < len(sig) <= 1024:
         raise Malformed("issuer_sig must be 1..1024 bytes")
 
 
+def _device(a: Any) -> None:
+    """A device attestation (§4): the manufacturer's statement, chain and signature."""
+    if type(a) is not dict:
+        raise Malformed("device must be a device attestation map")
+    _keys(a, {"statement", "issuer_certs", "issuer_sig"}, "device attestation")
+    st = a["statement"]
+    if type(st) is not dict:
+        raise Malformed("device.statement must be a map")
+    _keys(st, {"device", "model", "issued_at"}, "device statement")
+    _bin(st["device"], 32, "device.statement.device")
+    if type(st["model"]) is not str or not 0 < len(st["model"].encode()) <= MAX_MODEL_BYTES:
+        raise Malformed(f"device.statement.model must be a string of 1..{MAX_MODEL_BYTES} bytes")
+    _uint(st["issued_at"], "device.statement.issued_at")
+    _issuer(a)
+
+
+def _optional_device(b: dict[str, Any], required: set[str], what: str) -> None:
+    _keys(b, required | ({"device"} if "device" in b else set()), what)
+    if "device" in b:
+        _device(b["device"])
+
+
 def _propose(b: dict[str, Any]) -> None:
-    _keys(b, {"owner"}, "cp.propose")
+    _optional_device(b, {"owner"}, "cp.propose")
     _bin(b["owner"], 32, "owner")
 
 
@@ -73,7 +95,7 @@ def _accept(b: dict[str, Any]) -> None:
 
 
 def _claim(b: dict[str, Any]) -> None:
-    _keys(b, {"cp", "device_sig"}, "cp.claim")
+    _optional_device(b, {"cp", "device_sig"}, "cp.claim")
     _bin(b["cp"], 32, "cp")
     _bin(b["device_sig"], 64, "device_sig")
 

@@ -1,10 +1,15 @@
 """Delegation: `grant` (with attenuated sub-grants and exclusive scopes) and `revoke` (DESIGN §4).
 
 A grant's id is `txid[:16]`; a record's grants stay sorted by id. Exclusivity: a grant with
-`exclusive: true` holds its scopes alone — no two unexpired exclusive grants of a charge point
-share a scope over overlapping windows (so at any instant at most one live exclusive grant per
-scope). §7's exclusive scope `flex` may only be granted exclusively. A consequence: `flex` cannot
-be re-delegated while its holder's grant lives (the sub-grant would be a second exclusive holder).
+`exclusive: true` holds its scopes alone — no two unexpired exclusive *holds* of a charge point
+share a scope over overlapping windows. A hold is a root exclusive grant with its exclusive
+sub-grants: a sub-grant may be exclusive only under an exclusive parent, and then shares its
+parent's hold rather than being a second holder. §7's exclusive scope `flex` may only be granted
+exclusively, so it is re-delegated along one hold.
+
+A sub-grant is attenuated (§4): scopes ⊆, window ⊆, every limit the parent has present and ≤,
+`priority ≤` the parent's (a delegate never outranks the grant it came from in OCPP stack-level
+conflicts), `exclusive` only under an exclusive parent, `redelegate <` the parent's.
 """
 
 from __future__ import annotations
@@ -32,9 +37,12 @@ from ads_ledger.state.records import EXCLUSIVE_SCOPES, cp_key, find_grant, prune
 
 __all__ = ["apply_grant", "apply_revoke", "remove_subtree", "attenuation_error"]
 
-# Test-only planted bug (mutation testing): when True, revoke removes the grant but not its
-# sub-grants. The state-machine test must catch it; production code never sets it.
-MUTANT_REVOKE_NO_CASCADE = False
+# Test-only planted bugs (mutation testing): each drops one rule. The state-machine test must
+# catch every one; production code never sets them.
+MUTANT_REVOKE_NO_CASCADE = False  # revoke removes the grant but not its sub-grants
+MUTANT_NO_PRIORITY_CAP = False  # a sub-grant may outrank its parent
+MUTANT_NO_EXCLUSIVE_CAP = False  # a sub-grant may be exclusive under a shared parent
+MUTANT_NO_LIMIT_PRESENCE = False  # a sub-grant may drop a limit its parent has
 
 
 def attenuation_error(parent: dict[str, Any], b: dict[str, Any]) -> str | None:
@@ -48,8 +56,14 @@ def attenuation_error(parent: dict[str, Any], b: dict[str, Any]) -> str | None:
         )
     for name, cap in parent["limits"].items():
         mine = b["limits"].get(name)
+        if mine is None and MUTANT_NO_LIMIT_PRESENCE:
+            continue
         if mine is None or mine > cap:
             return f"limit {name} must be at most the parent's {cap} (got {mine})"
+    if b["priority"] > parent["priority"] and not MUTANT_NO_PRIORITY_CAP:
+        return f"priority {b['priority']} is above the parent's {parent['priority']}"
+    if b["exclusive"] and not parent["exclusive"] and not MUTANT_NO_EXCLUSIVE_CAP:
+        return "exclusive: true under a parent that holds its scopes shared"
     if b["redelegate"] >= parent["redelegate"]:
         return f"redelegate must be below the parent's {parent['redelegate']}"
     return None
@@ -92,9 +106,11 @@ def apply_grant(ctx: Ctx, env: Envelope, txid: bytes) -> None:
         if why is not None:
             raise NotAttenuated(f"a sub-grant must be attenuated: {why}")
     if b["exclusive"]:
+        hold = _hold(grants, parent)
         for g in grants:
             if (
                 g["exclusive"]
+                and (hold is None or _hold(grants, g["id"]) != hold)
                 and g["not_before"] < b["not_after"]
                 and b["not_before"] < g["not_after"]
                 and not set(g["scopes"]).isdisjoint(scopes)
@@ -126,6 +142,18 @@ def apply_grant(ctx: Ctx, env: Envelope, txid: bytes) -> None:
     new = list(grants)
     new.insert(bisect_left([g["id"] for g in grants], gid), grant)
     ctx.state.put(cp_key(cp), {**rec, "grants": new, "updated": ctx.height})
+
+
+def _hold(grants: list[dict[str, Any]], gid: bytes | None) -> bytes | None:
+    """The root of the exclusive hold grant `gid` belongs to (None: `gid` is None or shared)."""
+    by_id = {g["id"]: g for g in grants}
+    root = None
+    while gid is not None:
+        g = by_id.get(gid)
+        if g is None or not g["exclusive"]:
+            break
+        root, gid = gid, g["parent"]
+    return root
 
 
 def remove_subtree(grants: list[dict[str, Any]], root: bytes) -> list[dict[str, Any]]:

@@ -4,7 +4,11 @@ A JSON file (bytes as lowercase hex; trust anchors as PEM text or DER hex):
 
     {"chain_id": str, "genesis_time": ms, "validators": [[pub hex, power], ...],
      "governance": {"members": [pub hex, ...], "threshold": k},
-     "trust_anchors": [PEM or DER hex, ...], "params": {name: int, ...}, "note"?: str}
+     "trust_anchors": {"eid": [PEM or DER hex, ...], "device": [PEM or DER hex, ...]},
+     "params": {name: int, ...}, "note"?: str}
+
+`eid` anchors root the eID brokers' seal certificates (`attest`), `device` anchors the charge
+point manufacturers' certificates (device attestations, DESIGN §4).
 
 `Genesis.load(path)` checks everything and raises `GenesisError` for anything off;
 `state_writes()` is the initial state (DESIGN §5 keys `gov/*`) the first block builds on.
@@ -35,6 +39,7 @@ from ads_ledger.state.records import (
     GOV_VALIDATORS,
     PARAMS,
 )
+from ads_ledger.state.governance import MAX_ANCHORS
 
 __all__ = ["Genesis", "GenesisError"]
 
@@ -78,9 +83,10 @@ class Genesis:
     validators: list[tuple[bytes, int]]
     members: list[bytes]
     threshold: int
-    anchors: list[bytes] = field(default_factory=list)  # DER
+    anchors: list[bytes] = field(default_factory=list)  # eid anchors, DER
     params: dict[str, int] = field(default_factory=dict)
     note: str = ""
+    device_anchors: list[bytes] = field(default_factory=list)  # manufacturer roots, DER
 
     def __post_init__(self) -> None:
         self.validate()
@@ -103,8 +109,11 @@ class Genesis:
             raise GenesisError(f"governance needs 1..{MAX_AUTH} distinct 32-byte member keys")
         if type(self.threshold) is not int or not 1 <= self.threshold <= len(m):
             raise GenesisError(f"governance threshold must be in 1..{len(m)}")
-        if len(set(self.anchors)) != len(self.anchors):
-            raise GenesisError("a trust anchor is listed twice")
+        for what, anchors in (("eid", self.anchors), ("device", self.device_anchors)):
+            if len(set(anchors)) != len(anchors):
+                raise GenesisError(f"a {what} trust anchor is listed twice")
+            if len(anchors) > MAX_ANCHORS:
+                raise GenesisError(f"at most {MAX_ANCHORS} {what} trust anchors")
         for name, value in self.params.items():
             spec = PARAMS.get(name)
             if spec is None:
@@ -122,7 +131,9 @@ class Genesis:
     def state_writes(self) -> dict[bytes, bytes]:
         """The initial state (DESIGN §5): gov/members, gov/validators, gov/anchors, gov/params."""
         return {
-            GOV_ANCHORS: codec.encode(sorted(self.anchors, key=H)),
+            GOV_ANCHORS: codec.encode(
+                {"device": sorted(self.device_anchors, key=H), "eid": sorted(self.anchors, key=H)}
+            ),
             GOV_MEMBERS: codec.encode({"members": sorted(self.members), "threshold": self.threshold}),
             GOV_PARAMS: codec.encode(self.full_params()),
             GOV_VALIDATORS: codec.encode(self.validator_set().to_obj()),
@@ -138,9 +149,10 @@ class Genesis:
             genesis_time=self.genesis_time,
             validators=[[pub.hex(), power] for pub, power in self.validator_set().validators],
             governance={"members": [m.hex() for m in self.members], "threshold": self.threshold},
-            trust_anchors=[
-                x509.load_der_x509_certificate(d).public_bytes(pem).decode() for d in self.anchors
-            ],
+            trust_anchors={
+                purpose: [x509.load_der_x509_certificate(d).public_bytes(pem).decode() for d in ders]
+                for purpose, ders in (("eid", self.anchors), ("device", self.device_anchors))
+            },
             params=self.full_params(),
         )
         return doc
@@ -172,8 +184,15 @@ class Genesis:
             raise GenesisError('governance must be {"members": [pub hex, ...], "threshold": k}')
         anchors = doc["trust_anchors"]
         params = doc["params"]
-        if type(anchors) is not list or type(params) is not dict:
-            raise GenesisError("trust_anchors must be a list and params an object")
+        if type(anchors) is not dict or set(anchors) != {"eid", "device"} or any(
+            type(v) is not list for v in anchors.values()
+        ):
+            raise GenesisError(
+                'trust_anchors must be {"eid": [...], "device": [...]}: eID broker roots and '
+                "charge point manufacturer roots (either list may be empty)"
+            )
+        if type(params) is not dict:
+            raise GenesisError("params must be an object")
         note = doc.get("note", "")
         if type(note) is not str:
             raise GenesisError("note must be a string")
@@ -183,7 +202,8 @@ class Genesis:
             validators=[(_hex(p, 32, "validator key"), w) for p, w in vals],
             members=[_hex(m, 32, "member key") for m in gov["members"]],
             threshold=gov["threshold"],
-            anchors=[_anchor(a) for a in anchors],
+            anchors=[_anchor(a) for a in anchors["eid"]],
+            device_anchors=[_anchor(a) for a in anchors["device"]],
             params=dict(params),
             note=note,
         )

@@ -1,4 +1,10 @@
-"""Governance (`gov`, DESIGN §4): k-of-n member multisig over validators, anchors, members, params.
+"""Governance (`gov`, DESIGN §4): k-of-n member multisig over validators, anchors, revoked
+issuers, members, params.
+
+Trust anchors have a purpose: `eid` anchors root the eID brokers' chains (`attest`), `device`
+anchors the manufacturers' (device attestations). `issuers.revoke` lists a compromised broker's
+or manufacturer's leaf certificate (H(leaf DER)) in gov/revoked: its identities stop counting and
+it cannot put new charge points on the ledger.
 
 The envelope's `auth` must hold at least `threshold` distinct governance members (the signer
 among them) and nobody else; the envelope check has already verified every signature.
@@ -19,11 +25,15 @@ from ads_ledger.state.envelope import MAX_AUTH, Envelope
 from ads_ledger.state.identity import parse_anchor
 from ads_ledger.state.reasons import BadGovArgs, NotMember, Quorum, TxRejected
 from ads_ledger.state.records import (
+    ANCHOR_PURPOSES,
     GOV_ANCHORS,
     GOV_MEMBERS,
     GOV_PARAMS,
+    GOV_REVOKED,
     GOV_VALIDATORS,
+    MAX_REVOKED,
     PARAMS,
+    anchors_of,
     short,
 )
 
@@ -68,32 +78,63 @@ def _validators_set(ctx: Ctx, args: dict[str, Any]) -> None:
     ctx.state.put(GOV_VALIDATORS, vs.to_obj())
 
 
-def _cert_arg(args: dict[str, Any], action: str) -> bytes:
-    _args(args, {"cert"}, action)
-    der = args["cert"]
+MAX_ANCHORS = 64  # per purpose: gov/anchors is read by every attestation check
+
+
+def _cert_arg(args: dict[str, Any], action: str) -> tuple[bytes, str]:
+    _args(args, {"cert", "purpose"}, action)
+    der, purpose = args["cert"], args["purpose"]
     if type(der) is not bytes or not 0 < len(der) <= 8192:
         raise BadGovArgs("cert must be DER bytes (at most 8 KiB)")
-    return der
+    if purpose not in ANCHOR_PURPOSES:
+        raise BadGovArgs(f"purpose must be one of {', '.join(ANCHOR_PURPOSES)}")
+    return der, purpose
+
+
+def _put_anchors(ctx: Ctx, current: Any, purpose: str, anchors: list[bytes]) -> None:
+    new = {p: anchors_of(current, p) for p in ANCHOR_PURPOSES}
+    new[purpose] = sorted(anchors, key=H)
+    ctx.state.put(GOV_ANCHORS, new)
 
 
 def _anchors_add(ctx: Ctx, args: dict[str, Any]) -> None:
-    der = _cert_arg(args, "anchors.add")
+    der, purpose = _cert_arg(args, "anchors.add")
     try:
         parse_anchor(der)
     except TxRejected as e:  # Malformed from parse_anchor: report it as a bad argument
         raise BadGovArgs(str(e)) from e
-    anchors: list[bytes] = ctx.state.get(GOV_ANCHORS) or []
+    current = ctx.state.get(GOV_ANCHORS)
+    anchors = anchors_of(current, purpose)
     if der in anchors:
-        raise BadGovArgs("this trust anchor is already listed")
-    ctx.state.put(GOV_ANCHORS, sorted([*anchors, der], key=H))
+        raise BadGovArgs(f"this trust anchor is already listed for {purpose}")
+    if len(anchors) >= MAX_ANCHORS:
+        raise BadGovArgs(f"at most {MAX_ANCHORS} {purpose} anchors; remove one first")
+    _put_anchors(ctx, current, purpose, [*anchors, der])
 
 
 def _anchors_remove(ctx: Ctx, args: dict[str, Any]) -> None:
-    der = _cert_arg(args, "anchors.remove")
-    anchors: list[bytes] = ctx.state.get(GOV_ANCHORS) or []
+    der, purpose = _cert_arg(args, "anchors.remove")
+    current = ctx.state.get(GOV_ANCHORS)
+    anchors = anchors_of(current, purpose)
     if der not in anchors:
-        raise BadGovArgs("this certificate is not a listed trust anchor")
-    ctx.state.put(GOV_ANCHORS, [a for a in anchors if a != der])
+        raise BadGovArgs(f"this certificate is not a listed {purpose} trust anchor")
+    _put_anchors(ctx, current, purpose, [a for a in anchors if a != der])
+
+
+def _issuers_revoke(ctx: Ctx, args: dict[str, Any]) -> None:
+    _args(args, {"issuer"}, "issuers.revoke")
+    issuer = args["issuer"]
+    if type(issuer) is not bytes or len(issuer) != 32:
+        raise BadGovArgs("issuer must be H(leaf certificate DER), 32 bytes")
+    revoked: list[bytes] = ctx.state.get(GOV_REVOKED) or []
+    if issuer in revoked:
+        raise BadGovArgs("this issuer is already revoked")
+    if len(revoked) >= MAX_REVOKED:
+        raise BadGovArgs(
+            f"gov/revoked holds {MAX_REVOKED} issuers, the limit; remove the anchor of a CA "
+            "whose issuers are compromised instead"
+        )
+    ctx.state.put(GOV_REVOKED, sorted([*revoked, issuer]))
 
 
 def _members_set(ctx: Ctx, args: dict[str, Any]) -> None:
@@ -125,6 +166,7 @@ _ACTIONS: dict[str, Callable[[Ctx, dict[str, Any]], None]] = {
     "validators.set": _validators_set,
     "anchors.add": _anchors_add,
     "anchors.remove": _anchors_remove,
+    "issuers.revoke": _issuers_revoke,
     "members.set": _members_set,
     "params.set": _params_set,
 }

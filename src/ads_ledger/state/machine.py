@@ -9,7 +9,9 @@ Outcome of a transaction in a block:
   signature, or the wrong nonce: `ok=False` and it changes nothing;
 - its envelope, signatures and nonce are right but its rule refuses it (`not_owner`,
   `exclusive_held`, …): `ok=False`, it consumes its nonce (it can never be replayed) and
-  changes nothing else;
+  changes nothing else — unless its signer has no account yet: then it writes nothing at all,
+  so refused txs from fresh keys cannot grow the state (a replay is refused again, or is the
+  signer's own signed intent);
 - otherwise `ok=True` and its effects and nonce are applied.
 Refusals are `TxRejected` exceptions (tx/reasons.py) inside; results carry their `code` and
 message. `check_tx` runs the same path against the committed state and reports the same codes.
@@ -37,7 +39,7 @@ from ads_ledger.state.envelope import MAX_TX_BYTES, TX_TAG, Envelope, parse_enve
 from ads_ledger.state.governance import apply_gov
 from ads_ledger.state.ownership import apply_accept, apply_claim, apply_propose, apply_transfer
 from ads_ledger.state.reasons import BadNonce, BadSignature, Malformed, TooLarge, TxRejected
-from ads_ledger.state.records import GOV_VALIDATORS, short
+from ads_ledger.state.records import GOV_VALIDATORS, acct_key, short
 
 __all__ = [
     "StateView",
@@ -99,6 +101,15 @@ def tx_sign_bytes(env: Envelope, chain_id: str) -> bytes:
     return _sign_prefix(chain_id) + env.raw[start:]
 
 
+def _refused(ctx: Ctx, env: Envelope) -> None:
+    """Drop a refused tx's effects; it consumes its nonce only if its signer has an account."""
+    state = ctx.state
+    state.rollback()
+    if state.get(acct_key(env.signer)) is not None:
+        bump_nonce(ctx, env.signer, env.nonce)
+        state.commit()
+
+
 def _run(ctx: Ctx, raw: bytes, verify_sigs: bool) -> TxResult:
     """Run one transaction on ctx.state, committing its effects (or only its nonce) or nothing."""
     if len(raw) > MAX_TX_BYTES:
@@ -127,17 +138,13 @@ def _run(ctx: Ctx, raw: bytes, verify_sigs: bool) -> TxResult:
     try:
         RULES[env.type](ctx, env, txid)
     except RemoteError as e:  # TxRejected, or a DecodeError of some nested value: the tx's fault
-        state.rollback()
-        bump_nonce(ctx, env.signer, env.nonce)
-        state.commit()
+        _refused(ctx, env)
         code, log = (e.code, e.message) if isinstance(e, TxRejected) else (TxRejected.code, str(e))
         return TxResult(txid, False, code, log, env.type)
     except Exception as e:  # a bug of ours a tx can trigger: refuse it the same way everywhere
         _log.error("rule %s raised %s; the tx is refused (a bug to fix)", env.type,
                    type(e).__name__, exc_info=True)  # fmt: skip
-        state.rollback()
-        bump_nonce(ctx, env.signer, env.nonce)
-        state.commit()
+        _refused(ctx, env)
         return TxResult(txid, False, "internal_error", f"{type(e).__name__} while applying "
                         f"{env.type}; report it to the node operators", env.type)  # fmt: skip
     bump_nonce(ctx, env.signer, env.nonce)

@@ -42,6 +42,11 @@ __all__ = [
     "BadIssuerSig",
     "AttestationExpired",
     "AccountMismatch",
+    "ChainTooLarge",
+    "IssuerRevoked",
+    "IdentityRevoked",
+    "DeviceRequired",
+    "DeviceMismatch",
     "CODES",
 ]
 
@@ -195,6 +200,39 @@ class AttestationExpired(TxRejected):
 
 class AccountMismatch(TxRejected):
     code = "account_mismatch"
+
+
+class ChainTooLarge(TxRejected):
+    """issuer_certs over 4 certificates or 16 KiB: refused before any signature is checked."""
+
+    code = "chain_too_large"
+
+
+class IssuerRevoked(TxRejected):
+    """The leaf certificate (H(leaf DER)) is in gov/revoked: governance ended its issuer."""
+
+    code = "issuer_revoked"
+
+
+class IdentityRevoked(TxRejected):
+    """An identity whose anchor left gov/anchors, or whose issuer was revoked: it no longer counts."""
+
+    code = "identity_revoked"
+
+
+# device attestation (device.py)
+
+
+class DeviceRequired(TxRejected):
+    """A new charge point record needs the manufacturer's device attestation."""
+
+    code = "device_required"
+
+
+class DeviceMismatch(TxRejected):
+    """The device attestation vouches for another key than the charge point's."""
+
+    code = "device_mismatch"
 
 
 def _all_codes() -> frozenset[str]:

@@ -19,7 +19,11 @@ __all__ = [
     "GOV_MEMBERS",
     "GOV_VALIDATORS",
     "GOV_ANCHORS",
+    "GOV_REVOKED",
     "GOV_PARAMS",
+    "ANCHOR_PURPOSES",
+    "MAX_REVOKED",
+    "anchors_of",
     "SCOPES",
     "EXCLUSIVE_SCOPES",
     "PARAMS",
@@ -41,7 +45,10 @@ ACCT = b"acct/"
 CP = b"cp/"
 GOV_MEMBERS = b"gov/members"  # {"members": [pub...], "threshold": k}
 GOV_VALIDATORS = b"gov/validators"  # [[pub, power], ...] in set order (power desc, pub asc)
-GOV_ANCHORS = b"gov/anchors"  # [DER, ...] sorted by H(DER)
+GOV_ANCHORS = b"gov/anchors"  # {"device": [DER, ...], "eid": [DER, ...]}, each sorted by H(DER)
+GOV_REVOKED = b"gov/revoked"  # [H(leaf DER), ...] sorted: broker and manufacturer certs ended
+ANCHOR_PURPOSES = ("device", "eid")  # sorted: the map's canonical key order
+MAX_REVOKED = 1024  # gov/revoked is read by every identity check: keep it one small record
 GOV_PARAMS = b"gov/params"  # {name: uint}
 
 # DESIGN §7: the scopes a grant may name; `flex` is exclusive.
@@ -90,8 +97,14 @@ def new_account() -> dict[str, Any]:
     return {"identity": None, "nonce": 0}
 
 
-def new_cp(height: int) -> dict[str, Any]:
-    return {"epoch": 0, "grants": [], "owner": None, "pending": None, "updated": height}
+def new_cp(height: int, device: dict[str, Any]) -> dict[str, Any]:
+    """A charge point's first record; `device` = {"issuer", "model"} from its attestation."""
+    return {"device": device, "epoch": 0, "grants": [], "owner": None, "pending": None, "updated": height}
+
+
+def anchors_of(value: Any, purpose: str) -> list[bytes]:
+    """The DER anchors of one purpose in a decoded gov/anchors value (None: none at all)."""
+    return [] if value is None else list(value.get(purpose, ()))
 
 
 def encode_record(value: Any) -> bytes:

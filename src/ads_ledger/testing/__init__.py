@@ -6,6 +6,8 @@ runtime imports this package.
 
 from __future__ import annotations
 
+import datetime as dt
+from functools import lru_cache
 from typing import Any, Sequence
 
 from ads_ledger.core import codec
@@ -14,8 +16,31 @@ from ads_ledger.state.envelope import make_envelope
 from ads_ledger.state.genesis import Genesis
 from ads_ledger.state.machine import BlockResult, DictView, TxResult, check_tx, execute_block
 from ads_ledger.state.records import acct_key, cp_key
+from ads_ledger.testing.trustlist import TestDeviceCA, issue_device_attestation, make_device_ca
 
-__all__ = ["LedgerHarness", "key", "make_test_genesis"]
+__all__ = ["LedgerHarness", "key", "make_test_genesis", "test_device_ca", "device_attestation"]
+
+# the test manufacturer's statements are dated here, before every test chain's genesis
+DEVICE_ISSUED_AT = 1_600_000_000_000
+
+
+@lru_cache(maxsize=1)
+def test_device_ca() -> TestDeviceCA:
+    """TEST-ONLY: one manufacturer CA per process, valid 2020–2099 (test chains start in 2027)."""
+    return make_device_ca(
+        not_before=dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc),
+        not_after=dt.datetime(2099, 1, 1, tzinfo=dt.timezone.utc),
+    )
+
+
+test_device_ca.__test__ = False  # type: ignore[attr-defined]  # a helper, not a pytest test
+
+
+@lru_cache(maxsize=4096)
+def device_attestation(device: bytes, ca: TestDeviceCA | None = None) -> dict[str, Any]:
+    """TEST-ONLY: the test manufacturer's attestation for `device` (cached: ECDSA is randomised,
+    and a device ships one attestation for life)."""
+    return issue_device_attestation(ca or test_device_ca(), device, issued_at=DEVICE_ISSUED_AT)
 
 
 def key(name: str) -> SigningKey:
@@ -43,6 +68,13 @@ class LedgerHarness:
             acct = self.acct(pub)
             n = 0 if acct is None else int(acct["nonce"])
         return n + 1
+
+    def propose(self, device: SigningKey, owner: bytes, *, attested: bool = True) -> bytes:
+        """A cp.propose by `device` naming `owner`, with the test manufacturer's attestation."""
+        body: dict[str, Any] = {"owner": owner}
+        if attested:
+            body["device"] = device_attestation(device.pub)
+        return self.tx(device, "cp.propose", body)
 
     def tx(
         self,
@@ -92,8 +124,10 @@ def make_test_genesis(
     n_validators: int = 4,
     n_members: int = 3,
     threshold: int = 2,
+    device_anchors_der: Sequence[bytes] | None = None,
 ) -> Genesis:
-    """TEST-ONLY genesis: validators `key("validator{i}")`, members `key("member{j}")`."""
+    """TEST-ONLY genesis: validators `key("validator{i}")`, members `key("member{j}")`; the
+    device anchor is `test_device_ca()`'s root unless `device_anchors_der` is given."""
     return Genesis(
         chain_id=chain_id,
         genesis_time=genesis_time,
@@ -101,5 +135,6 @@ def make_test_genesis(
         members=[key(f"member{j}").pub for j in range(n_members)],
         threshold=threshold,
         anchors=list(anchors_der),
+        device_anchors=list(test_device_ca().anchors_der() if device_anchors_der is None else device_anchors_der),
         note="TEST-ONLY genesis — NOT FOR PRODUCTION",
     )

@@ -137,7 +137,12 @@ def create(directory: Path, validators: int, fast: bool = True,
 
 def walkthrough(net: Network, say: Callable[[str], None]) -> dict[str, Any]:
     """The ownership and delegation flows end to end; returns what it verified."""
-    from ads_ledger.testing.trustlist import issue_attestation, load_trust_list
+    from ads_ledger.testing.trustlist import (
+        issue_attestation,
+        issue_device_attestation,
+        load_device_ca,
+        load_trust_list,
+    )
 
     chain = net.info["chain_id"]
     tl = load_trust_list(Path(net.info["eid"]))
@@ -162,8 +167,12 @@ def walkthrough(net: Network, say: Callable[[str], None]) -> dict[str, Any]:
     say("1. identity: the TEST eID broker attests the owner's account (pseudonymous subject)")
     body = issue_attestation(tl, chain, owner.pub, issued_at=now - 60_000, expires_at=now + 365 * 86400_000)
     submit(make_envelope(chain, "attest", owner, 1, body), "attest")
-    say("2. ownership: the charge point proposes its owner, the owner accepts")
-    submit(make_envelope(chain, "cp.propose", device, 1, {"owner": owner.pub}), "cp.propose")
+    say("2. ownership: the charge point proposes its owner with the attestation its (TEST) "
+        "manufacturer signed at the factory; the owner accepts")
+    dca = load_device_ca(Path(net.info["device_ca"]))
+    device_att = issue_device_attestation(dca, device.pub, issued_at=now - 86400_000, model="ADS-SIM-22")
+    submit(make_envelope(chain, "cp.propose", device, 1, {"owner": owner.pub, "device": device_att}),
+           "cp.propose")  # fmt: skip
     submit(make_envelope(chain, "cp.accept", owner, 2, {"cp": device.pub}), "cp.accept")
     say("3. delegation: the owner grants the provider charge plans and metering for 24 h, ≤ 11 kW")
     grant = {"cp": device.pub, "grantee": provider.pub, "scopes": ["charging.profile", "meter.read"],

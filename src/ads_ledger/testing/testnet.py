@@ -18,7 +18,7 @@ from ads_ledger.core.errors import AdsError
 from ads_ledger.node.config import NodeConfig, write_config, write_key
 from ads_ledger.node.p2p.handshake import node_id
 from ads_ledger.state.genesis import Genesis
-from ads_ledger.testing.trustlist import make_trust_list, write_trust_list
+from ads_ledger.testing.trustlist import make_device_ca, make_trust_list, write_device_ca, write_trust_list
 
 __all__ = ["DEFAULT_CHAIN", "FAST_PARAMS", "TestnetError", "free_port", "init_testnet"]
 
@@ -62,7 +62,8 @@ def free_port() -> int:
 def init_testnet(out: Path, validators: int, chain_id: str, base_port: int | None,
                  members: int = 3, threshold: int = 2, fast: bool = False,
                  params: dict[str, int] | None = None) -> dict[str, Any]:  # fmt: skip
-    """Write `out/node{i}` homes, `out/gov/member{j}.key` and the test eID trust list `out/eid/`.
+    """Write `out/node{i}` homes, `out/gov/member{j}.key`, the test eID trust list `out/eid/` and
+    the test manufacturer CA `out/device-ca/` (anchored in genesis with purpose `device`).
     `params` (genesis gov/params) go over the defaults, and over `fast`'s short timeouts."""
     if out.exists() and any(out.iterdir()):
         raise TestnetError(f"{out} is not empty")
@@ -75,6 +76,8 @@ def init_testnet(out: Path, validators: int, chain_id: str, base_port: int | Non
         write_key(out / "gov" / f"member{j}.key", k, "governance member (TEST-ONLY)")
     tl = make_trust_list()
     write_trust_list(tl, out / "eid")
+    dca = make_device_ca()
+    write_device_ca(dca, out / "device-ca")
     (out / "eid" / "README").write_text(
         "TEST-ONLY eID trust list: a throwaway root CA and eID broker seal. NOT FOR PRODUCTION.\n"
     )
@@ -85,6 +88,7 @@ def init_testnet(out: Path, validators: int, chain_id: str, base_port: int | Non
         members=[k.pub for k in gkeys],
         threshold=min(threshold, members),
         anchors=[tl.root.public_bytes(serialization.Encoding.DER)],
+        device_anchors=dca.anchors_der(),
         note="TEST-ONLY devnet genesis: keys and trust list are throwaway. NOT FOR PRODUCTION.",
         params={**(FAST_PARAMS if fast else {}), **(params or {})},  # fast: loopback timeouts
     )
@@ -106,4 +110,5 @@ def init_testnet(out: Path, validators: int, chain_id: str, base_port: int | Non
     (out / "genesis.json").write_text((out / "node0" / "genesis.json").read_text())
     return {"out": str(out), "chain_id": chain_id, "nodes": homes,
             "gov": [str(out / "gov" / f"member{j}.key") for j in range(members)],
-            "threshold": min(threshold, members), "eid": str(out / "eid")}  # fmt: skip
+            "threshold": min(threshold, members), "eid": str(out / "eid"),
+            "device_ca": str(out / "device-ca")}  # fmt: skip

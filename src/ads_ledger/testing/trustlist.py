@@ -9,6 +9,10 @@ Used by the tests and by the devnet: `make_trust_list()` builds a root CA, optio
 CA, and a broker seal certificate (ECDSA P-256 by default, RSA for tests of RSA-PSS);
 `write_trust_list(dir)` / `load_trust_list(dir)` store them as PEM; `issue_attestation()` makes
 the body of an `attest` transaction signed with the broker key.
+
+The same for manufacturers (DESIGN §4 device attestation, §8 `device-ca/`): `make_device_ca()`
+builds a TEST-ONLY manufacturer root and issuing certificate, `write_device_ca(dir)` /
+`load_device_ca(dir)` store them, `issue_device_attestation()` vouches for a charge point key.
 """
 
 from __future__ import annotations
@@ -34,6 +38,11 @@ __all__ = [
     "issue_attestation",
     "sign_attestation",
     "subject_pseudonym",
+    "TestDeviceCA",
+    "make_device_ca",
+    "write_device_ca",
+    "load_device_ca",
+    "issue_device_attestation",
 ]
 
 TEST_MARK = "NOT FOR PRODUCTION"
@@ -244,3 +253,101 @@ def issue_attestation(
         "issuer_certs": tl.chain_der(),
         "issuer_sig": sign_attestation(tl.broker_key, chain_id, attestation),
     }
+
+
+DEVICE_ROOT_PEM, MANUFACTURER_PEM, MANUFACTURER_KEY_PEM = (
+    "test-device-root.pem",
+    "test-manufacturer.pem",
+    "test-manufacturer.key.pem",
+)
+
+
+@dataclass(frozen=True)
+class TestDeviceCA:
+    """TEST-ONLY: a manufacturer root (a `device` anchor) and the issuing certificate and key
+    the factory signs device statements with."""
+
+    __test__ = False
+
+    root: x509.Certificate
+    manufacturer: x509.Certificate
+    manufacturer_key: PrivateKey
+
+    def anchors_der(self) -> list[bytes]:
+        return [self.root.public_bytes(serialization.Encoding.DER)]
+
+    def chain_der(self) -> list[bytes]:
+        return [self.manufacturer.public_bytes(serialization.Encoding.DER)]
+
+    def issuer(self) -> bytes:
+        """H(leaf DER): what `issuers.revoke` names to end this manufacturer."""
+        return H(self.chain_der()[0])
+
+
+def make_device_ca(
+    *,
+    name: str = "ADS Test Chargers",
+    not_before: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
+    leaf_not_after: dt.datetime | None = None,
+) -> TestDeviceCA:
+    """TEST-ONLY: a fresh manufacturer root and issuing certificate (ECDSA P-256)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    nb = not_before or now - dt.timedelta(days=1)
+    na = not_after or now + dt.timedelta(days=3650)
+    org = f"{name} ({TEST_MARK})"
+    root_key = _key("ec")
+    root_name = _name(f"{name} TEST DEVICE ROOT — {TEST_MARK}", org)
+    root = _cert(root_name, root_key, root_name, root_key, ca=True, not_before=nb, not_after=na,
+                 key_usage=_ku(cert_sign=True))  # fmt: skip
+    leaf_key = _key("ec")
+    leaf = _cert(_name(f"{name} TEST FACTORY — {TEST_MARK}", org), leaf_key, root_name, root_key,
+                 ca=False, not_before=nb, not_after=leaf_not_after or na,
+                 key_usage=_ku(digital_signature=True))  # fmt: skip
+    return TestDeviceCA(root=root, manufacturer=leaf, manufacturer_key=leaf_key)
+
+
+def write_device_ca(ca: TestDeviceCA, directory: Path) -> dict[str, Path]:
+    """Write the manufacturer root, issuing certificate and key (unencrypted: TEST-ONLY)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    pem = serialization.Encoding.PEM
+    files = {
+        DEVICE_ROOT_PEM: ca.root.public_bytes(pem),
+        MANUFACTURER_PEM: ca.manufacturer.public_bytes(pem),
+        MANUFACTURER_KEY_PEM: ca.manufacturer_key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    }
+    for fname, data in files.items():
+        (directory / fname).write_bytes(data)
+    (directory / MANUFACTURER_KEY_PEM).chmod(0o600)
+    (directory / "README.txt").write_text(
+        f"TEST-ONLY charge point manufacturer CA — {TEST_MARK}.\n"
+        f"{DEVICE_ROOT_PEM} is anchored in the testnet genesis with purpose `device`;\n"
+        f"{MANUFACTURER_PEM} and its unencrypted key sign device statements\n"
+        "(chargepoint-agent init --test-manufacturer DIR). Never anchor it in production.\n"
+    )
+    return {n: directory / n for n in files}
+
+
+def load_device_ca(directory: Path) -> TestDeviceCA:
+    root = x509.load_pem_x509_certificate((directory / DEVICE_ROOT_PEM).read_bytes())
+    leaf = x509.load_pem_x509_certificate((directory / MANUFACTURER_PEM).read_bytes())
+    key = serialization.load_pem_private_key((directory / MANUFACTURER_KEY_PEM).read_bytes(), None)
+    if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
+        raise ValueError("the test manufacturer key must be ECDSA or RSA")
+    return TestDeviceCA(root=root, manufacturer=leaf, manufacturer_key=key)
+
+
+def issue_device_attestation(
+    ca: TestDeviceCA, device: bytes, *, issued_at: int, model: str = "ADS-SIM-22"
+) -> dict[str, Any]:
+    """TEST-ONLY: the `device` attestation a factory ships with charge point key `device`."""
+    statement = {"device": device, "issued_at": issued_at, "model": model}
+    msg = sign_bytes("ads/device/1", "", statement)
+    key = ca.manufacturer_key
+    if isinstance(key, rsa.RSAPrivateKey):
+        sig = key.sign(msg, padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32), hashes.SHA256())
+    else:
+        sig = key.sign(msg, ec.ECDSA(hashes.SHA256()))
+    return {"issuer_certs": ca.chain_der(), "issuer_sig": sig, "statement": statement}
