@@ -23,6 +23,8 @@ from ads_ledger.node.config import load_key
 from ads_ledger.state.bodies import TX_TYPES
 from ads_ledger.state.envelope import MAX_TX_BYTES, make_envelope, parse_envelope
 from ads_ledger.state.records import GOV_MEMBERS
+from ads_ledger.testing import propose_tx
+from ads_ledger.testing.trustlist import load_device_ca
 
 pytestmark = pytest.mark.slow
 
@@ -50,6 +52,7 @@ class Load:
 
     def __init__(self, b: ByzNet, interval: float = 0.1) -> None:
         self.b, self.interval = b, interval
+        self.ca = load_device_ca(Path(b.info["device_ca"]))
         self.stop = threading.Event()
         self.sent = 0
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -60,7 +63,7 @@ class Load:
             n = 0
             while not self.stop.is_set() and n < 2000:
                 k = SigningKey.generate()
-                raw = make_envelope(self.b.chain_id, "cp.propose", k, 1, {"owner": SigningKey.generate().pub})
+                raw = propose_tx(self.b.chain_id, k, SigningKey.generate().pub, ca=self.ca)
                 try:
                     clients[n % len(clients)].submit_tx(raw)
                     self.sent += 1

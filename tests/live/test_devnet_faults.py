@@ -11,7 +11,9 @@ from typing import Iterator
 
 import pytest
 
+from ads_ledger.testing import propose_tx
 from ads_ledger.testing.devnet import Network, create
+from ads_ledger.testing.trustlist import load_device_ca
 
 
 @pytest.fixture
@@ -127,9 +129,9 @@ def test_repeated_kill9_under_load_never_forks(net: Network) -> None:
     import threading
 
     from ads_ledger.core.crypto import SigningKey
-    from ads_ledger.state.envelope import make_envelope
 
     chain = net.info["chain_id"]
+    ca = load_device_ca(Path(net.info["device_ca"]))
     stop = threading.Event()
     sent: list[str] = []
     refused: list[str] = []
@@ -140,8 +142,7 @@ def test_repeated_kill9_under_load_never_forks(net: Network) -> None:
             n = 0
             while not stop.is_set() and n < 400:
                 k = keys[n % len(keys)]
-                raw = make_envelope(chain, "cp.propose", k, n // len(keys) + 1,
-                                    {"owner": SigningKey.generate().pub})  # fmt: skip
+                raw = propose_tx(chain, k, SigningKey.generate().pub, nonce=n // len(keys) + 1, ca=ca)
                 try:
                     sent.append(c.submit_tx(raw)["txid"])
                 except Exception as e:  # node 0 busy or a connection cut: counted, not hidden

@@ -30,7 +30,9 @@ from ads_ledger.core.crypto import SigningKey
 from ads_ledger.node.p2p import FrameOpener, Handshake, decode_message
 from ads_ledger.node.p2p.handshake import HELLO_SIZE, MAGIC, chain_tag
 from ads_ledger.state.envelope import make_envelope
+from ads_ledger.testing import propose_tx
 from ads_ledger.testing.devnet import Network, create
+from ads_ledger.testing.trustlist import load_device_ca
 
 TRACEBACK = b"Traceback (most recent call last)"
 
@@ -208,8 +210,8 @@ def test_hostile_http_gets_typed_4xx_and_the_chain_keeps_committing(net: Network
     expect("garbage line", parse_raw(raw_http(net, b"HELLO THERE\r\n\r\n")), 400, "bad_request")
 
     # 2. truncated requests, cut anywhere, then closed: no answer or a 400, never a 5xx
-    tx_ok = make_envelope(chain, "cp.propose", SigningKey.generate(), 1,
-                          {"owner": SigningKey.generate().pub})  # fmt: skip
+    ca = load_device_ca(Path(net.info["device_ca"]))
+    tx_ok = propose_tx(chain, SigningKey.generate(), SigningKey.generate().pub, ca=ca)
     full = (b"POST /txs HTTP/1.1\r\nHost: x\r\nContent-Type: application/msgpack\r\n"
             b"Content-Length: %d\r\n\r\n" % len(tx_ok)) + tx_ok  # fmt: skip
     for cut in range(1, len(full), 23):
@@ -276,7 +278,9 @@ def test_hostile_http_gets_typed_4xx_and_the_chain_keeps_committing(net: Network
     assert status == 200 and codec.decode(bytes.fromhex(rec["value"]))["nonce"] == 1, rec
     # the same signer's nonce 1 is used: a different tx with nonce 1 is refused
     dev = SigningKey.generate()
-    status, r2 = submit(net, make_envelope(chain, "cp.propose", dev, 1, {"owner": key.pub}), "?wait=commit")
+    expect("no device attestation", submit(net, make_envelope(chain, "cp.propose", dev, 1, {"owner": key.pub})),
+           400, "device_required")  # fmt: skip
+    status, r2 = submit(net, propose_tx(chain, dev, key.pub, ca=ca), "?wait=commit")
     assert status == 200 and r2["ok"], r2
     expect("reused nonce", submit(net, make_envelope(chain, "cp.propose", dev, 1, {"owner": dev.pub})),
            400, "bad_nonce")  # fmt: skip

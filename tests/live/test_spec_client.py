@@ -150,7 +150,20 @@ def test_client_from_spec_alone(devnet: dict[str, Any]) -> None:
     device = nacl.signing.SigningKey.generate()
     owner = nacl.signing.SigningKey.generate()
     cp, owner_pub = bytes(device.verify_key), bytes(owner.verify_key)
-    unsigned = {"type": "cp.propose", "signer": cp, "nonce": 1, "body": {"owner": owner_pub}}
+    # §4 device attestation: the (TEST) manufacturer in device-ca/ vouches for the key, chain id ""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    ca_dir = Path(devnet["device_ca"])
+    leaf = x509.load_pem_x509_certificate((ca_dir / "test-manufacturer.pem").read_bytes())
+    factory_key = serialization.load_pem_private_key((ca_dir / "test-manufacturer.key.pem").read_bytes(), None)
+    assert isinstance(factory_key, ec.EllipticCurvePrivateKey)
+    leaf_der = leaf.public_bytes(serialization.Encoding.DER)
+    statement = {"device": cp, "model": "SPEC-1", "issued_at": int(time.time() * 1000) - 60_000}
+    factory_sig = factory_key.sign(sign_bytes("ads/device/1", "", statement), ec.ECDSA(hashes.SHA256()))
+    attestation = {"statement": statement, "issuer_certs": [leaf_der], "issuer_sig": factory_sig}
+    unsigned = {"type": "cp.propose", "signer": cp, "nonce": 1, "body": {"owner": owner_pub, "device": attestation}}
     msg = sign_bytes("ads/tx/1", chain, unsigned)
     txid = H(msg)
     env = enc({**unsigned, "auth": [[cp, device.sign(msg).signature]]})
@@ -167,7 +180,9 @@ def test_client_from_spec_alone(devnet: dict[str, Any]) -> None:
     status, rec = http("GET", api + f"/chargepoints/{cp.hex()}?height={height}")
     assert status == 200 and rec["height"] == height
     value = bytes.fromhex(rec["value"])
-    assert value == enc({"owner": None, "pending": owner_pub, "epoch": 0, "grants": [], "updated": height})
+    device_field = {"model": "SPEC-1", "issuer": hashlib.sha256(leaf_der).digest()}
+    assert value == enc({"owner": None, "pending": owner_pub, "epoch": 0, "grants": [], "updated": height,
+                         "device": device_field})  # fmt: skip
 
     status, sh = http("GET", api + f"/commits/{height}")
     assert status == 200

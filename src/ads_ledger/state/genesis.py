@@ -31,6 +31,7 @@ from ads_ledger.core.crypto import H
 from ads_ledger.core.errors import RemoteError
 from ads_ledger.core.types import ValidatorSet
 from ads_ledger.state.envelope import MAX_AUTH
+from ads_ledger.state.governance import MAX_ANCHORS
 from ads_ledger.state.records import (
     DEFAULT_PARAMS,
     GOV_ANCHORS,
@@ -39,7 +40,6 @@ from ads_ledger.state.records import (
     GOV_VALIDATORS,
     PARAMS,
 )
-from ads_ledger.state.governance import MAX_ANCHORS
 
 __all__ = ["Genesis", "GenesisError"]
 

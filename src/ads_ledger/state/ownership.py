@@ -13,8 +13,8 @@ from typing import Any
 from ads_ledger.core.crypto import sign_bytes, verify
 from ads_ledger.state.account import require_identity
 from ads_ledger.state.context import Ctx
-from ads_ledger.state.envelope import Envelope
 from ads_ledger.state.device import verify_device_attestation
+from ads_ledger.state.envelope import Envelope
 from ads_ledger.state.reasons import (
     BadDeviceSig,
     CpOwned,

@@ -18,7 +18,14 @@ from ads_ledger.state.machine import BlockResult, DictView, TxResult, check_tx, 
 from ads_ledger.state.records import acct_key, cp_key
 from ads_ledger.testing.trustlist import TestDeviceCA, issue_device_attestation, make_device_ca
 
-__all__ = ["LedgerHarness", "key", "make_test_genesis", "test_device_ca", "device_attestation"]
+__all__ = [
+    "LedgerHarness",
+    "key",
+    "make_test_genesis",
+    "test_device_ca",
+    "device_attestation",
+    "propose_tx",
+]
 
 # the test manufacturer's statements are dated here, before every test chain's genesis
 DEVICE_ISSUED_AT = 1_600_000_000_000
@@ -48,6 +55,17 @@ def key(name: str) -> SigningKey:
     from ads_ledger.core.crypto import H
 
     return SigningKey(H(b"ads test key " + name.encode()))
+
+
+def propose_tx(chain_id: str, device: SigningKey, owner: bytes, *, nonce: int = 1,
+               ca: TestDeviceCA | None = None) -> bytes:  # fmt: skip
+    """TEST-ONLY: a `cp.propose`; the first (nonce 1) carries the manufacturer's attestation
+    (from `ca`, e.g. a testnet's `device-ca/`, or the process-wide test CA)."""
+    body: dict[str, Any] = {"owner": owner}
+    if nonce == 1:
+        body["device"] = (device_attestation(device.pub) if ca is None else
+                          issue_device_attestation(ca, device.pub, issued_at=DEVICE_ISSUED_AT))  # fmt: skip
+    return make_envelope(chain_id, "cp.propose", device, nonce, body)
 
 
 class LedgerHarness:
