@@ -52,10 +52,16 @@ class Actors:
     """Owners with attested identities, each owning one charge point, ready to grant."""
 
     def __init__(self, net: Network, n: int) -> None:
-        from ads_ledger.testing.trustlist import issue_attestation, load_trust_list
+        from ads_ledger.testing.trustlist import (
+            issue_attestation,
+            issue_device_attestation,
+            load_device_ca,
+            load_trust_list,
+        )
 
         self.chain = net.info["chain_id"]
         tl = load_trust_list(Path(net.info["eid"]))
+        dca = load_device_ca(Path(net.info["device_ca"]))
         now = int(time.time() * 1000)
         self.owners = [SigningKey.generate() for _ in range(n)]
         self.devices = [SigningKey.generate() for _ in range(n)]
@@ -66,7 +72,9 @@ class Actors:
             att = issue_attestation(tl, self.chain, o.pub, issued_at=now - 60_000, expires_at=now + 86400_000)
             setup[i].append(make_envelope(self.chain, "attest", o, 1, att))
             dsig = d.sign(sign_bytes("ads/own/1", self.chain, {"cp": d.pub, "owner": o.pub, "epoch": 0}))
-            setup[i].append(make_envelope(self.chain, "cp.claim", o, 2, {"cp": d.pub, "device_sig": dsig}))
+            dev_att = issue_device_attestation(dca, d.pub, issued_at=now - 86400_000)
+            setup[i].append(make_envelope(self.chain, "cp.claim", o, 2,
+                                          {"cp": d.pub, "device": dev_att, "device_sig": dsig}))  # fmt: skip
             self.nonce[i] = 2
         self.setup = setup
 

@@ -55,14 +55,18 @@ def ed25519_verifies_per_s(seconds: float = 1.0) -> float:
 
 def build_state(n_cps: int, owners: list[SigningKey]) -> tuple[DictView, list[bytes], dict[bytes, int]]:
     """n_cps charge point records owned round-robin by `owners`; encoded once per owner."""
-    data: dict[bytes, bytes] = {}
-    ident = {"expires_at": T0 + 10**12, "issuer": bytes(32), "level": "high", "subject": bytes(32)}
+    from ads_ledger.testing.trustlist import make_trust_list
+
+    anchor = make_trust_list().anchors_der()[0]  # identities count only under a listed eid anchor
+    data: dict[bytes, bytes] = {b"gov/anchors": codec.encode({"device": [], "eid": [anchor]})}
+    ident = {"anchor": H(anchor), "expires_at": T0 + 10**12, "issuer": bytes(32), "level": "high",
+             "subject": bytes(32)}  # fmt: skip
+    device = {"issuer": bytes(32), "model": "BENCH-22"}
     rec_by_owner = []
     for o in owners:
         data[acct_key(o.pub)] = codec.encode({"identity": ident, "nonce": 0})
-        rec_by_owner.append(
-            codec.encode({"epoch": 1, "grants": [], "owner": o.pub, "pending": None, "updated": 1})
-        )
+        rec_by_owner.append(codec.encode(
+            {"device": device, "epoch": 1, "grants": [], "owner": o.pub, "pending": None, "updated": 1}))  # fmt: skip
     cps = [H(i.to_bytes(8, "big")) for i in range(n_cps)]
     n_o = len(owners)
     for i, cp in enumerate(cps):

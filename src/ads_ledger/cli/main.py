@@ -39,7 +39,8 @@ def testnet() -> None:
 @json_option
 def testnet_init(validators: int, out: Path, chain_id: str, base_port: int | None, fast: bool,
                  as_json: bool) -> None:  # fmt: skip
-    """Write node homes, governance keys and a TEST-ONLY eID trust list for a local network."""
+    """Write node homes, governance keys, a TEST-ONLY eID trust list and a TEST-ONLY manufacturer
+    CA (device-ca/, anchored in genesis) for a local network."""
     try:
         info = init_testnet(out, validators, chain_id, base_port, fast=fast)
     except TestnetError as e:
@@ -50,6 +51,7 @@ def testnet_init(validators: int, out: Path, chain_id: str, base_port: int | Non
         for n in info["nodes"]:
             lines.append(f"  {n['home']}  api {n['api']}  p2p {n['p2p']}")
         lines.append(f"  governance keys: {out}/gov/ (threshold {info['threshold']}); eID test trust list: {out}/eid/")
+        lines.append(f"  TEST manufacturer CA (signs device attestations): {out}/device-ca/")
         lines.append(f"start a node with: ads node start --home {info['nodes'][0]['home']}")
         return "\n".join(lines)
 

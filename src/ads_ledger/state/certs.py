@@ -151,6 +151,14 @@ def _check_validity(certs: Sequence[x509.Certificate], at: dt.datetime, renew: s
             )
 
 
+# Validated chains: (certs, anchors) -> (Chain, from_ms, to_ms). Path validation depends on the
+# time only through the validity windows of the path's certificates, so within [from, to] the
+# result is the same; this spares the path work when one chain signs many statements (a
+# factory's certificate, a broker's seal) or is replayed with forged signatures.
+_VALIDATED: dict[tuple[tuple[bytes, ...], tuple[bytes, ...]], tuple[Chain, int, int]] = {}
+_VALIDATED_MAX = 512
+
+
 def validate_chain(
     certs_der: Sequence[bytes],
     anchors_der: Sequence[bytes],
@@ -164,6 +172,20 @@ def validate_chain(
     `purpose` names the anchors in messages ("eid", "device"); `renew` says what to do when a
     certificate is out of its validity."""
     check_chain_bounds(list(certs_der))
+    cache_key = (tuple(certs_der), tuple(anchors_der))
+    hit = _VALIDATED.get(cache_key)
+    if hit is not None and hit[1] <= at_ms <= hit[2]:
+        return hit[0]
+    chain, window = _validate(certs_der, anchors_der, at_ms, purpose, renew)
+    if len(_VALIDATED) >= _VALIDATED_MAX:
+        _VALIDATED.pop(next(iter(_VALIDATED)))  # oldest first: a bounded FIFO is enough here
+    _VALIDATED[cache_key] = (chain, *window)
+    return chain
+
+
+def _validate(
+    certs_der: Sequence[bytes], anchors_der: Sequence[bytes], at_ms: int, purpose: str, renew: str
+) -> tuple[Chain, tuple[int, int]]:
     try:
         certs = [_load_der(d) for d in certs_der]
     except (ValueError, x509.InvalidVersion) as e:  # InvalidVersion is not a ValueError
@@ -193,7 +215,10 @@ def validate_chain(
     path: list[x509.Certificate] = list(verified.chain)
     anchor = path[-1].public_bytes(serialization.Encoding.DER)
     not_after = min(datetime_to_ms(c.not_valid_after_utc) for c in path)
-    return Chain(leaf, H(certs_der[0]), H(anchor), not_after)
+    every = [*certs, *path]  # the window in which this outcome holds: all of them valid
+    window = (max(datetime_to_ms(c.not_valid_before_utc) for c in every),
+              min(datetime_to_ms(c.not_valid_after_utc) for c in every))  # fmt: skip
+    return Chain(leaf, H(certs_der[0]), H(anchor), not_after), window
 
 
 def check_leaf_signature(leaf: x509.Certificate, sig: bytes, msg: bytes, what: str) -> None:
