@@ -241,13 +241,17 @@ class LedgerMachine(RuleBasedStateMachine):
             na = {"parent": parent["not_after"], "over": parent["not_after"] + 1,
                   "inside": max(self.time + 2000, parent["not_after"] - 1000)}[end]  # fmt: skip
             limits = {k: max(0, v - data.draw(st.integers(0, 1000))) for k, v in parent["limits"].items()}
-            if limits and data.draw(st.integers(0, 2)) == 0:
-                limits = {}  # drop the parent's limit: must be refused
             redelegate = max(0, parent["redelegate"] - data.draw(st.sampled_from([1] * 7 + [0])))
-            priority = parent["priority"] - data.draw(st.integers(-2, 6))  # sometimes above it
+            priority = parent["priority"] - data.draw(st.integers(0, 5))
             exclusive = "flex" in scopes or (parent["exclusive"] and data.draw(st.booleans()))
-            if not parent["exclusive"] and data.draw(st.integers(0, 2)) == 0:
-                exclusive = True  # exclusive under a shared parent: must be refused
+            # one in three breaks exactly one attenuation rule: each must be refused
+            flaw = data.draw(st.sampled_from([None] * 6 + ["priority", "exclusive", "limit"]))
+            if flaw == "priority":
+                priority = parent["priority"] + data.draw(st.integers(1, 3))
+            elif flaw == "exclusive" and not parent["exclusive"]:
+                exclusive = True
+            elif flaw == "limit":
+                limits = {}
             return {
                 "cp": cp, "grantee": data.draw(st.sampled_from(PEOPLE)).pub, "scopes": scopes,
                 "not_before": nb, "not_after": max(na, nb + 1), "limits": limits,
