@@ -66,7 +66,8 @@ class InvalidBlock(RemoteError):
 
 
 # Results that make a whole block invalid (DESIGN §6 "Block validity"): a proposer may include
-# a tx whose *rule* refuses it (it consumes its nonce), never one that is not a valid tx at all.
+# a tx whose *rule* refuses it (it consumes its nonce if its signer has an account), never one
+# that is not a valid tx at all.
 INVALID_TX_CODES = frozenset({"malformed", "too_large", "bad_signature", "unknown_type", "bad_nonce"})
 EVIDENCE_SHARE = 16  # evidence may take at most 1/16 of max_block_bytes (256 KiB by default)
 VERIFIED_CACHE = 65_536  # H(raw tx) of envelopes whose auth signatures verified, at most
