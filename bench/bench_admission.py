@@ -14,6 +14,11 @@ a `grant` on a charge point that does not exist — from `--txs` fresh keys:
   through `Ledger.commit_block` and the state root, the number of state entries and the bytes
   of state written are compared before and after (must be unchanged: 0 bytes per refused tx).
 
+Then the certificate work of one `attest` check (path validation and the issuer signature,
+the validated-chain cache cleared each time): a normal chain against crafted ones — self-issued
+intermediates carrying the issuing CA's name, up to the 4-certificate limit, and one over it
+(refused before any parsing or signature).
+
 Prints one JSON line per kind and a human table.
 """
 
@@ -88,6 +93,57 @@ def spam_kinds(now: int) -> dict[str, Callable[[SigningKey], bytes]]:
     }  # fmt: skip
 
 
+def cert_work(ed_us: float, n: int = 50) -> list[dict[str, Any]]:
+    """µs of one attest verification: normal chain vs crafted chains (see the module doc)."""
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from ads_ledger.state import certs
+    from ads_ledger.state.identity import verify_attestation
+    from ads_ledger.state.reasons import TxRejected
+    from ads_ledger.testing.trustlist import _cert, _ku, issue_attestation
+
+    tl = make_trust_list(intermediate=True)
+    now = int(time.time() * 1000)
+    body = issue_attestation(tl, CHAIN, bytes(32), issued_at=now - 1000, expires_at=now + DAY_MS)
+    name = tl.issuing.subject  # type: ignore[union-attr]
+    nb = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)
+    fakes = []
+    for _ in range(8):  # self-issued "issuing CAs": the path builder must consider each
+        k = ec.generate_private_key(ec.SECP256R1())
+        fakes.append(_cert(name, k, name, k, ca=True, not_before=nb, not_after=nb + dt.timedelta(days=90),
+                           key_usage=_ku(cert_sign=True)).public_bytes(serialization.Encoding.DER))  # fmt: skip
+    leaf, issuing = body["issuer_certs"]
+    chains = {
+        "attest_normal_chain": [leaf, issuing],
+        "attest_crafted_4_certs": [leaf, fakes[0], fakes[1], issuing],
+        "attest_crafted_4_no_path": [leaf, *fakes[:3]],
+        "attest_crafted_9_certs": [leaf, *fakes[:7], issuing],
+    }
+    rows = []
+    base = None
+    for kind, chain in chains.items():
+        b = {**body, "issuer_certs": chain}
+        code = "ok"
+        t0 = time.perf_counter()
+        for _ in range(n):
+            certs._VALIDATED.clear()
+            try:
+                verify_attestation(CHAIN, b, bytes(32), tl.anchors_der(), now)
+            except TxRejected as e:
+                code = e.code
+        us = (time.perf_counter() - t0) / n * 1e6
+        base = base or us
+        rows.append({"bench": "cert_work", "kind": kind, "code": code, "us": round(us, 1),
+                     "per_normal_attest": round(us / base, 2), "per_ed25519_verify": round(us / ed_us, 2)})  # fmt: skip
+    return rows
+
+
+DAY_MS = 86_400_000
+
+
 def state_size(led: Ledger) -> tuple[int, int]:
     """(entries, bytes) of the latest state, counted from the store's leaves."""
     items = led.store.scan_prefix(b"", limit=10**7)
@@ -140,12 +196,20 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row))
         led.close()
+    work = cert_work(ed_us)
+    for w in work:
+        print(json.dumps(w))
     print(f"\nrefused spam, {args.txs} fresh keys per kind; one raw Ed25519 verify = {ed_us:.1f} µs")
     print(f"{'kind':30} {'admitted':>8} {'µs/tx':>8} {'× verify':>9} {'state B/tx':>10}  codes")
     for r in rows:
         print(f"{r['kind']:30} {r['admitted']:>8} {r['admission_us_per_tx']:>8.1f} "
               f"{r['admission_per_verify']:>9.2f} {r['state_bytes_per_refused_tx']:>10.1f}  "
               f"{','.join(r['refusal_codes'])}")  # fmt: skip
+    print("\ncertificate work of one attest check")
+    print(f"{'chain':30} {'code':>16} {'µs':>8} {'× normal':>9} {'× verify':>9}")
+    for w in work:
+        print(f"{w['kind']:30} {w['code']:>16} {w['us']:>8.1f} {w['per_normal_attest']:>9.2f} "
+              f"{w['per_ed25519_verify']:>9.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":
