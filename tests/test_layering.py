@@ -112,3 +112,15 @@ def test_no_import_cycles() -> None:
         if m not in state:
             visit(m)
     assert not cycles, "\n".join(cycles)
+
+
+def test_the_agent_imports_only_the_light_layers() -> None:
+    """DESIGN §2: the charge-point agent uses core, state records, light and client — never the
+    node, consensus, the simulator or the test kit."""
+    bad = []
+    for path in sorted((SRC / "chargepoint_agent").rglob("*.py")):
+        for mod in _imports(path):
+            parts = mod.split(".")
+            if len(parts) < 2 or parts[1] not in {"core", "state", "light", "client"}:
+                bad.append(f"{path.relative_to(SRC)} imports {mod}")
+    assert not bad, "\n".join(bad)
