@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from ads_ledger.cli.output import emit, fail, json_option
+from ads_ledger.client.output import emit, fail, json_option
 from ads_ledger.node.config import ConfigError, load_config
 from ads_ledger.testing.testnet import DEFAULT_CHAIN, TestnetError, init_testnet
 

@@ -1,4 +1,5 @@
-"""Output for every CLI command: human lines by default, one JSON document with `--json`.
+"""Output for every CLI command (`ads`, `chargepoint-agent`): human lines by default, one JSON
+document with `--json`.
 
 Errors go to stderr with a hint of what to do next, and exit status 1 (2 for usage errors,
 as click does); with `--json` an error is `{"error": {"code", "message"}}` on stdout.
