@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_command.py [--n 20000]
 
-`chargepoint_agent.command.check_command` on accepted delegate commands (a 7.4 kW charging
+`chargepoint_agent.verify.check_command` on accepted delegate commands (a 7.4 kW charging
 profile under a grant, the record holding 64 grants, the maximum by default) and on refusals
 (bad signature, stale list). Each timing is one call; the raw Ed25519 verification of the
 same machine is timed the same way in the same run. Targets: p50 ≤ 1.5× one verify, p99 ≤ 300 µs.
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from ads_ledger.core import codec  # noqa: E402
 from ads_ledger.core.crypto import SigningKey, sign_bytes, verify  # noqa: E402
 from ads_ledger.wallet.commands import sign_command  # noqa: E402
-from chargepoint_agent.command import AccessList, check_command  # noqa: E402
+from chargepoint_agent.verify import AccessList, check_command  # noqa: E402
 
 CHAIN = "ads-bench"
 
