@@ -392,6 +392,7 @@ def test_events_stream_two_blocks() -> None:
     events = run_server(fake, body)
     assert [e["height"] for e in events] == [4, 5]
     assert [e["num_txs"] for e in events] == [0, 1]
+    assert all(e["changed_cps"] == [] for e in events)  # the fake's blocks change no record
     assert events[1]["block_id"] == fake.blocks[4].block_id().hex()
     assert events[1]["header"]["prev"] == fake.blocks[3].block_id().hex()
 

@@ -63,11 +63,15 @@ def test_ownership_and_grant_through_blocks(tmp_path: Path, trust) -> None:  # t
     b1 = step(ledger, vals, txs1, T0 + 1000)
     assert ledger.height == 1
     assert [ledger.tx_result(1, i)["code"] for i in range(3)] == ["ok", "ok", "ok"]  # type: ignore[index]
+    assert ledger.changed_cps(1) == [device.pub]  # what GET /events tells agents
     grant = {"cp": device.pub, "grantee": provider.pub, "scopes": ["meter.read"], "not_before": T0,
              "not_after": T0 + 10**8, "limits": {}, "exclusive": False, "priority": 1,
              "redelegate": 0, "parent": None}
     step(ledger, vals, [make_envelope(CHAIN, "grant", owner, 3, grant)], T0 + 2000)
-    h, value, proof = ledger.get_state(cp_key(device.pub))
+    assert ledger.changed_cps(2) == [device.pub]
+    step(ledger, vals, [make_envelope(CHAIN, "revoke", owner, 4, {"cp": device.pub, "grant": bytes(16)})], T0 + 2500)
+    assert ledger.changed_cps(3) == []  # refused: the record did not change
+    h, value, proof = ledger.get_state(cp_key(device.pub), 2)
     assert h == 2 and value is not None
     rec = codec.decode(value)
     assert rec["owner"] == owner.pub and rec["grants"][0]["grantee"] == provider.pub
@@ -79,8 +83,8 @@ def test_ownership_and_grant_through_blocks(tmp_path: Path, trust) -> None:  # t
     ledger.close()
     # reopen: same height, same root, blocks readable
     again = Ledger.open(tmp_path / "db", g)
-    assert again.height == 2 and again.block(1) == b1
-    assert again.account_nonce(owner.pub) == 3
+    assert again.height == 3 and again.block(1) == b1
+    assert again.account_nonce(owner.pub) == 4
     again.close()
 
 

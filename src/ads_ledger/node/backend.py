@@ -62,7 +62,8 @@ class NodeApi:
                 ev = self._waiters.pop(txid, None)
                 if ev is not None:
                     ev.set()
-        note = NewBlock(block.header, len(block.txs))
+        changed = self.ledger.changed_cps(h)
+        note = NewBlock(block.header, len(block.txs), None if changed is None else tuple(changed))
         for sub in list(self._subs):
             try:
                 sub.send.send_nowait(note)

@@ -48,7 +48,7 @@ from ads_ledger.state.context import StateView
 from ads_ledger.state.envelope import MAX_TX_BYTES, parse_envelope
 from ads_ledger.state.genesis import Genesis
 from ads_ledger.state.machine import BlockResult, DictView, TxResult, check_tx, execute_block
-from ads_ledger.state.records import DEFAULT_PARAMS, GOV_PARAMS, acct_key, decode_record
+from ads_ledger.state.records import CP, DEFAULT_PARAMS, GOV_PARAMS, acct_key, decode_record
 
 __all__ = ["Ledger", "LedgerHost", "StaticHost", "InvalidBlock", "BlockInfo", "StoredResult"]
 
@@ -149,6 +149,7 @@ class Ledger:
         self.genesis = genesis
         self.chain_id = genesis.chain_id
         self._executed: dict[bytes, _Executed] = {}
+        self._changed_cps: dict[int, list[bytes]] = {}  # height -> cps whose record it changed (last 64)
         self._valsets: OrderedDict[int, ValidatorSet] = OrderedDict()  # LRU, see validators_at
         self._valsets_lock = threading.Lock()  # P2P (evidence) and consensus both read sets
         self._priorities: tuple[int, ProposerPriorities] | None = None  # (height, at its start)
@@ -561,11 +562,19 @@ class Ledger:
             self.host.after_commit(block, [r.txid for r in results])
         with self._lock:
             self._executed.clear()
+            self._changed_cps[height] = [k[len(CP):] for k in ex.result.writes if k.startswith(CP)]
+            self._changed_cps.pop(height - 64, None)
         with self.evidence_lock:
             self.evidence.commit_block(block)
         with self._valsets_lock:
             for k in (height + 1, height + 2, height + 3):  # O(1): no rebuild per block
                 self._valsets.pop(k, None)
+
+    def changed_cps(self, height: int) -> list[bytes] | None:
+        """Charge points whose `cp/` record block `height` changed (None: not among the last 64
+        blocks this process committed; a subscriber then re-reads its record)."""
+        with self._lock:
+            return self._changed_cps.get(height)
 
     def check_tx(self, raw: bytes, *, verify_sigs: bool = False, now: int | None = None) -> TxResult:
         """The state machine's admission check against the committed state, at time `now`

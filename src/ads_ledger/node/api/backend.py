@@ -121,6 +121,7 @@ class NewBlock:
 
     header: Header
     num_txs: int
+    changed_cps: tuple[bytes, ...] | None = ()  # cps whose record the block changed (None: unknown)
 
 
 @dataclass(frozen=True, slots=True)

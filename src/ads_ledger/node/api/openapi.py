@@ -178,7 +178,8 @@ def _doc() -> dict[str, Any]:
             (400, 404, 410))},
         "/events": {"get": _op(
             "Server-Sent Events: one `event: block` per committed block (id = height, data = "
-            "JSON {height, block_id, time, num_txs, header}); `: ping` comments keep it alive",
+            "JSON {height, block_id, time, num_txs, header, changed_cps}: changed_cps lists the charge "
+            "points whose cp/ record the block changed, hex); `: ping` comments keep it alive",
             {"type": "string"}, [], (406, 429), media="text/event-stream")},
         "/metrics": {"get": _op("Prometheus text exposition 0.0.4", {"type": "string"}, [], (406,),
                                 media="text/plain")},

@@ -332,8 +332,9 @@ async def get_chargepoint(ctx: ApiContext, req: Request, p: Mapping[str, str],
 def render_block_event(ev: NewBlock) -> bytes:
     """One SSE frame: `id: <height>`, `event: block`, `data: <one JSON line>`, blank line."""
     h = ev.header
-    data = jsonenc.dumps({"height": h.height, "block_id": h.block_id(), "time": h.time,
-                          "num_txs": ev.num_txs, "header": h.to_obj()}).rstrip(b"\n")  # fmt: skip
+    changed = None if ev.changed_cps is None else list(ev.changed_cps)
+    data = jsonenc.dumps({"height": h.height, "block_id": h.block_id(), "time": h.time, "num_txs": ev.num_txs,
+                          "header": h.to_obj(), "changed_cps": changed}).rstrip(b"\n")  # fmt: skip
     return b"id: %d\nevent: block\ndata: %s\n\n" % (h.height, data)
 
 
