@@ -12,7 +12,7 @@ from ads_ledger.core.crypto import H, SigningKey
 from ads_ledger.core.types import PRECOMMIT, ZERO32, Commit, Header, ValidatorSet, Vote
 from ads_ledger.light.trust import LightBlock, TrustedState, TrustOptions
 
-__all__ = ["CHAIN", "POOL", "T0", "BLOCK_MS", "OPTS", "Chain", "sign_commit"]
+__all__ = ["CHAIN", "POOL", "T0", "BLOCK_MS", "OPTS", "Chain", "sign_commit", "stable", "rotating"]
 
 CHAIN = "light-test"
 POOL = [SigningKey(bytes([0x70 + i]) * 32) for i in range(24)]  # validators the schedules draw from
