@@ -6,13 +6,13 @@ a 1000-header chain costs only the signatures a test actually fetches. TEST-ONLY
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from ads_ledger.core.crypto import H, SigningKey
 from ads_ledger.core.types import PRECOMMIT, ZERO32, Commit, Header, ValidatorSet, Vote
 from ads_ledger.light.trust import LightBlock, TrustedState, TrustOptions
 
-__all__ = ["CHAIN", "POOL", "T0", "BLOCK_MS", "OPTS", "Chain", "sign_commit", "stable", "rotating"]
+__all__ = ["BLOCK_MS", "CHAIN", "OPTS", "POOL", "T0", "Chain", "rotating", "sign_commit", "stable"]
 
 CHAIN = "light-test"
 POOL = [SigningKey(bytes([0x70 + i]) * 32) for i in range(24)]  # validators the schedules draw from

@@ -41,7 +41,7 @@ def _mutate(value: Any, how: int, n: int, other: Any) -> Any:
     if t is bytes and value:
         if how == 0:
             i = n % len(value)
-            return value[:i] + bytes([value[i] ^ (1 << (n % 8))]) + value[i + 1:]
+            return value[:i] + bytes([value[i] ^ (1 << (n % 8))]) + value[i + 1 :]
         if how == 1:
             return other if type(other) is bytes and len(other) == len(value) else bytes(len(value))
         return value[:-1]

@@ -204,9 +204,12 @@ def test_a_higher_trust_level_is_stricter() -> None:
 def test_options_are_checked() -> None:
     from fractions import Fraction
 
-    for bad in (dict(trusting_period_ms=0), dict(trusting_period_ms=1, max_clock_drift_ms=-1),
-                dict(trusting_period_ms=1, trust_level=Fraction(1, 4)),
-                dict(trusting_period_ms=1, trust_level=Fraction(4, 3))):  # fmt: skip
+    for bad in (
+        {"trusting_period_ms": 0},
+        {"trusting_period_ms": 1, "max_clock_drift_ms": -1},
+        {"trusting_period_ms": 1, "trust_level": Fraction(1, 4)},
+        {"trusting_period_ms": 1, "trust_level": Fraction(4, 3)},
+    ):
         with pytest.raises(ValueError):
             TrustOptions(**bad)  # type: ignore[arg-type]
 
@@ -217,3 +220,17 @@ def test_every_error_is_a_light_error_with_advice(chain: Chain) -> None:
     with pytest.raises(LightError) as e:
         verify_skipping(chain.trusted(1), late, b.commit, b.valset, chain.now(1), OPTS)
     assert "try another node" in str(e.value) or "clock" in str(e.value)
+
+
+def test_the_clock_free_checks_of_verify_py_still_hold(chain: Chain) -> None:
+    from ads_ledger.light import verify as legacy
+
+    b = chain.block(6)
+    legacy.verify_signed_header(CHAIN, b.header, b.commit, b.valset)
+    legacy.verify_adjacent(CHAIN, chain.header(5), b.header, b.commit, b.valset)
+    with pytest.raises(legacy.LightError):
+        legacy.verify_signed_header("elsewhere", b.header, b.commit, b.valset)
+    with pytest.raises(legacy.LightError):
+        legacy.verify_adjacent(CHAIN, chain.header(4), b.header, b.commit, b.valset)
+    with pytest.raises(InvalidCommit):
+        legacy.verify_signed_header(CHAIN, b.header, replace(b.commit, sigs=b.commit.sigs[:2]), b.valset)

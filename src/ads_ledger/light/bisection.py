@@ -24,7 +24,7 @@ from ads_ledger.light.errors import InsufficientTrust, InvalidHeader, TooManySte
 from ads_ledger.light.trust import LightBlock, TrustedState, TrustOptions
 from ads_ledger.light.verifier import verify_light_block
 
-__all__ = ["Bisection", "DEFAULT_MAX_FETCHES"]
+__all__ = ["DEFAULT_MAX_FETCHES", "Bisection"]
 
 DEFAULT_MAX_FETCHES = 64  # log2 of any realistic distance, many times over
 

@@ -19,7 +19,7 @@ from ads_ledger.light.errors import InvalidHeader, NotWithinTrustPeriod
 from ads_ledger.light.trust import LightBlock, TrustedState, TrustOptions
 from ads_ledger.light.verifier import check_signed_header, verify_light_block
 
-__all__ = ["LightClient", "trust_root", "genesis_root"]
+__all__ = ["LightClient", "genesis_root", "trust_root"]
 
 
 def _root(header: Header, commit: Commit, valset: ValidatorSet, now_ms: int, opts: TrustOptions,
@@ -28,7 +28,8 @@ def _root(header: Header, commit: Commit, valset: ValidatorSet, now_ms: int, opt
     if now_ms >= header.time + opts.trusting_period_ms:
         raise NotWithinTrustPeriod(
             f"the trust root at height {header.height} is older than the trusting period "
-            f"({opts.trusting_period_ms} ms): take a recent height and hash as trust root")
+            f"({opts.trusting_period_ms} ms): take a recent height and hash as trust root"
+        )
     try:
         return TrustedState(header, valset, next_valset)
     except DecodeError as e:
@@ -119,6 +120,6 @@ class LightClient:
         return self.trusted.encode()
 
     @classmethod
-    def decode(cls, data: bytes, opts: TrustOptions) -> "LightClient":
+    def decode(cls, data: bytes, opts: TrustOptions) -> LightClient:
         """Raise DecodeError on anything but bytes `encode()` produced."""
         return cls(TrustedState.decode(data), opts)

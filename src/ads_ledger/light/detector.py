@@ -17,7 +17,7 @@ from ads_ledger.light.errors import ConflictingHeaders, InsufficientTrust
 from ads_ledger.light.trust import LightBlock, TrustedState, TrustOptions
 from ads_ledger.light.verifier import verify_light_block
 
-__all__ = ["Divergence", "compare", "check_witness"]
+__all__ = ["Divergence", "check_witness", "compare"]
 
 
 def compare(primary: Header, witness: Header) -> None:
@@ -75,7 +75,7 @@ class Divergence:
     witness_verified: bool = False
 
     @classmethod
-    def of(cls, err: ConflictingHeaders) -> "Divergence":
+    def of(cls, err: ConflictingHeaders) -> Divergence:
         return cls(err.primary, err.witness, err.primary_commit, err.witness_commit,
                    err.witness_verified)  # fmt: skip
 
@@ -101,7 +101,7 @@ class Divergence:
         return dict(_hexify(self.to_obj()))
 
     @classmethod
-    def from_obj(cls, obj: Any) -> "Divergence":
+    def from_obj(cls, obj: Any) -> Divergence:
         keys = {"height", "primary", "witness", "primary_commit", "witness_commit",
                 "witness_verified"}  # fmt: skip
         if type(obj) is not dict or set(obj) != keys or type(obj["witness_verified"]) is not bool:
@@ -114,5 +114,5 @@ class Divergence:
                    None if wc is None else Commit.from_obj(wc), obj["witness_verified"])  # fmt: skip
 
     @classmethod
-    def decode(cls, data: bytes) -> "Divergence":
+    def decode(cls, data: bytes) -> Divergence:
         return cls.from_obj(codec.decode(data))

@@ -15,13 +15,13 @@ if TYPE_CHECKING:
     from ads_ledger.core.types import Commit, Header
 
 __all__ = [
+    "ClockDrift",
+    "ConflictingHeaders",
+    "InsufficientTrust",
+    "InvalidCommit",
+    "InvalidHeader",
     "LightError",
     "NotWithinTrustPeriod",
-    "ClockDrift",
-    "InvalidHeader",
-    "InvalidCommit",
-    "InsufficientTrust",
-    "ConflictingHeaders",
     "TooManySteps",
 ]
 
@@ -69,8 +69,8 @@ class ConflictingHeaders(LightError):
     whether the witness's header also carried a valid commit (a fork signed by validators, not
     merely a lying witness)."""
 
-    def __init__(self, primary: "Header", witness: "Header", *, primary_commit: "Commit | None" = None,
-                 witness_commit: "Commit | None" = None, witness_verified: bool = False,
+    def __init__(self, primary: Header, witness: Header, *, primary_commit: Commit | None = None,
+                 witness_commit: Commit | None = None, witness_verified: bool = False,
                  message: str = "") -> None:  # fmt: skip
         self.primary = primary
         self.witness = witness

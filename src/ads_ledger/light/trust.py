@@ -1,10 +1,10 @@
 """What a light client trusts and how it is configured: plain frozen values, no IO.
 
-  LightBlock    a header, the commit that signs it and its own validator set, as a node serves
-                them (GET /commit/{h} and /validators/{h}); nothing in it is trusted yet
-  TrustedState  a verified header with its validator set (and, when known, the next one);
-                `encode()`/`decode()` give canonical msgpack the agent persists
-  TrustOptions  trusting period, clock drift and trust level (CometBFT's defaults but the period)
+LightBlock    a header, the commit that signs it and its own validator set, as a node serves
+              them (GET /commit/{h} and /validators/{h}); nothing in it is trusted yet
+TrustedState  a verified header with its validator set (and, when known, the next one);
+              `encode()`/`decode()` give canonical msgpack the agent persists
+TrustOptions  trusting period, clock drift and trust level (CometBFT's defaults but the period)
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from ads_ledger.core import codec
 from ads_ledger.core.errors import DecodeError
 from ads_ledger.core.types import Commit, Header, ValidatorSet
 
-__all__ = ["LightBlock", "TrustedState", "TrustOptions", "STATE_VERSION"]
+__all__ = ["STATE_VERSION", "LightBlock", "TrustOptions", "TrustedState"]
 
 STATE_VERSION = 1
 
@@ -58,7 +58,7 @@ class LightBlock:
                 "valset": self.valset.to_obj()}  # fmt: skip
 
     @classmethod
-    def from_obj(cls, obj: Any) -> "LightBlock":
+    def from_obj(cls, obj: Any) -> LightBlock:
         if type(obj) is not dict or set(obj) != {"header", "commit", "valset"}:
             raise DecodeError("light block must be a map of header, commit, valset")
         return cls(Header.from_obj(obj["header"]), Commit.from_obj(obj["commit"]),
@@ -104,7 +104,7 @@ class TrustedState:
         return codec.encode(self.to_obj())
 
     @classmethod
-    def from_obj(cls, obj: Any) -> "TrustedState":
+    def from_obj(cls, obj: Any) -> TrustedState:
         keys = {"version", "header", "valset", "next_valset"}
         if type(obj) is not dict or set(obj) != keys:
             raise DecodeError(f"trusted state must be a map with exactly the keys {sorted(keys)}")
@@ -115,6 +115,6 @@ class TrustedState:
                    None if nv is None else ValidatorSet.from_obj(nv))  # fmt: skip
 
     @classmethod
-    def decode(cls, data: bytes) -> "TrustedState":
+    def decode(cls, data: bytes) -> TrustedState:
         """Raise DecodeError on anything but bytes `encode()` produced."""
         return cls.from_obj(codec.decode(data))

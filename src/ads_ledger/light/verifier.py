@@ -19,12 +19,12 @@ from ads_ledger.light.errors import (
 from ads_ledger.light.trust import LightBlock, TrustedState, TrustOptions
 
 __all__ = [
-    "verify_adjacent",
-    "verify_skipping",
-    "verify_light_block",
-    "check_trust_period",
     "check_signed_header",
+    "check_trust_period",
     "trusted_power",
+    "verify_adjacent",
+    "verify_light_block",
+    "verify_skipping",
 ]
 
 
@@ -34,7 +34,8 @@ def check_trust_period(trusted: TrustedState, now_ms: int, opts: TrustOptions) -
         raise NotWithinTrustPeriod(
             f"trusted header {trusted.height} (time {trusted.header.time}) expired at "
             f"{trusted.expires_at(opts)}, now is {now_ms}: re-initialise from a fresh trust root "
-            "(--trust-height/--trust-hash) obtained out of band")
+            "(--trust-height/--trust-hash) obtained out of band"
+        )
 
 
 def check_signed_header(chain_id: str, header: Header, commit: Commit, valset: ValidatorSet) -> None:
@@ -144,7 +145,8 @@ def verify_skipping(trusted: TrustedState, header: Header, commit: Commit, valse
         raise InsufficientTrust(
             f"header {header.height} carries {got} of {basis.total_power} power of the validators "
             f"trusted at {trusted.height}; needs more than {level}: verify a header in between "
-            "first (bisection)")
+            "first (bisection)"
+        )
     return TrustedState(header, valset)
 
 

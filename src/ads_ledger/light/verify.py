@@ -15,7 +15,7 @@ from ads_ledger.core.types import Commit, Header, ValidatorSet
 from ads_ledger.light.errors import InvalidHeader, LightError
 from ads_ledger.light.verifier import check_signed_header
 
-__all__ = ["LightError", "verify_signed_header", "verify_state", "verify_adjacent"]
+__all__ = ["LightError", "verify_adjacent", "verify_signed_header", "verify_state"]
 
 
 def verify_signed_header(chain_id: str, header: Header, commit: Commit, valset: ValidatorSet) -> None:
