@@ -76,13 +76,13 @@ class ValidatorSet:
     _index: dict[bytes, int] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        vals = tuple(sorted(self.validators, key=lambda v: (-v[1], v[0])))
-        if not vals or len(vals) > MAX_VALIDATORS:
+        if not self.validators or len(self.validators) > MAX_VALIDATORS:
             raise DecodeError(f"a validator set has 1..{MAX_VALIDATORS} members")
-        for pub, power in vals:
+        for pub, power in self.validators:  # before sorting: a swapped entry must not TypeError
             _bin(pub, 32, "validator key")
             if type(power) is not int or power <= 0 or power >= 2**62:
                 raise DecodeError("validator power must be a positive integer below 2^62")
+        vals = tuple(sorted(self.validators, key=lambda v: (-v[1], v[0])))
         if len({p for p, _ in vals}) != len(vals):
             raise DecodeError("a validator appears twice in the set")
         object.__setattr__(self, "validators", vals)
