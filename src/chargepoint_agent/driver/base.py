@@ -10,7 +10,7 @@ the agent turns it into a `driver_error` receipt and never retries. Any other ex
 
 from __future__ import annotations
 
-from typing import Protocol, TypeAlias
+from typing import Protocol, TypeAlias, runtime_checkable
 
 # A receipt's `data` map must be msgpack-able with str keys (DESIGN §7): no None, no floats.
 Value: TypeAlias = int | str | bool | bytes | list["Value"] | dict[str, "Value"]
@@ -42,6 +42,7 @@ class DriverError(Exception):
         self.message = message
 
 
+@runtime_checkable
 class Driver(Protocol):
     """One charge point (all its connectors). Connectors are numbered from 1, as OCPP EVSEs.
 
