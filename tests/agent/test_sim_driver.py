@@ -534,15 +534,29 @@ class DriverMachine(RuleBasedStateMachine):
         self.now = T0
         self.d.tick(self.now)
         self.energy = 0
+        # a reference model of the installed plans: (issuer, id) -> (stack level, order, raw profile)
+        self.plans: dict[tuple[bytes, int], tuple[int, int, dict[str, Any]]] = {}
+        self.order = 0
 
-    def call(self, f: Any, *args: Any) -> None:
+    def call(self, f: Any, *args: Any) -> bool:
         try:
             data = f(*args)
         except DriverError as e:
             assert e.message
-            return
+            return False
         if data is not None:
             assert_receipt_data(data)
+        return True
+
+    def plan(self, raw: dict[str, Any], level: int, src: bytes) -> None:
+        if self.call(self.d.set_profile, raw, level, src, self.now):
+            self.order += 1
+            self.plans[(src, raw["id"])] = (level, self.order, raw)
+
+    def clear(self, pid: int, src: bytes, owner: bool) -> None:
+        if self.call(self.d.clear_profile, pid, src, owner, self.now):
+            for key in [k for k in self.plans if k[1] == pid and (owner or k[0] == src)]:
+                del self.plans[key]
 
     @initialize(sessions=st.integers(0, 3), plans=st.lists(st.tuples(sources, st.integers(0, 6), st.integers(0, 100),
                 st.integers(1, 4 * HOUR), valid_periods), max_size=8))  # fmt: skip
@@ -552,7 +566,7 @@ class DriverMachine(RuleBasedStateMachine):
         for src, pid, level, length, periods in plans:
             raw = {"id": pid, "valid_from": self.now, "valid_to": self.now + length,
                    "periods": [list(p) for p in periods]}  # fmt: skip
-            self.call(self.d.set_profile, raw, level, src, self.now)
+            self.plan(raw, level, src)
 
     @rule(dt=mostly(st.integers(0, 300_000), st.integers(HOUR, 4 * HOUR)))
     def tick(self, dt: int) -> None:
@@ -578,17 +592,17 @@ class DriverMachine(RuleBasedStateMachine):
     def set_profile(self, pid: int, level: int, src: bytes, start: int, length: int, periods: Any) -> None:
         raw = {"id": pid, "valid_from": self.now + start, "valid_to": self.now + start + length,
                "periods": [list(p) for p in periods]}  # fmt: skip
-        self.call(self.d.set_profile, raw, level, src, self.now)
+        self.plan(raw, level, src)
 
     @rule(pid=mostly(st.integers(0, 6), st.just(-1)), src=sources, owner=st.booleans())
     def clear_profile(self, pid: int, src: bytes, owner: bool) -> None:
-        self.call(self.d.clear_profile, pid, src, owner, self.now)
+        self.clear(pid, src, owner)
 
     @precondition(lambda self: bool(self.d._profiles))
     @rule(i=st.integers(0, 31), other=st.booleans(), owner=st.booleans())
     def clear_existing_profile(self, i: int, other: bool, owner: bool) -> None:
         src, pid = sorted(self.d._profiles)[i % len(self.d._profiles)]
-        self.call(self.d.clear_profile, pid, b"\x01" * 32 if other else src, owner, self.now)
+        self.clear(pid, b"\x01" * 32 if other else src, owner)
 
     @rule(limit=powers, duration=mostly(st.integers(0, 3_600), st.sampled_from([-1, 86_401])))
     def flex_activate(self, limit: int, duration: int) -> None:
@@ -643,6 +657,19 @@ class DriverMachine(RuleBasedStateMachine):
         assert self.d.power_w() == min(demand, self.d.effective_limit_w())
 
     @invariant()
+    def plans_compose_as_ocpp_says(self) -> None:
+        # highest stack level in force wins, the newer on a tie; its period in force gives the limit
+        now = self.d._clock()
+        live = [v for v in self.plans.values() if v[2]["valid_from"] <= now < v[2]["valid_to"]]
+        expected = None
+        if live:
+            raw = max(live, key=lambda v: (v[0], v[1]))[2]
+            expected = [w for off, w in raw["periods"] if raw["valid_from"] + off * 1000 <= now][-1]
+        assert self.d._profile_limit() == expected
+        caps = [self.d.max_power_w if self.d._available else 0, expected, self.d._flex_limit()]
+        assert self.d.effective_limit_w() == min(c for c in caps if c is not None)
+
+    @invariant()
     def energy_never_decreases(self) -> None:
         e = self.d.energy_wms()
         assert e >= self.energy
@@ -657,13 +684,32 @@ TestDriverMachine = DriverMachine.TestCase
 TestDriverMachine.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
 
 
-def test_the_machine_catches_a_planted_bug(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A charger that lets every EV draw its full demand, whatever the limit, must be caught."""
-    monkeypatch.setattr(sim, "share", lambda limit_w, demands_w: list(demands_w))
+def _newest_wins(profiles: list[Any], now_ms: int) -> Any:
+    return max((p for p in profiles if p.valid_at(now_ms)), key=lambda p: p.seq, default=None)
+
+
+def _older_wins_a_tie(profiles: list[Any], now_ms: int) -> Any:
+    return max(
+        (p for p in profiles if p.valid_at(now_ms)), key=lambda p: (p.stack_level, -p.seq), default=None
+    )
+
+
+PLANTED = {
+    "sharing ignores the limit": ("share", lambda limit_w, demands_w: list(demands_w)),
+    "stack levels ignored": ("winner", _newest_wins),
+    "the older wins a tie": ("winner", _older_wins_a_tie),
+}
+
+
+@pytest.mark.parametrize("bug", sorted(PLANTED))
+def test_the_machine_catches_a_planted_bug(bug: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each planted bug breaks an invariant the random calls check: the machine can fail."""
+    name, replacement = PLANTED[bug]
+    monkeypatch.setattr(sim, name, replacement)
     with pytest.raises(AssertionError):
         run_state_machine_as_test(
             DriverMachine,
             settings=settings(
-                max_examples=60, stateful_step_count=40, deadline=None, phases=[Phase.generate]
+                max_examples=100, stateful_step_count=40, deadline=None, phases=[Phase.generate]
             ),
         )
