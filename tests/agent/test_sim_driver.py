@@ -310,9 +310,14 @@ def test_start_without_connector_takes_the_first_free_one() -> None:
     d = SimCharger(connectors=2)
     assert d.start(2, T0)["connector"] == 2
     assert d.start(None, T0) == {"connector": 1, "session": 2, "power_w": 11_000}
-    assert d.stop(None, T0)["stopped"] == [
-        {"connector": 1, "session": 2, "energy_wh": 0, "duration_s": 0},
-        {"connector": 2, "session": 1, "energy_wh": 0, "duration_s": 0},
+    d.tick(T0 + HOUR)
+    assert dig(d.status(T0 + HOUR), "sessions") == [
+        {"session": 2, "connector": 1, "started_at": T0, "energy_wh": 11_000, "power_w": 11_000},
+        {"session": 1, "connector": 2, "started_at": T0, "energy_wh": 11_000, "power_w": 11_000},
+    ]
+    assert d.stop(None, T0 + HOUR)["stopped"] == [
+        {"connector": 1, "session": 2, "energy_wh": 11_000, "duration_s": 3_600},
+        {"connector": 2, "session": 1, "energy_wh": 11_000, "duration_s": 3_600},
     ]
 
 

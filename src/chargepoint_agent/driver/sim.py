@@ -243,11 +243,13 @@ class SimCharger:
                 entry["limit_w"] = p.limit_at(now)
             profiles.append(entry)
         connectors: list[Value] = []
+        sessions: list[Value] = []
         for c in self._connectors:
             ce: dict[str, Value] = {"connector": c.number, "power_w": c.power_w, "ev_demand_w": c.ev_demand_w}
             if c.session is not None:
                 ce["session"] = c.session.id
-                ce["session_energy_wh"] = c.session.energy_wms // WMS_PER_WH
+                sessions.append({"session": c.session.id, "connector": c.number, "started_at": c.session.started_at,
+                                 "energy_wh": c.session.energy_wms // WMS_PER_WH, "power_w": c.power_w})  # fmt: skip
             connectors.append(ce)
         flex: dict[str, Value] = {}
         if self._setpoint is not None:
@@ -257,7 +259,7 @@ class SimCharger:
             flex["armed"] = {"below_mhz": a.below_mhz, "limit_w": a.limit_w, "hold_s": a.hold_ms // 1000,
                              "until": a.until_ms, "responding": a.triggered_at is not None}  # fmt: skip
         out: Data = {"at": now, "available": self._available, "limit_w": self._effective_w,
-                     "power_w": self.power_w(), "limits": limits, "connectors": connectors,
+                     "power_w": self.power_w(), "limits": limits, "connectors": connectors, "sessions": sessions,
                      "profiles": profiles, "flex": flex}  # fmt: skip
         if self._frequency_mhz is not None:
             out["frequency_mhz"] = self._frequency_mhz
