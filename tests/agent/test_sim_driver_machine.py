@@ -22,6 +22,8 @@ from test_sim_driver import CALLS, HOUR, T0, A, B, assert_receipt_data
 from chargepoint_agent.driver import OWNER_STACK_LEVEL, DriverError, SimCharger, sim
 
 sources = st.sampled_from([A, B, b"\xcc" * 32])
+# few levels, so that equal stack levels (decided by recency) are common
+levels = st.integers(0, 3) | st.integers(0, OWNER_STACK_LEVEL)
 
 
 def mostly(valid: st.SearchStrategy[Any], invalid: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
@@ -70,7 +72,7 @@ class DriverMachine(RuleBasedStateMachine):
             for key in [k for k in self.plans if k[1] == pid and (owner or k[0] == src)]:
                 del self.plans[key]
 
-    @initialize(sessions=st.integers(0, 3), plans=st.lists(st.tuples(sources, st.integers(0, 6), st.integers(0, 100),
+    @initialize(sessions=st.integers(0, 3), plans=st.lists(st.tuples(sources, st.integers(0, 6), levels,
                 st.integers(1, 4 * HOUR), valid_periods), max_size=8))  # fmt: skip
     def some_sessions_and_plans(self, sessions: int, plans: list[Any]) -> None:
         for c in range(1, sessions + 1):
@@ -98,7 +100,7 @@ class DriverMachine(RuleBasedStateMachine):
         self.call(self.d.stop, c, self.now)
 
     @rule(pid=mostly(st.integers(0, 6), st.sampled_from([-1, 2**31])), src=sources,
-          level=mostly(st.integers(0, OWNER_STACK_LEVEL), st.sampled_from([-1, OWNER_STACK_LEVEL + 1])),
+          level=mostly(levels, st.sampled_from([-1, OWNER_STACK_LEVEL + 1])),
           start=st.integers(-HOUR, HOUR), length=mostly(st.integers(1, 3 * HOUR), st.integers(-10, 0)),
           periods=mostly(valid_periods, st.lists(st.tuples(st.integers(-1, 10_000), powers), max_size=26)))  # fmt: skip
     def set_profile(self, pid: int, level: int, src: bytes, start: int, length: int, periods: Any) -> None:
@@ -218,10 +220,8 @@ def test_the_machine_catches_a_planted_bug(bug: str, monkeypatch: pytest.MonkeyP
     """Each planted bug breaks an invariant the random calls check: the machine can fail."""
     name, replacement = PLANTED[bug]
     monkeypatch.setattr(sim, name, replacement)
+    # derandomized: a planted bug is caught on every run, not 19 runs in 20
+    planted = settings(max_examples=100, stateful_step_count=40, deadline=None, phases=[Phase.generate],
+                       database=None, derandomize=True)  # fmt: skip
     with pytest.raises(AssertionError):
-        run_state_machine_as_test(
-            DriverMachine,
-            settings=settings(
-                max_examples=100, stateful_step_count=40, deadline=None, phases=[Phase.generate]
-            ),
-        )
+        run_state_machine_as_test(DriverMachine, settings=planted)

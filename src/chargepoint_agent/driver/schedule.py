@@ -47,7 +47,8 @@ class Profile:
         return [t for t in edges if t > now_ms]
 
 
-def _uint(value: object, what: str, maximum: int) -> int:
+def uint_param(value: object, what: str, maximum: int) -> int:
+    """`value` as an integer in 0..maximum, or a DriverError naming the parameter."""
     # bool is an int subclass in Python, but `true` is no number on the wire
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= maximum:
         raise DriverError(f"{what} must be an integer in 0..{maximum}, got {value!r}")
@@ -62,10 +63,10 @@ def parse_profile(raw: object, stack_level: int, source: bytes, seq: int, now_ms
     if keys != PROFILE_KEYS:
         missing, unknown = sorted(PROFILE_KEYS - keys), sorted(map(str, keys - PROFILE_KEYS))
         raise DriverError(f"profile fields: missing {missing}, unknown {unknown}")
-    profile_id = _uint(raw["id"], "profile id", MAX_PROFILE_ID)
-    level = _uint(stack_level, "stack level", MAX_STACK_LEVEL)
-    valid_from = _uint(raw["valid_from"], "valid_from", 2**63 - 1)
-    valid_to = _uint(raw["valid_to"], "valid_to", 2**63 - 1)
+    profile_id = uint_param(raw["id"], "profile id", MAX_PROFILE_ID)
+    level = uint_param(stack_level, "stack level", MAX_STACK_LEVEL)
+    valid_from = uint_param(raw["valid_from"], "valid_from", 2**63 - 1)
+    valid_to = uint_param(raw["valid_to"], "valid_to", 2**63 - 1)
     if valid_from >= valid_to:
         raise DriverError(f"valid_from {valid_from} must be before valid_to {valid_to}")
     if valid_to <= now_ms:
@@ -77,8 +78,8 @@ def parse_profile(raw: object, stack_level: int, source: bytes, seq: int, now_ms
     for i, period in enumerate(periods_raw):
         if not isinstance(period, (list, tuple)) or len(period) != 2:
             raise DriverError(f"period {i} must be a pair [start_offset_s, limit_w]")
-        offset = _uint(period[0], f"period {i} start_offset_s", 2**40)
-        limit = _uint(period[1], f"period {i} limit_w", MAX_LIMIT_W)
+        offset = uint_param(period[0], f"period {i} start_offset_s", 2**40)
+        limit = uint_param(period[1], f"period {i} limit_w", MAX_LIMIT_W)
         if i == 0 and offset != 0:
             raise DriverError(f"the first period must start at offset 0, not {offset}")
         if periods and offset <= periods[-1][0]:

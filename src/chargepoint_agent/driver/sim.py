@@ -18,6 +18,7 @@ from chargepoint_agent.driver.schedule import (
     Profile,
     parse_profile,
     share,
+    uint_param,
     winner,
 )
 
@@ -67,12 +68,6 @@ class _Arming:
         return self.triggered_at + self.hold_ms
 
 
-def _uint(value: object, what: str, maximum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= maximum:
-        raise DriverError(f"{what} must be an integer in 0..{maximum}, got {value!r}")
-    return value
-
-
 class SimCharger:
     """A charge point with `connectors` EVSEs sharing `max_power_w`; each plugged EV draws up to
     `ev_max_w` (change it per connector with `set_ev_demand`)."""
@@ -109,7 +104,7 @@ class SimCharger:
     def set_ev_demand(self, connector: int, demand_w: int, now_ms: int) -> None:
         """The EV on `connector` now asks for at most `demand_w` (a full battery asks for 0)."""
         self._advance(now_ms)
-        self._connector(connector).ev_demand_w = _uint(demand_w, "EV demand", MAX_LIMIT_W)
+        self._connector(connector).ev_demand_w = uint_param(demand_w, "EV demand", MAX_LIMIT_W)
         self._recompute()
 
     # ---- Driver -----------------------------------------------------------------------------
@@ -173,7 +168,7 @@ class SimCharger:
 
     def clear_profile(self, profile_id: int, source: bytes, owner: bool, now_ms: int) -> Data:
         self._injected("clear_profile")
-        pid = _uint(profile_id, "profile id", MAX_PROFILE_ID)
+        pid = uint_param(profile_id, "profile id", MAX_PROFILE_ID)
         self._advance(now_ms)
         keys = [k for k in self._profiles if k[1] == pid and (owner or k[0] == bytes(source))]
         if not keys:
@@ -189,8 +184,8 @@ class SimCharger:
 
     def flex_activate(self, limit_w: int, duration_s: int, now_ms: int) -> Data:
         self._injected("flex_activate")
-        limit = _uint(limit_w, "limit_w", MAX_LIMIT_W)
-        duration = _uint(duration_s, "duration_s", MAX_FLEX_DURATION_S)
+        limit = uint_param(limit_w, "limit_w", MAX_LIMIT_W)
+        duration = uint_param(duration_s, "duration_s", MAX_FLEX_DURATION_S)
         self._advance(now_ms)
         now = self._clock()
         # a new setpoint replaces the previous one; duration 0 ends it (flex is an exclusive scope)
@@ -200,14 +195,14 @@ class SimCharger:
 
     def flex_arm(self, below_mhz: int, limit_w: int, hold_s: int, until_ms: int, now_ms: int) -> Data:
         self._injected("flex_arm")
-        below = _uint(below_mhz, "below_mhz", MAX_ARM_MHZ)
+        below = uint_param(below_mhz, "below_mhz", MAX_ARM_MHZ)
         if below < MIN_ARM_MHZ:
             raise DriverError(
                 f"below_mhz is in mHz ({MIN_ARM_MHZ}..{MAX_ARM_MHZ}; 49.8 Hz is 49800), got {below}"
             )
-        limit = _uint(limit_w, "limit_w", MAX_LIMIT_W)
-        hold = _uint(hold_s, "hold_s", MAX_HOLD_S)
-        until = _uint(until_ms, "until", 2**63 - 1)
+        limit = uint_param(limit_w, "limit_w", MAX_LIMIT_W)
+        hold = uint_param(hold_s, "hold_s", MAX_HOLD_S)
+        until = uint_param(until_ms, "until", 2**63 - 1)
         self._advance(now_ms)
         if until <= self._clock():
             raise DriverError(f"until {until} is not after now {self._clock()}")
@@ -281,7 +276,7 @@ class SimCharger:
 
     def frequency_input(self, mhz: int, now_ms: int) -> None:
         self._injected("frequency_input")
-        f = _uint(mhz, "frequency (mHz)", MAX_MEASURED_MHZ)
+        f = uint_param(mhz, "frequency (mHz)", MAX_MEASURED_MHZ)
         self._advance(now_ms)
         self._frequency_mhz = f
         a = self._arming
@@ -343,7 +338,7 @@ class SimCharger:
         return [t for t in out if t > now]
 
     def _advance(self, now_ms: int) -> None:
-        now_ms = _uint(now_ms, "now_ms", 2**63 - 1)
+        now_ms = uint_param(now_ms, "now_ms", 2**63 - 1)
         if self._now is None:
             self._now = now_ms
             self._expire()
