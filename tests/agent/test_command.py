@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from ads_ledger.core import codec
 from ads_ledger.core.crypto import H, SigningKey
 from ads_ledger.wallet.commands import ReceiptError, check_receipt, command_hash, sign_command
-from chargepoint_agent.verify import OWNER_STACK_LEVEL, AccessList, check_command
 from chargepoint_agent.receipt import make_receipt, receipt_valid
+from chargepoint_agent.verify import OWNER_STACK_LEVEL, AccessList, check_command
 
 CHAIN = "ads-test"
 NOW = 1_800_000_000_000

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ads_ledger.core import codec
-from chargepoint_agent.driver import ACTIONS, OWNER_STACK_LEVEL, Driver, DriverError, SimCharger
+from chargepoint_agent.drivers import ACTIONS, OWNER_STACK_LEVEL, Driver, DriverError, SimCharger
 
 A, B = b"\xaa" * 32, b"\xbb" * 32
 HOUR = 3_600_000

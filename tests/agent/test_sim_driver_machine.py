@@ -19,7 +19,7 @@ from hypothesis.stateful import (
 )
 from test_sim_driver import CALLS, HOUR, T0, A, B, assert_receipt_data
 
-from chargepoint_agent.driver import OWNER_STACK_LEVEL, DriverError, SimCharger, sim
+from chargepoint_agent.drivers import OWNER_STACK_LEVEL, DriverError, SimCharger, sim
 
 sources = st.sampled_from([A, B, b"\xcc" * 32])
 # few levels, so that equal stack levels (decided by recency) are common

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chargepoint_agent.driver.base import MAX_STACK_LEVEL, DriverError
+from chargepoint_agent.drivers.base import MAX_STACK_LEVEL, DriverError
 
 MAX_PERIODS = 24
 MAX_PROFILE_ID = 2**31 - 1  # OCPP chargingProfileId is a (signed 32-bit) integer

@@ -5,7 +5,7 @@ profile rules, `sim` the simulated charger. Imports nothing from ads_ledger: a d
 commands only as already-verified calls.
 """
 
-from chargepoint_agent.driver.base import ACTIONS, OWNER_STACK_LEVEL, Data, Driver, DriverError
-from chargepoint_agent.driver.sim import SimCharger
+from chargepoint_agent.drivers.base import ACTIONS, OWNER_STACK_LEVEL, Data, Driver, DriverError
+from chargepoint_agent.drivers.sim import SimCharger
 
 __all__ = ["ACTIONS", "OWNER_STACK_LEVEL", "Data", "Driver", "DriverError", "SimCharger"]

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chargepoint_agent.driver.base import ACTIONS, Data, DriverError, Value
-from chargepoint_agent.driver.schedule import (
+from chargepoint_agent.drivers.base import ACTIONS, Data, DriverError, Value
+from chargepoint_agent.drivers.schedule import (
     MAX_LIMIT_W,
     MAX_PROFILE_ID,
     Profile,
