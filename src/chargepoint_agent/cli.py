@@ -4,6 +4,7 @@
   status          what the agent holds on disk: trust root, verified access list, audit log
   propose-owner   submit cp.propose (with the device attestation when the record is new)
   sign-ownership  print the device_sig (and attestation) an owner's cp.claim needs
+  run             serve POST /commands and GET /status, keep the access list verified
 
 Every command has --help and --json.
 """
@@ -193,6 +194,36 @@ def sign_ownership(home: Path, owner: str, as_json: bool) -> None:
     emit(as_json, out, lambda: "\n".join(
         [f"device_sig {sig.hex()}", f"(cp {key.pub.hex()}, owner {owner}, epoch {epoch})"]
         + ([f"device attestation (msgpack hex) {device}"] if device else [])))  # fmt: skip
+
+
+@main.command()
+@HOME
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info", show_default=True)
+def run(home: Path, log_level: str) -> None:
+    """Run the agent until SIGINT/SIGTERM: verify commands, drive the charger, sign receipts."""
+    import logging
+    import signal
+
+    import trio
+
+    from chargepoint_agent.drivers.sim import SimCharger
+    from chargepoint_agent.service import run as run_service
+
+    cfg, key = _load(home, False)
+    if cfg.driver != "sim":
+        fail(False, "config", f"driver {cfg.driver!r} is not available in this build; use [driver] kind = \"sim\"")
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    async def main_task() -> None:
+        async with trio.open_nursery() as n:
+            bound = await n.start(run_service, cfg, SimCharger())
+            click.echo(f"charge point {key.pub.hex()} listening on {cfg.api_listen.rpartition(':')[0]}:{bound}", err=True)
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
+                async for _ in sigs:
+                    n.cancel_scope.cancel()
+                    break
+
+    trio.run(main_task)
 
 
 @main.command()

@@ -1,0 +1,210 @@
+"""The charge-point agent end to end on a real devnet (DESIGN §7, §8): a real agent process
+syncing as a light client, real signed commands over HTTP, every receipt code from a real case,
+a replay refused after `kill -9` and restart, revocation seen within seconds, and owner commands
+still served when the ledger is gone (stale access list)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from ads_ledger.core import codec
+from ads_ledger.core.crypto import SigningKey
+from ads_ledger.state.envelope import make_envelope
+from ads_ledger.testing.devnet import Network, create
+from ads_ledger.testing.testnet import free_port
+from ads_ledger.testing.trustlist import issue_attestation, load_trust_list
+from ads_ledger.wallet.commands import check_receipt, sign_command
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+ENV = {**os.environ, "PYTHONPATH": SRC}
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
+    d = tmp_path_factory.mktemp("agent") / "net"
+    create(d, 4)
+    n = Network(d)
+    try:
+        n.start_all()
+        n.wait_height(2, timeout=60)
+        yield n
+    finally:
+        for i in list(n.procs):
+            n.kill(i)
+
+
+class AgentProc:
+    def __init__(self, home: Path) -> None:
+        self.home, self.proc = home, None  # type: ignore[var-annotated]
+        cfg = (home / "config.toml").read_text()
+        self.port = int(cfg.split('listen = "127.0.0.1:')[1].split('"')[0])
+
+    def start(self) -> None:
+        log = open(self.home / "agent.log", "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "chargepoint_agent.cli", "run", "--home", str(self.home)],
+                                     stdout=log, stderr=subprocess.STDOUT, env=ENV)  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                self.status()
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError("the agent did not start: " + (self.home / "agent.log").read_text()[-2000:])
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
+            return r.status, r.read()
+        finally:
+            c.close()
+
+    def status(self) -> dict[str, Any]:
+        st, body = self.request("GET", "/status")
+        assert st == 200
+        return json.loads(body)  # type: ignore[no-any-return]
+
+    def send(self, raw: bytes) -> tuple[int, dict[str, Any]]:
+        st, body = self.request("POST", "/commands", raw, {"content-type": "application/msgpack",
+                                                             "accept": "application/msgpack"})  # fmt: skip
+        return st, codec.decode(body)  # type: ignore[return-value]
+
+    def wait(self, pred: Any, timeout: float = 20.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.status()
+            if pred(st):
+                return st
+            if time.monotonic() > deadline:
+                raise AssertionError(f"agent status never matched: {st}")
+            time.sleep(0.1)
+
+
+def cli(*args: str) -> dict[str, Any]:
+    p = subprocess.run([sys.executable, "-m", "chargepoint_agent.cli", *args, "--json"], capture_output=True,
+                       text=True, timeout=120, env=ENV)  # fmt: skip
+    assert p.returncode == 0, p.stdout + p.stderr
+    return json.loads(p.stdout)  # type: ignore[no-any-return]
+
+
+def test_agent_end_to_end(net: Network, tmp_path: Path) -> None:
+    chain, api = net.info["chain_id"], net.apis[0]
+    home = tmp_path / "cp"
+    out = cli("init", "--home", str(home), "--node", api, "--node", net.apis[1], "--node", net.apis[2],
+              "--test-manufacturer", net.info["device_ca"], "--listen", f"127.0.0.1:{free_port()}")  # fmt: skip
+    cp = bytes.fromhex(out["cp"])
+    cfg = home / "config.toml"
+    cfg.write_text(cfg.read_text().replace("poll_ms = 10000", "poll_ms = 2000")
+                   .replace("staleness_limit_ms = 0", "staleness_limit_ms = 8000"))
+    owner, prov, other = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()
+    cli("propose-owner", "--home", str(home), "--owner", owner.pub.hex())
+    tl = load_trust_list(Path(net.info["eid"]))
+    now = int(time.time() * 1000)
+    nonce = {"owner": 0}
+
+    def tx(ttype: str, body: dict[str, Any]) -> dict[str, Any]:
+        nonce["owner"] += 1
+        with net.client(0) as c:
+            r = c.submit_tx(make_envelope(chain, ttype, owner, nonce["owner"], body), wait_commit=True)
+        assert r["ok"], r
+        return r
+
+    tx("attest", issue_attestation(tl, chain, owner.pub, issued_at=now - 60_000, expires_at=now + 86_400_000))
+    tx("cp.accept", {"cp": cp})
+    agent = AgentProc(home)
+    try:
+        agent.start()
+        agent.wait(lambda s: s["owner"] == owner.pub.hex())
+        base = {"cp": cp, "grantee": prov.pub, "scopes": ["charging.profile", "meter.read"], "not_before": now - 60_000,
+                "not_after": now + 3_600_000, "limits": {"max_power_w": 11_000}, "exclusive": False,
+                "priority": 10, "redelegate": 0, "parent": None}  # fmt: skip
+        gid = bytes.fromhex(tx("grant", base)["txid"])[:16]
+        later = bytes.fromhex(tx("grant", {**base, "not_before": now + 600_000})["txid"])[:16]
+        short_end = int(time.time() * 1000) + 4000
+        short = bytes.fromhex(tx("grant", {**base, "not_after": short_end})["txid"])[:16]
+        agent.wait(lambda s: len(s["grants"]) == 3)
+        seq = {"n": 0}
+
+        def command(key: SigningKey = prov, *, action: str = "charging.profile.set", params: Any = None,
+                    grant: bytes | None = gid, ttl: int = 60_000, at: int | None = None, to: bytes = cp) -> bytes:  # fmt: skip
+            seq["n"] += 1
+            t = int(time.time() * 1000) if at is None else at
+            p = params if params is not None else {"profile": {"id": 1, "valid_from": t - 1000, "valid_to": t + 7_200_000,
+                                                              "periods": [[0, 7400]]}}  # fmt: skip
+            return sign_command(key, chain, cp=to, action=action, params=p, seq=seq["n"], issued_at=t,
+                                expires_at=t + ttl, grant=grant)  # fmt: skip
+
+        def code(raw: bytes, want_status: int = 200) -> str:
+            st, ans = agent.send(raw)
+            assert st == want_status, (st, ans)
+            r = check_receipt(cp, chain, raw, ans) if want_status == 200 else ans["receipt"]
+            return r["code"]  # type: ignore[no-any-return]
+
+        plan = command()
+        assert code(plan) == "ok"
+        read = command(owner, action="status.read", params={}, grant=None)
+        st, ans = agent.send(read)
+        assert check_receipt(cp, chain, read, ans)["data"]["limit_w"] == 7400, ans  # in force in the charger
+        assert code(plan) == "replay"
+        big = {"profile": {"id": 2, "valid_from": now, "valid_to": now + 7_200_000, "periods": [[0, 22_000]]}}
+        assert code(command(params=big)) == "limits"
+        assert code(command(action="charging.start", params={})) == "scope"
+        assert code(command(other)) == "no_grant"  # the wrong key naming the provider's grant
+        assert code(command(grant=later)) == "not_yet_valid"
+        assert code(command(to=other.pub)) == "wrong_cp"
+        assert code(command(at=int(time.time() * 1000) - 600_000)) == "expired"
+        forged = codec.decode(command())
+        forged["sig"] = bytes(64)
+        assert code(codec.encode(forged)) == "bad_signature"
+        assert code(b"\x81\xa1x\x01", 400) == "malformed"
+        assert code(command(owner, action="charging.stop", params={"connector": 1}, grant=None)) == "driver_error"
+        time.sleep(max(0.0, (short_end - int(time.time() * 1000)) / 1000) + 0.2)
+        assert code(command(grant=short)) == "grant_expired"
+        # kill -9 and restart: an accepted command is still refused as a replay, offline state reloaded
+        agent.kill9()
+        agent.start()
+        assert agent.status()["acl_height"] is not None  # from disk, before any network round
+        assert code(plan) == "replay"
+        # revocation reaches the agent: the provider is refused
+        t0 = time.monotonic()
+        tx("revoke", {"cp": cp, "grant": gid})
+        while code(command()) != "no_grant":
+            assert time.monotonic() - t0 < 10, "the revocation did not reach the agent"
+            time.sleep(0.05)
+        # the ledger goes away: delegates get stale_acl once the limit passes, the owner is served
+        limit = 8_000  # the agent's [ledger] staleness_limit_ms override, set above
+        for i in list(net.procs):
+            net.kill(i)
+        st = agent.status()
+        wait_s = (limit - st["staleness_ms"]) / 1000 + 1
+        assert wait_s < 12
+        time.sleep(max(0.0, wait_s))
+        assert code(command(grant=later)) == "stale_acl"
+        assert code(command(owner, action="meter.read", params={}, grant=None)) == "ok"
+    finally:
+        agent.stop()
