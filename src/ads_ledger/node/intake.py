@@ -38,6 +38,8 @@ INLINE_BATCH = 16  # smaller batches are verified on the event loop if the mempo
 GOSSIP_BATCH_TXS = 1000  # transactions in one `txs` P2P message at most
 GOSSIP_BATCH_BYTES = 1024 * 1024  # …and about this many bytes
 RECHECK_PER_BLOCK = 256  # signers whose first pending tx is re-checked after a block, at most
+BUSY_CODES = frozenset({"mempool_full", "signer_busy"})  # 429: the tx may succeed later
+RETRY_AFTER_S = 1  # a block (or two) later there is room again
 
 
 @dataclass(slots=True, eq=False)
@@ -154,7 +156,8 @@ class TxIntake:
                     it.result = False  # the same tx twice in one batch
                 except MempoolError as e:
                     self.counters["txs_rejected"] += 1
-                    it.result = Refusal(e.code, str(e), 429 if e.code == "mempool_full" else 400)
+                    it.result = (Refusal(e.code, str(e), 429, RETRY_AFTER_S) if e.code in BUSY_CODES
+                                 else Refusal(e.code, str(e)))  # fmt: skip
                 except Refusal as e:
                     self.counters["txs_rejected"] += 1
                     it.result = e

@@ -6,6 +6,14 @@ signer's nonce sequence, then the state machine's own `check_tx` against committ
 signer's first pending transaction (later ones depend on earlier pending effects, so they are
 checked by execution in the block; a failure there still consumes the nonce, see tx rules).
 Order is arrival order, which keeps each signer's nonces consecutive.
+
+Fair admission: a signer holds at most `max_per_signer` pending txs (`SignerBusy` past it).
+When the pool is full, a signer with few pending txs is not starved by one that holds many:
+the newest tx (highest nonce, so the victim's chain stays consecutive) of the signer holding
+the most is evicted, provided that signer holds at least two more than the newcomer. Only
+when no signer holds more than that fair share is the newcomer refused `MempoolFull`.
+Signers are bucketed by their pending count, so finding the largest is O(max_per_signer)
+at worst and O(1) amortised.
 """
 
 from __future__ import annotations
@@ -17,7 +25,10 @@ from typing import Callable, Iterable
 from ads_ledger.core.errors import RemoteError
 from ads_ledger.state.envelope import Envelope
 
-__all__ = ["Mempool", "MempoolFull", "AlreadySeen", "NonceGap", "PendingTx", "MempoolError"]
+__all__ = ["Mempool", "MempoolFull", "AlreadySeen", "NonceGap", "SignerBusy", "PendingTx",
+           "MempoolError", "MIN_PER_SIGNER"]
+
+MIN_PER_SIGNER = 64  # a bulk client chains this many txs per key before a block includes them
 
 
 class MempoolError(RemoteError):
@@ -38,6 +49,12 @@ class NonceGap(MempoolError):
     code = "bad_nonce"
 
 
+class SignerBusy(MempoolError):
+    """The signer already has `max_per_signer` pending txs; retry after the next block."""
+
+    code = "signer_busy"
+
+
 @dataclass(slots=True)
 class PendingTx:
     txid: bytes
@@ -53,8 +70,12 @@ class Mempool:
     max_txs: int = 5000
     max_bytes: int = 64 * 1024 * 1024
     cache_size: int = 20000
+    max_per_signer: int = MIN_PER_SIGNER
+    evicted: int = 0  # txs evicted to make room for a less busy signer, ever
     _txs: "OrderedDict[bytes, PendingTx]" = field(default_factory=OrderedDict)
     _by_signer: dict[bytes, list[bytes]] = field(default_factory=dict)
+    _by_count: dict[int, dict[bytes, None]] = field(default_factory=dict)  # pending count -> signers
+    _top: int = 0  # the largest pending count of any signer (its bucket may have emptied)
     _seen: "OrderedDict[bytes, None]" = field(default_factory=OrderedDict)
     _bytes: int = 0
     _counter: int = 0
@@ -79,6 +100,43 @@ class Mempool:
         while len(self._seen) > self.cache_size:
             self._seen.popitem(last=False)
 
+    def pending_of(self, signer: bytes) -> int:
+        return len(self._by_signer.get(signer, ()))
+
+    def busiest(self) -> tuple[bytes, int] | None:
+        """A signer holding the most pending txs, with its count (None: the pool is empty)."""
+        while self._top > 0 and not self._by_count.get(self._top):
+            self._top -= 1  # amortised: _top rises by one per add
+        if self._top == 0:
+            return None
+        return next(iter(self._by_count[self._top])), self._top
+
+    def _recount(self, signer: bytes, old: int, new: int) -> None:
+        if old:
+            bucket = self._by_count[old]
+            del bucket[signer]
+            if not bucket:
+                del self._by_count[old]
+        if new:
+            self._by_count.setdefault(new, {})[signer] = None
+            self._top = max(self._top, new)
+
+    def _full(self, size: int) -> bool:
+        return len(self._txs) >= self.max_txs or self._bytes + size > self.max_bytes
+
+    def _victim(self, newcomer: bytes) -> bytes | None:
+        """The signer to evict from for `newcomer`: the busiest, if it holds 2 more or over."""
+        top = self.busiest()
+        if top is None or top[1] < self.pending_of(newcomer) + 2:
+            return None
+        return top[0]
+
+    def _refuse_full(self) -> MempoolFull:
+        return MempoolFull(
+            f"the mempool holds {len(self._txs)} transactions ({self._bytes} bytes) and no "
+            "signer more than its fair share; try again after the next block"
+        )
+
     def expected_nonce(self, signer: bytes, committed_nonce: int) -> int:
         """The nonce the signer's next transaction must carry, counting pending ones."""
         return committed_nonce + 1 + len(self._by_signer.get(signer, ()))
@@ -97,11 +155,14 @@ class Mempool:
         if self.seen(txid):
             raise AlreadySeen(f"transaction {txid.hex()} was already received")
         size = len(env.raw)
-        if len(self._txs) >= self.max_txs or self._bytes + size > self.max_bytes:
-            raise MempoolFull(
-                f"the mempool holds {len(self._txs)} transactions ({self._bytes} bytes); "
-                "try again after the next block"
+        mine = self.pending_of(env.signer)
+        if mine >= self.max_per_signer:
+            raise SignerBusy(
+                f"the signer has {mine} transactions pending, the most this node holds per "
+                "signer; try again after the next block"
             )
+        if size > self.max_bytes or (self._full(size) and self._victim(env.signer) is None):
+            raise self._refuse_full()  # before the state check: a full pool costs no more
         want = self.expected_nonce(env.signer, committed_nonce)
         if env.nonce != want:
             raise NonceGap(
@@ -110,13 +171,26 @@ class Mempool:
             )
         if check_first is not None and want == committed_nonce + 1:
             check_first(env)
+        while self._full(size):
+            victim = self._victim(env.signer)
+            if victim is None:  # bytes: evicting whole fair shares did not make room
+                raise self._refuse_full()
+            self._evict_newest(victim)
         self._counter += 1
         p = PendingTx(txid, env, size, self._counter)
         self._txs[txid] = p
         self._by_signer.setdefault(env.signer, []).append(txid)
+        self._recount(env.signer, mine, mine + 1)
         self._bytes += size
         self._remember(txid)
         return p
+
+    def _evict_newest(self, signer: bytes) -> None:
+        """Drop the signer's highest-nonce pending tx and forget it, so it can come back."""
+        txid = self._by_signer[signer][-1]
+        self._remove(txid)
+        self._seen.pop(txid, None)
+        self.evicted += 1
 
     def reap(self, max_bytes: int, max_txs: int | None = None) -> list[PendingTx]:
         """Transactions for a block, in arrival order, within the byte and count limits."""
@@ -201,6 +275,7 @@ class Mempool:
         ids = self._by_signer.get(p.env.signer)
         if ids is not None:
             ids.remove(txid)
+            self._recount(p.env.signer, len(ids) + 1, len(ids))
             if not ids:
                 del self._by_signer[p.env.signer]
         return True
