@@ -251,3 +251,25 @@ def test_eviction_is_cheap_with_thousands_of_signers() -> None:
     assert len(mp) == 20000 and mp.evicted == 1000
     assert per_add < 1e-3, f"{per_add * 1e6:.0f} µs per admission with eviction"
     _check(mp)
+
+
+def test_reap_takes_rounds_across_signers_so_a_chain_does_not_queue_others() -> None:
+    mp = Mempool()
+    flooder, owner = SigningKey.generate(), SigningKey.generate()
+    chain = _fill(mp, flooder, 10)
+    grant = mp.add(*tx(owner, 1), committed_nonce=0).txid
+    got = [p.txid for p in mp.reap(max_bytes=1 << 20, max_txs=3)]
+    assert got == [chain[0], grant, chain[1]]  # arrival order would be chain[0..2]
+    assert [p.txid for p in mp.reap(max_bytes=1 << 20)] == [chain[0], grant, *chain[1:]]
+
+
+def test_reap_byte_limit_stops_a_signer_but_not_the_others() -> None:
+    mp = Mempool()
+    a, b = SigningKey.generate(), SigningKey.generate()
+    big, a2 = _fill(mp, a, 2)
+    (small,) = _fill(mp, b, 1)
+    size = mp.pending()[0].size
+    mp._txs[big].size = 10 * size  # as if a's first tx were large
+    got = [p.txid for p in mp.reap(max_bytes=5 * size)]
+    assert got == [small]  # a's later tx cannot skip its first; b's still fits
+    assert [p.txid for p in mp.reap(max_bytes=11 * size)] == [big, small]

@@ -163,6 +163,10 @@ class NodeApi:
             Metric("ads_peers", "gauge", "connected validator peers", len(node.p2p.connected_peers())),
             Metric("ads_mempool_txs", "gauge", "pending transactions", len(node.mempool)),
             Metric("ads_mempool_bytes", "gauge", "pending transaction bytes", node.mempool.total_bytes),
+            Metric("ads_mempool_signers", "gauge", "signers with pending transactions",
+                   node.mempool.signer_count()),
+            Metric("ads_mempool_evicted_total", "counter", "pending transactions evicted from the "
+                   "busiest signer to admit a less busy one", node.mempool.evicted),
             Metric("ads_block_interval_seconds", "gauge", "mean seconds between recent blocks",
                    (sum(gaps) / len(gaps)) if gaps else 0.0),
             Metric("ads_tx_per_second", "gauge", "committed transactions per second over 10 s", tps),

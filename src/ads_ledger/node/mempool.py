@@ -5,7 +5,7 @@ Admission, cheapest check first: size and shape, the seen-cache, the count/byte 
 signer's nonce sequence, then the state machine's own `check_tx` against committed state for a
 signer's first pending transaction (later ones depend on earlier pending effects, so they are
 checked by execution in the block; a failure there still consumes the nonce, see tx rules).
-Order is arrival order, which keeps each signer's nonces consecutive.
+Each signer's txs are kept in nonce order; `reap` takes them in rounds across signers.
 
 Fair admission: a signer holds at most `max_per_signer` pending txs (`SignerBusy` past it).
 When the pool is full, a signer with few pending txs is not starved by one that holds many:
@@ -193,16 +193,28 @@ class Mempool:
         self.evicted += 1
 
     def reap(self, max_bytes: int, max_txs: int | None = None) -> list[PendingTx]:
-        """Transactions for a block, in arrival order, within the byte and count limits."""
+        """Transactions for a block within the byte and count limits, in rounds: every pending
+        signer's next tx (signers in the order they became pending), then every signer's
+        second, and so on. Each signer's txs stay in nonce order, and a signer with one tx
+        waiting is not queued behind another's long chain: a flood fills later rounds only."""
         out: list[PendingTx] = []
         used = 0
-        for p in self._txs.values():
-            if max_txs is not None and len(out) >= max_txs:
-                break
-            if used + p.size > max_bytes:
-                break  # stop rather than skip: skipping would break a signer's nonce order
-            out.append(p)
-            used += p.size
+        active = list(self._by_signer.values())
+        depth = 0
+        while active and (max_txs is None or len(out) < max_txs):
+            deeper: list[list[bytes]] = []
+            for ids in active:
+                if max_txs is not None and len(out) >= max_txs:
+                    break
+                p = self._txs[ids[depth]]
+                if used + p.size > max_bytes:
+                    continue  # this signer stops here: its later nonces cannot skip this one
+                out.append(p)
+                used += p.size
+                if len(ids) > depth + 1:
+                    deeper.append(ids)
+            active = deeper
+            depth += 1
         return out
 
     def update(
