@@ -2,11 +2,12 @@
 valid but useless transactions while an owner on another address (127.0.0.2) grants access to
 its charge point; the owner's grant must commit within 5 s of submission.
 
-What makes that hold: the per-signer bound and the eviction of the busiest signer's newest tx
-(a full mempool still admits a signer with nothing pending), the proposer's reaping in rounds
-across signers (a chain of flood txs does not queue the grant), and the per-client rate limit
-(the flood's address cannot take every request slot). Node 0's mempool is made small so that
-the flood fills it for certain: the flood must then see 429s, each with a Retry-After.
+What makes that hold: a full mempool evicts from whoever holds more than its fair share (the
+busiest signer, else the busiest client address: the flood's 1,000 keys share one address),
+so the owner's grant is admitted; the proposer reaps in rounds across signers, so the flood's
+tx chains do not queue it. Node 0's mempool is made smaller than the flood's key count so that
+the flood fills it for certain with fresh keys alone: the flood must then see 429s, each with
+a Retry-After, and the mempool must stay within its bound.
 
 Every process started here is stopped by the fixture; the flood is bounded in count and time.
 """
@@ -40,7 +41,7 @@ FLOOD_SECONDS = 14.0  # the whole measurement runs under the flood
 FLOOD_MAX_TXS = 200_000  # and never more than this many requests
 GRANT_AFTER_S = 5.0  # the owner submits once the flood has filled the mempool
 GRANT_DEADLINE_S = 5.0
-NODE0_MEMPOOL_TXS = 1200  # small enough that this flood fills it
+NODE0_MEMPOOL_TXS = 500  # fewer than the flood's keys: fresh keys alone fill it  # small enough that this flood fills it
 OWNER_ADDR = "127.0.0.2"  # all of 127/8 is loopback on Linux
 FLOOD_ADDR = "127.0.0.1"
 MSGPACK = {"content-type": "application/msgpack"}
@@ -281,8 +282,9 @@ def test_owner_grant_commits_within_5s_under_a_1000_key_flood(net: Network) -> N
 
     assert status == 200 and body["ok"] is True, body
     assert took <= GRANT_DEADLINE_S, f"the owner's grant took {took:.2f} s under the flood"
-    # the flood really loaded the node, whose mempool stayed within its bound
-    assert pool_at_grant >= 200, pool_at_grant
+    # the flood filled node 0's mempool (429s, each with a Retry-After), which kept its bound
+    busy = sum(n for (s, _), n in flood.statuses.items() if s == 429)
+    assert busy > 0, flood.statuses
     assert max(pool_at_grant, pool_after) <= NODE0_MEMPOOL_TXS
     assert not flood.bad_retry_after, f"429s without a valid Retry-After: {flood.bad_retry_after[:5]}"
     assert not [k for k in flood.statuses if k[0] >= 500], flood.statuses

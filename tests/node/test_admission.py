@@ -121,7 +121,8 @@ class _BusyBackend(FakeBackend):
         super().__init__()
         self.refusal = refusal
 
-    async def submit_tx(self, raw: bytes, wait_commit: bool, timeout_s: float) -> Any:
+    async def submit_tx(self, raw: bytes, wait_commit: bool, timeout_s: float,
+                        client: str | None = None) -> Any:  # fmt: skip
         raise self.refusal
 
 
@@ -213,6 +214,7 @@ def test_config_writes_loads_and_validates_the_admission_keys(tmp_path: Path) ->
     back = load_config(tmp_path)
     assert (back.mempool_max_per_signer, back.api_tx_rate_per_client, back.api_tx_burst_per_client) == (100, 50, 70)
     for section, key, value, match in (("mempool", "max_per_signer", 63, "≥ 64"),
+                                       ("mempool", "max_per_client", -1, "≥ 0"),
                                        ("api", "tx_rate_per_client", -1, "≥ 0"),
                                        ("api", "tx_burst_per_client", 0, "≥ 1"),
                                        ("api", "tx_rate_per_client", 1.5, "must be a int")):  # fmt: skip
@@ -232,3 +234,18 @@ def test_openapi_documents_the_429s_and_their_retry_after() -> None:
     assert "rate_limited" in ERROR_CODES
     events = document()["paths"]["/events"]["get"]["responses"]["429"]
     assert "Retry-After" in events["headers"]
+
+
+def test_route_passes_the_client_address_to_the_backend() -> None:
+    seen: list[str | None] = []
+
+    class Recording(FakeBackend):
+        async def submit_tx(self, raw: bytes, wait_commit: bool, timeout_s: float,
+                            client: str | None = None) -> Any:  # fmt: skip
+            seen.append(client)
+            return await super().submit_tx(raw, wait_commit, timeout_s, client)
+
+    ctx = ApiContext(Recording())
+    _post(ctx, make_tx(1), "10.0.0.9")
+    _post(ctx, make_tx(2), "")
+    assert seen == ["10.0.0.9", None]

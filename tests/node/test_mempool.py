@@ -1,7 +1,7 @@
 import pytest
 
 from ads_ledger.core.crypto import SigningKey
-from ads_ledger.node.mempool import AlreadySeen, Mempool, MempoolFull, NonceGap, SignerBusy
+from ads_ledger.node.mempool import AlreadySeen, ClientBusy, Mempool, MempoolFull, NonceGap, SignerBusy
 from ads_ledger.state.envelope import make_envelope, parse_envelope
 
 CHAIN = "test-chain"
@@ -140,9 +140,12 @@ def _fill(mp: Mempool, key: SigningKey, n: int, first: int = 1) -> list[bytes]:
 def _check(mp: Mempool) -> None:
     """The count buckets agree with the per-signer lists (the invariant eviction relies on)."""
     counts = {s: len(ids) for s, ids in mp._by_signer.items()}
-    from_buckets = {s: c for c, b in mp._by_count.items() for s in b}
-    assert counts == from_buckets
-    assert mp.busiest() == (None if not counts else (mp.busiest()[0], max(counts.values())))
+    assert counts == mp._signers.as_dict()
+    top = mp.busiest()
+    assert (top is None) == (not counts) and (top is None or top[1] == max(counts.values()))
+    origins = {o: len(ids) for o, ids in mp._by_origin.items()}
+    assert origins == mp._origins.as_dict()
+    assert sum(origins.values()) == sum(1 for p in mp.pending() if p.origin is not None)
 
 
 def test_admits_at_least_64_pending_per_signer() -> None:
@@ -266,10 +269,58 @@ def test_reap_takes_rounds_across_signers_so_a_chain_does_not_queue_others() -> 
 def test_reap_byte_limit_stops_a_signer_but_not_the_others() -> None:
     mp = Mempool()
     a, b = SigningKey.generate(), SigningKey.generate()
-    big, a2 = _fill(mp, a, 2)
+    big, _ = _fill(mp, a, 2)
     (small,) = _fill(mp, b, 1)
     size = mp.pending()[0].size
     mp._txs[big].size = 10 * size  # as if a's first tx were large
     got = [p.txid for p in mp.reap(max_bytes=5 * size)]
     assert got == [small]  # a's later tx cannot skip its first; b's still fits
     assert [p.txid for p in mp.reap(max_bytes=11 * size)] == [big, small]
+
+
+def test_client_bound_refuses_with_client_busy() -> None:
+    mp = Mempool(max_per_client=3)
+    keys = [SigningKey.generate() for _ in range(4)]
+    for k in keys[:3]:
+        mp.add(*tx(k, 1), committed_nonce=0, origin="10.0.0.1")
+    with pytest.raises(ClientBusy) as e:
+        mp.add(*tx(keys[3], 1), committed_nonce=0, origin="10.0.0.1")
+    assert e.value.code == "client_busy" and len(mp) == 3
+    mp.add(*tx(keys[3], 1), committed_nonce=0, origin="10.0.0.2")  # another client
+    mp.add(*tx(keys[0], 2), committed_nonce=0)  # relayed by a peer: no client bound
+    mp.update([], lambda s: 1, [keys[0].pub])  # keys[0]'s first committed: the client has room
+    assert mp.pending_of_client("10.0.0.1") == 2
+    mp.add(*tx(SigningKey.generate(), 1), committed_nonce=0, origin="10.0.0.1")
+    _check(mp)
+
+
+def test_full_pool_of_fresh_keys_from_one_client_yields_to_another_client() -> None:
+    """Many fresh keys, one tx each, from one address: no signer is over its share, but the
+    client is, so a newcomer from another address evicts that client's newest tx."""
+    mp = Mempool(max_txs=100)
+    sybils = [SigningKey.generate() for _ in range(100)]
+    ids = [mp.add(*tx(k, 1), committed_nonce=0, origin="127.0.0.1").txid for k in sybils]
+    owner = SigningKey.generate()
+    with pytest.raises(MempoolFull):  # rule 2 needs the newcomer's client: a relayed tx waits
+        mp.add(*tx(owner, 1), committed_nonce=0)
+    t = tx(owner, 1)
+    mp.add(*t, committed_nonce=0, origin="127.0.0.2")
+    assert t[0] in mp and ids[-1] not in mp and len(mp) == 100 and mp.evicted == 1
+    assert not mp.seen(ids[-1])
+    for i in range(2, 51):  # the owner's client gets up to an even share, then no more
+        mp.add(*tx(owner, i), committed_nonce=0, origin="127.0.0.2")
+    assert mp.pending_of_client("127.0.0.2") == 50 and mp.pending_of_client("127.0.0.1") == 50
+    with pytest.raises(MempoolFull):
+        mp.add(*tx(owner, 51), committed_nonce=0, origin="127.0.0.2")
+    _check(mp)
+
+
+def test_client_rule_never_evicts_the_newcomers_own_chain() -> None:
+    mp = Mempool(max_txs=5)
+    k = SigningKey.generate()
+    for n in range(1, 6):
+        mp.add(*tx(k, n), committed_nonce=0, origin="10.0.0.1")
+    # k holds 5 but is the newcomer's own signer; its client is the only one: refuse, evict none
+    with pytest.raises(MempoolFull):
+        mp.add(*tx(k, 6), committed_nonce=0, origin="10.0.0.2")
+    assert len(mp) == 5 and mp.evicted == 0

@@ -83,9 +83,10 @@ class NodeApi:
             catching_up=self.node.sync.catching_up(0 if info is None else info.height),
         )
 
-    async def submit_tx(self, raw: bytes, wait_commit: bool, timeout_s: float) -> SubmitResult:
+    async def submit_tx(self, raw: bytes, wait_commit: bool, timeout_s: float,
+                        client: str | None = None) -> SubmitResult:  # fmt: skip
         self.node.byz.on_submit(raw)
-        txid, _ = await self.node.intake.admit(raw)  # gossiped to peers by the intake loop once admitted
+        txid, _ = await self.node.intake.admit(raw, client)  # gossiped to peers by the intake loop once admitted
         if wait_commit and self.ledger.tx_location(txid) is None:
             ev = self._waiters.setdefault(txid, trio.Event())
             with trio.move_on_after(timeout_s):

@@ -55,6 +55,7 @@ class NodeConfig:
     mempool_max_txs: int = 20000
     mempool_max_bytes: int = 64 * 1024 * 1024
     mempool_max_per_signer: int = MIN_PER_SIGNER
+    mempool_max_per_client: int = 0  # 0: no bound (a full pool still evicts the busiest client)
     # [storage]
     keep_versions: int = 10000
     # [log]
@@ -106,6 +107,9 @@ _SECTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "max_per_signer": ("mempool_max_per_signer", (
             f"pending transactions held per signer at most (≥ {MIN_PER_SIGNER}; 429 signer_busy "
             "past it)")),
+        "max_per_client": ("mempool_max_per_client", (
+            "pending transactions held per API client address at most (429 client_busy past it); "
+            "0: no bound, a full mempool still evicts from the client holding the most")),
     },
     "storage": {"keep_versions": ("keep_versions", "state versions kept for proofs at older "
                                   "heights; older ones are pruned")},  # fmt: skip
@@ -183,6 +187,8 @@ def _check_limits(path: Path, cfg: NodeConfig) -> None:
     if cfg.mempool_max_per_signer < MIN_PER_SIGNER:
         raise ConfigError(f"{path}: [mempool] max_per_signer must be ≥ {MIN_PER_SIGNER} (a client "
                           "chains that many txs per key between blocks)")
+    if cfg.mempool_max_per_client < 0:
+        raise ConfigError(f"{path}: [mempool] max_per_client must be ≥ 0 (0: no bound)")
     if cfg.api_tx_rate_per_client < 0:
         raise ConfigError(f"{path}: [api] tx_rate_per_client must be ≥ 0 (0 turns the limit off)")
     if cfg.api_tx_burst_per_client < 1:

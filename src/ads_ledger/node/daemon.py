@@ -80,7 +80,8 @@ class Node:
         self.validator_key = load_key(cfg.validator_key_path)
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         self.mempool = Mempool(max_txs=cfg.mempool_max_txs, max_bytes=cfg.mempool_max_bytes,
-                               max_per_signer=cfg.mempool_max_per_signer)  # fmt: skip
+                               max_per_signer=cfg.mempool_max_per_signer,
+                               max_per_client=cfg.mempool_max_per_client)  # fmt: skip
         # The core reaps and commits from a worker thread; a block's commit and the mempool's
         # update happen under this lock so that admission never sees one without the other.
         self.commit_guard = threading.RLock()

@@ -153,9 +153,11 @@ class NodeBackend(Protocol):
 
     def status(self) -> NodeStatus: ...
 
-    async def submit_tx(self, raw: bytes, wait_commit: bool, timeout_s: float) -> SubmitResult:
+    async def submit_tx(self, raw: bytes, wait_commit: bool, timeout_s: float,
+                        client: str | None = None) -> SubmitResult:  # fmt: skip
         """Check and admit `raw` to the mempool; with `wait_commit`, wait up to `timeout_s`
-        for its block. Raises Refusal (or a RemoteError with a `code`) if refused."""
+        for its block. `client` is the submitter's address (None: unknown), for per-client
+        fairness. Raises Refusal (or a RemoteError with a `code`) if refused."""
         ...
 
     def get_tx(self, txid: bytes) -> TxInfo | None: ...

@@ -279,7 +279,8 @@ async def post_tx(ctx: ApiContext, req: Request, p: Mapping[str, str],
     if wait not in (None, "commit"):
         raise ApiError(400, "bad_query", "wait must be 'commit' or absent")
     try:
-        r = await ctx.backend.submit_tx(req.body, wait == "commit", ctx.config.tx_wait_timeout_s)
+        r = await ctx.backend.submit_tx(req.body, wait == "commit", ctx.config.tx_wait_timeout_s,
+                                        client=req.client or None)  # fmt: skip
     except Refusal as e:
         retry = [("retry-after", str(e.retry_after))] if e.status == 429 else []
         raise ApiError(e.status, e.code, e.message, retry) from None
