@@ -230,7 +230,7 @@ def test_openapi_documents_the_429s_and_their_retry_after() -> None:
 
     post = document()["paths"]["/txs"]["post"]["responses"]["429"]
     assert post["headers"]["Retry-After"]["schema"]["minimum"] == 1
-    assert all(c in post["description"] for c in ("rate_limited", "signer_busy", "mempool_full"))
+    assert all(c in post["description"] for c in ("rate_limited", "signer_busy", "client_busy", "mempool_full"))
     assert "rate_limited" in ERROR_CODES
     events = document()["paths"]["/events"]["get"]["responses"]["429"]
     assert "Retry-After" in events["headers"]

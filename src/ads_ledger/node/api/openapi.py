@@ -160,8 +160,9 @@ def _doc() -> dict[str, Any]:
     post["responses"]["429"]["description"] = (
         "try again after Retry-After seconds: error.code is rate_limited (this client address "
         "sent more than [api] tx_rate_per_client tx/s beyond its burst), signer_busy (the signer "
-        "has [mempool] max_per_signer txs pending) or mempool_full (full, and no signer holds "
-        "more than its fair share to evict)")
+        "has [mempool] max_per_signer txs pending), client_busy (this address has [mempool] "
+        "max_per_client txs pending) or mempool_full (full, and no signer or client holds more "
+        "than its fair share to evict)")
     post["responses"]["4XX"] = {
         "description": "refused before inclusion with another 4xx the node chose (409 duplicate, "
                        "…): error.code is the reason",
