@@ -1,8 +1,8 @@
 """The mempool: pending transactions waiting for a block (sans-IO; the node verifies signatures
 in worker threads before calling `add`).
 
-Admission, cheapest check first: size and shape, the seen-cache, the count/byte limits, the
-signer's nonce sequence, then the state machine's own `check_tx` against committed state for a
+Admission, cheapest check first: size and shape, the seen-cache, the per-signer and
+per-client bounds, the count/byte limits (or whom to evict), the signer's nonce sequence, then the state machine's own `check_tx` against committed state for a
 signer's first pending transaction (later ones depend on earlier pending effects, so they are
 checked by execution in the block; a failure there still consumes the nonce, see tx rules).
 Each signer's txs are kept in nonce order; `reap` takes them in rounds across signers.
