@@ -168,7 +168,7 @@ def test_rate_limit_keys_on_the_socket_peer_address() -> None:
 # ---------------------------------------------------------------- the intake's 429s
 
 
-def test_intake_answers_signer_busy_and_mempool_full_with_429(tmp_path: Path) -> None:
+def test_intake_answers_signer_busy_and_client_busy_with_429_and_evicts(tmp_path: Path) -> None:
     from test_intake import CHAIN, GOV, T0, VALS, _Host
 
     from ads_ledger.node.ledger import Ledger
@@ -197,6 +197,14 @@ def test_intake_answers_signer_busy_and_mempool_full_with_429(tmp_path: Path) ->
             assert it.result is True
         assert len(mp) == 65 and mp.pending_of(dev.pub) == 63 and mp.evicted == 1
         assert parse_envelope(raws[63]).txid(CHAIN) not in mp
+        # the submitting client's address reaches the mempool: its bound answers client_busy
+        mp.max_per_client = 1
+        a, b = (intake.parse(make_envelope(CHAIN, "cp.propose", SigningKey.generate(), 1,
+                                           {"owner": dev.pub})) for _ in range(2))  # fmt: skip
+        a.origin = b.origin = "10.0.0.1"
+        intake.verify_and_admit([a, b])
+        assert a.result is True and mp.pending_of_client("10.0.0.1") == 1
+        assert isinstance(b.result, Refusal) and (b.result.code, b.result.status) == ("client_busy", 429)
     finally:
         ledger.close()
 
