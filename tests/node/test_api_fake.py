@@ -149,7 +149,8 @@ class FakeBackend:
         return NodeStatus(CHAIN, self.node_id, self.latest(),
                           last.block_id() if last else None, last.time if last else None, False)
 
-    async def submit_tx(self, raw: bytes, wait_commit: bool, timeout_s: float) -> SubmitResult:
+    async def submit_tx(self, raw: bytes, wait_commit: bool, timeout_s: float,
+                        client: str | None = None) -> SubmitResult:  # fmt: skip
         try:
             env = parse_envelope(raw)
             env.verify_signatures(CHAIN)

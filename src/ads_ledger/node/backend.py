@@ -84,9 +84,10 @@ class NodeApi:
             catching_up=self.node.sync.catching_up(0 if info is None else info.height),
         )
 
-    async def submit_tx(self, raw: bytes, wait_commit: bool, timeout_s: float) -> SubmitResult:
+    async def submit_tx(self, raw: bytes, wait_commit: bool, timeout_s: float,
+                        client: str | None = None) -> SubmitResult:  # fmt: skip
         self.node.byz.on_submit(raw)
-        txid, _ = await self.node.intake.admit(raw)  # gossiped to peers by the intake loop once admitted
+        txid, _ = await self.node.intake.admit(raw, client)  # gossiped to peers by the intake loop once admitted
         if wait_commit and self.ledger.tx_location(txid) is None:
             ev = self._waiters.setdefault(txid, trio.Event())
             with trio.move_on_after(timeout_s):
@@ -164,6 +165,10 @@ class NodeApi:
             Metric("ads_peers", "gauge", "connected validator peers", len(node.p2p.connected_peers())),
             Metric("ads_mempool_txs", "gauge", "pending transactions", len(node.mempool)),
             Metric("ads_mempool_bytes", "gauge", "pending transaction bytes", node.mempool.total_bytes),
+            Metric("ads_mempool_signers", "gauge", "signers with pending transactions",
+                   node.mempool.signer_count()),
+            Metric("ads_mempool_evicted_total", "counter", "pending transactions evicted from the "
+                   "busiest signer to admit a less busy one", node.mempool.evicted),
             Metric("ads_block_interval_seconds", "gauge", "mean seconds between recent blocks",
                    (sum(gaps) / len(gaps)) if gaps else 0.0),
             Metric("ads_tx_per_second", "gauge", "committed transactions per second over 10 s", tps),

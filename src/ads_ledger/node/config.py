@@ -21,6 +21,7 @@ from typing import Any
 
 from ads_ledger.core.crypto import SigningKey
 from ads_ledger.core.errors import AdsError
+from ads_ledger.node.mempool import MIN_PER_SIGNER
 
 __all__ = ["ConfigError", "NodeConfig", "load_config", "write_config", "load_key", "write_key",
            "parse_hostport"]  # fmt: skip
@@ -48,9 +49,13 @@ class NodeConfig:
     max_frame_bytes: int = 8 * 1024 * 1024
     # [api]
     api_listen: str = "127.0.0.1:26657"
+    api_tx_rate_per_client: int = 4000  # POST /txs per second per client address (0: no limit)
+    api_tx_burst_per_client: int = 8000
     # [mempool]
     mempool_max_txs: int = 20000
     mempool_max_bytes: int = 64 * 1024 * 1024
+    mempool_max_per_signer: int = MIN_PER_SIGNER
+    mempool_max_per_client: int = 0  # 0: no bound (a full pool still evicts the busiest client)
     # [storage]
     keep_versions: int = 10000
     # [log]
@@ -87,11 +92,24 @@ _SECTIONS: dict[str, dict[str, tuple[str, str]]] = {
                   "nodes that sync from this one; any other key is refused"),
         "max_frame_bytes": ("max_frame_bytes", "largest P2P frame accepted (a block travels in one)"),
     },
-    "api": {"listen": ("api_listen", "host:port of the HTTP API (DESIGN §8); keep it on loopback "
-                       "or behind a reverse proxy")},  # fmt: skip
+    "api": {
+        "listen": ("api_listen", ("host:port of the HTTP API (DESIGN §8); keep it on loopback "
+                                  "or behind a reverse proxy")),
+        "tx_rate_per_client": ("api_tx_rate_per_client", (
+            "POST /txs per second one client address may sustain (429 rate_limited past it; "
+            "0: no limit); behind a reverse proxy every client shares the proxy's address")),
+        "tx_burst_per_client": ("api_tx_burst_per_client",
+                                "POST /txs one client address may send at once before the rate applies"),
+    },
     "mempool": {
         "max_txs": ("mempool_max_txs", "pending transactions held at most"),
         "max_bytes": ("mempool_max_bytes", "pending bytes held at most"),
+        "max_per_signer": ("mempool_max_per_signer", (
+            f"pending transactions held per signer at most (≥ {MIN_PER_SIGNER}; 429 signer_busy "
+            "past it)")),
+        "max_per_client": ("mempool_max_per_client", (
+            "pending transactions held per API client address at most (429 client_busy past it); "
+            "0: no bound, a full mempool still evicts from the client holding the most")),
     },
     "storage": {"keep_versions": ("keep_versions", "state versions kept for proofs at older "
                                   "heights; older ones are pruned")},  # fmt: skip
@@ -155,9 +173,26 @@ def load_config(home: Path | str) -> NodeConfig:
             setattr(cfg, attr, v)
     for attr in ("p2p_listen", "api_listen"):
         parse_hostport(getattr(cfg, attr))
+    _check_limits(path, cfg)
     if cfg.log_format not in ("human", "json"):
         raise ConfigError(f'{path}: [log] format must be "human" or "json"')
     return cfg
+
+
+def _check_limits(path: Path, cfg: NodeConfig) -> None:
+    """Admission bounds a node cannot run with (zero pools, a per-signer bound below what a
+    client's nonce chain needs) are configuration errors, not runtime surprises."""
+    if cfg.mempool_max_txs < 1 or cfg.mempool_max_bytes < 1:
+        raise ConfigError(f"{path}: [mempool] max_txs and max_bytes must be ≥ 1")
+    if cfg.mempool_max_per_signer < MIN_PER_SIGNER:
+        raise ConfigError(f"{path}: [mempool] max_per_signer must be ≥ {MIN_PER_SIGNER} (a client "
+                          "chains that many txs per key between blocks)")
+    if cfg.mempool_max_per_client < 0:
+        raise ConfigError(f"{path}: [mempool] max_per_client must be ≥ 0 (0: no bound)")
+    if cfg.api_tx_rate_per_client < 0:
+        raise ConfigError(f"{path}: [api] tx_rate_per_client must be ≥ 0 (0 turns the limit off)")
+    if cfg.api_tx_burst_per_client < 1:
+        raise ConfigError(f"{path}: [api] tx_burst_per_client must be ≥ 1")
 
 
 def write_key(path: Path, key: SigningKey, kind: str) -> None:

@@ -16,6 +16,7 @@ height h, which are discarded (the block is already stored).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -40,6 +41,7 @@ from ads_ledger.core import codec
 from ads_ledger.core.crypto import verify
 from ads_ledger.core.errors import DecodeError, RemoteError
 from ads_ledger.core.types import Block, Commit, DuplicateVoteEvidence
+from ads_ledger.node.api.routes import ApiConfig
 from ads_ledger.node.api.server import serve_http
 from ads_ledger.node.backend import NodeApi
 from ads_ledger.node.block_sync import STATUS_INTERVAL, SYNC_BATCH, BlockSync
@@ -77,7 +79,9 @@ class Node:
         self.node_key = load_key(cfg.node_key_path)
         self.validator_key = load_key(cfg.validator_key_path)
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        self.mempool = Mempool(max_txs=cfg.mempool_max_txs, max_bytes=cfg.mempool_max_bytes)
+        self.mempool = Mempool(max_txs=cfg.mempool_max_txs, max_bytes=cfg.mempool_max_bytes,
+                               max_per_signer=cfg.mempool_max_per_signer,
+                               max_per_client=cfg.mempool_max_per_client)  # fmt: skip
         # The core reaps and commits from a worker thread; a block's commit and the mempool's
         # update happen under this lock so that admission never sees one without the other.
         self.commit_guard = threading.RLock()
@@ -142,7 +146,10 @@ class Node:
                 self._nursery = n
                 self.p2p_port = await n.start(self.p2p.run)
                 host, port = parse_hostport(self.cfg.api_listen)
-                self.api_port = await n.start(serve_http, self.api, host, port)
+                api_cfg = ApiConfig(tx_rate_per_client=self.cfg.api_tx_rate_per_client,
+                                    tx_burst_per_client=self.cfg.api_tx_burst_per_client)  # fmt: skip
+                self.api_port = await n.start(functools.partial(serve_http, config=api_cfg),
+                                              self.api, host, port)  # fmt: skip
                 n.start_soon(self._consensus_loop)
                 n.start_soon(self.intake.run)
                 n.start_soon(self._status_loop)

@@ -38,6 +38,8 @@ INLINE_BATCH = 16  # smaller batches are verified on the event loop if the mempo
 GOSSIP_BATCH_TXS = 1000  # transactions in one `txs` P2P message at most
 GOSSIP_BATCH_BYTES = 1024 * 1024  # …and about this many bytes
 RECHECK_PER_BLOCK = 256  # signers whose first pending tx is re-checked after a block, at most
+BUSY_CODES = frozenset({"mempool_full", "signer_busy", "client_busy"})  # 429: the tx may succeed later
+RETRY_AFTER_S = 1  # a block (or two) later there is room again
 
 
 @dataclass(slots=True, eq=False)
@@ -49,6 +51,7 @@ class Intake:
     txid: bytes
     msg: bytes  # the signed bytes
     gossip: bool = True  # we send it to peers once admitted (False: a peer's batch we relay)
+    origin: str | None = None  # the submitting client's address (None: a peer relayed it)
     result: bool | Refusal | None = None
     done: trio.Event = field(default_factory=trio.Event)
 
@@ -149,12 +152,13 @@ class TxIntake:
                 try:
                     if env.type == "gov":  # a quorum is never "completed" later by a proposer
                         check_gov_quorum(view, env)
-                    self.mempool.add(it.txid, env, nonces[env.signer], check_first)
+                    self.mempool.add(it.txid, env, nonces[env.signer], check_first, it.origin)
                 except AlreadySeen:
                     it.result = False  # the same tx twice in one batch
                 except MempoolError as e:
                     self.counters["txs_rejected"] += 1
-                    it.result = Refusal(e.code, str(e), 429 if e.code == "mempool_full" else 400)
+                    it.result = (Refusal(e.code, str(e), 429, RETRY_AFTER_S) if e.code in BUSY_CODES
+                                 else Refusal(e.code, str(e)))  # fmt: skip
                 except Refusal as e:
                     self.counters["txs_rejected"] += 1
                     it.result = e
@@ -196,10 +200,12 @@ class TxIntake:
 
     # ------------------------------------------------------------------ trio shell
 
-    async def admit(self, raw: bytes) -> tuple[bytes, bool]:
+    async def admit(self, raw: bytes, origin: str | None = None) -> tuple[bytes, bool]:
         """Check one transaction and add it to the mempool. Returns (txid, newly added);
-        raises Refusal. It joins the next verification batch (see `run`)."""
+        raises Refusal. It joins the next verification batch (see `run`). `origin` is the
+        submitting client, for the mempool's per-client fairness."""
         item = self.parse(raw)
+        item.origin = origin
         await self.submit([item])
         if isinstance(item.result, BaseException):
             raise item.result

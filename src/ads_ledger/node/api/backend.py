@@ -39,12 +39,13 @@ class Refusal(RemoteError):
     """A transaction refused before inclusion. `code` is the stable snake_case reason.
 
     `status` is the HTTP status to answer with (a 4xx: the client's transaction is at fault,
-    or 429 when the mempool is full). The route also accepts any other RemoteError that has a
-    str `code` attribute (such as the state machine's `ads_ledger.state.reasons.TxRejected`
-    refusals), answering 400.
+    or 429 when the mempool is full or the signer has too many pending). A 429 carries
+    `retry_after` seconds (≥ 1) for the Retry-After header. The route also accepts any other
+    RemoteError that has a str `code` attribute (such as the state machine's
+    `ads_ledger.state.reasons.TxRejected` refusals), answering 400.
     """
 
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
+    def __init__(self, code: str, message: str, status: int = 400, retry_after: int = 1) -> None:
         if not _CODE.fullmatch(code):
             raise ValueError(f"refusal code {code!r} is not snake_case")
         if not 400 <= status < 500:
@@ -53,6 +54,7 @@ class Refusal(RemoteError):
         self.code = code
         self.message = message
         self.status = status
+        self.retry_after = max(1, retry_after)
 
 
 class HeightUnavailable(RemoteError):
@@ -152,9 +154,11 @@ class NodeBackend(Protocol):
 
     def status(self) -> NodeStatus: ...
 
-    async def submit_tx(self, raw: bytes, wait_commit: bool, timeout_s: float) -> SubmitResult:
+    async def submit_tx(self, raw: bytes, wait_commit: bool, timeout_s: float,
+                        client: str | None = None) -> SubmitResult:  # fmt: skip
         """Check and admit `raw` to the mempool; with `wait_commit`, wait up to `timeout_s`
-        for its block. Raises Refusal (or a RemoteError with a `code`) if refused."""
+        for its block. `client` is the submitter's address (None: unknown), for per-client
+        fairness. Raises Refusal (or a RemoteError with a `code`) if refused."""
         ...
 
     def get_tx(self, txid: bytes) -> TxInfo | None: ...

@@ -16,8 +16,11 @@ ERROR_CODES = (
     "bad_request", "bad_query", "bad_hex", "bad_length", "bad_height", "not_found",
     "method_not_allowed", "not_acceptable", "request_timeout", "body_too_large",
     "unsupported_media_type", "headers_too_large", "too_many_subscribers", "height_pruned",
-    "height_future", "internal",
+    "height_future", "internal", "rate_limited",
 )  # fmt: skip
+
+RETRY_AFTER = {"Retry-After": {"description": "whole seconds (≥ 1) to wait before retrying",
+                               "schema": {"type": "integer", "minimum": 1}}}  # fmt: skip
 
 HEX = {"type": "string", "pattern": "^([0-9a-f]{2})*$", "description": "bytes as lowercase hex"}
 HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "32 bytes, lowercase hex"}
@@ -119,10 +122,12 @@ def _hex_param(name: str, schema: dict[str, Any], description: str) -> dict[str,
 def _errors(*statuses: int) -> dict[str, Any]:
     desc = {400: "bad input (see error.code)", 404: "not found", 406: "Accept refuses the type",
             410: "height pruned", 413: "body too large", 415: "wrong Content-Type",
-            429: "too many subscribers / mempool full"}  # fmt: skip
+            429: "too many subscribers: retry after Retry-After seconds"}  # fmt: skip
     err = {"application/json": {"schema": _ref("Error")}}
     out: dict[str, Any] = {str(s): {"description": desc.get(s, "error"), "content": err}
                            for s in statuses}  # fmt: skip
+    if 429 in statuses:
+        out["429"]["headers"] = RETRY_AFTER
     out["default"] = {"description": "any other error (405 wrong method, 408 request timeout, "
                                      "431 head too large, 500 a bug of ours)", "content": err}
     return out
@@ -152,9 +157,15 @@ def _doc() -> dict[str, Any]:
         "application/msgpack": {"schema": {"type": "string", "format": "binary",
                                            "maxLength": 65536}}}}  # fmt: skip
     post["responses"]["400"]["description"] = "refused before inclusion: error.code is the reason"
+    post["responses"]["429"]["description"] = (
+        "try again after Retry-After seconds: error.code is rate_limited (this client address "
+        "sent more than [api] tx_rate_per_client tx/s beyond its burst), signer_busy (the signer "
+        "has [mempool] max_per_signer txs pending), client_busy (this address has [mempool] "
+        "max_per_client txs pending) or mempool_full (full, and no signer or client holds more "
+        "than its fair share to evict)")
     post["responses"]["4XX"] = {
         "description": "refused before inclusion with another 4xx the node chose (409 duplicate, "
-                       "429 mempool full …): error.code is the reason",
+                       "…): error.code is the reason",
         "content": {"application/json": {"schema": _ref("Error")}}}  # fmt: skip
     paths = {
         "/status": {"get": _op("Chain and node status", "Status", [], (406,))},

@@ -9,6 +9,7 @@ of what is served; `openapi.py` documents it and a test keeps the two identical.
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from ads_ledger.core.merkle import SparseProof
 from ads_ledger.node.api.backend import HeightUnavailable, Metric, NewBlock, NodeBackend, Refusal
 from ads_ledger.node.api.metrics import PROM_TEXT, render_metrics
 from ads_ledger.node.api.openapi import document as openapi_document
+from ads_ledger.node.api.ratelimit import ClientRateLimiter
 
 __all__ = [
     "ApiConfig",
@@ -60,6 +62,10 @@ class ApiConfig:
     write_timeout_s: float = 10.0  # one response write
     tx_wait_timeout_s: float = 20.0  # POST /txs?wait=commit
     events_heartbeat_s: float = 15.0  # SSE comment line; also detects gone clients
+    # POST /txs per client address: a provider's bulk tool on one address needs ≥ 2,000 tx/s
+    tx_rate_per_client: float = 4000.0  # tokens per second; 0: no limit
+    tx_burst_per_client: float = 8000.0  # bucket size
+    rate_clients: int = 10_000  # client buckets kept (least recently used dropped)
 
 
 class ApiError(RemoteError):
@@ -82,6 +88,7 @@ class Request:
     target: str
     headers: Mapping[str, str]
     body: bytes = b""
+    client: str = ""  # the peer's address ("" when unknown): the rate limit's key
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +112,7 @@ class ApiStats:
     """Counters the server keeps about itself for /metrics."""
 
     requests: Counter[tuple[str, int]] = field(default_factory=Counter)
+    rate_limited: int = 0  # POST /txs refused by the per-client rate limit
     connections_open: int = 0
     connections_total: int = 0
     protocol_errors: int = 0
@@ -116,6 +124,14 @@ class ApiContext:
     backend: NodeBackend
     config: ApiConfig = field(default_factory=ApiConfig)
     stats: ApiStats = field(default_factory=ApiStats)
+    clock: Callable[[], float] = time.monotonic  # seconds, for the rate limit
+    limiter: ClientRateLimiter | None = None  # None: built from `config`
+
+    def __post_init__(self) -> None:
+        if self.limiter is None:
+            self.limiter = ClientRateLimiter(self.config.tx_rate_per_client,
+                                             self.config.tx_burst_per_client,
+                                             self.config.rate_clients)  # fmt: skip
 
 
 Handler = Callable[[ApiContext, Request, Mapping[str, str], Mapping[str, str]],
@@ -245,6 +261,15 @@ async def get_status(ctx: ApiContext, req: Request, p: Mapping[str, str],
 
 async def post_tx(ctx: ApiContext, req: Request, p: Mapping[str, str],
                   q: Mapping[str, str]) -> Response:  # fmt: skip
+    assert ctx.limiter is not None  # set by ApiContext.__post_init__
+    wait_s = ctx.limiter.take(req.client, ctx.clock())
+    if wait_s > 0:  # first: a flood costs us no parsing or signature checks
+        ctx.stats.rate_limited += 1
+        after = ctx.limiter.retry_after(wait_s)
+        raise ApiError(429, "rate_limited",
+                       f"this client sent more than {ctx.config.tx_rate_per_client:g} tx/s "
+                       f"(burst {ctx.config.tx_burst_per_client:g}); retry in {after} s",
+                       [("retry-after", str(after))])  # fmt: skip
     ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != MSGPACK:
         raise ApiError(415, "unsupported_media_type",
@@ -254,9 +279,11 @@ async def post_tx(ctx: ApiContext, req: Request, p: Mapping[str, str],
     if wait not in (None, "commit"):
         raise ApiError(400, "bad_query", "wait must be 'commit' or absent")
     try:
-        r = await ctx.backend.submit_tx(req.body, wait == "commit", ctx.config.tx_wait_timeout_s)
+        r = await ctx.backend.submit_tx(req.body, wait == "commit", ctx.config.tx_wait_timeout_s,
+                                        client=req.client or None)  # fmt: skip
     except Refusal as e:
-        raise ApiError(e.status, e.code, e.message) from None
+        retry = [("retry-after", str(e.retry_after))] if e.status == 429 else []
+        raise ApiError(e.status, e.code, e.message, retry) from None
     except RemoteError as e:  # the node's own typed refusals (tx.reasons) pass through as-is
         code = getattr(e, "code", None)
         if not isinstance(code, str):
@@ -355,6 +382,9 @@ def api_metrics(stats: ApiStats) -> list[Metric]:
         Metric("ads_api_protocol_errors_total", "counter",
                "requests refused as malformed HTTP or timed out", stats.protocol_errors),
         Metric("ads_api_event_subscribers", "gauge", "open GET /events streams", stats.subscribers),
+        Metric("ads_api_rate_limited_total", "counter",
+               "POST /txs refused by the per-client rate limit (429 rate_limited)",
+               stats.rate_limited),
     ]  # fmt: skip
     for (route, status), n in sorted(stats.requests.items()):
         out.append(Metric("ads_api_requests_total", "counter", "HTTP requests answered",
@@ -454,4 +484,7 @@ async def dispatch(ctx: ApiContext, req: Request) -> tuple[str, Response | Event
             raise ApiError(406, "not_acceptable", f"this route answers {route.produces}")
         return name, await route.handler(ctx, req, params, query)
     except ApiError as e:
-        return name, error_response(e.status, e.code, e.message, e.headers)
+        headers = e.headers
+        if e.status == 429 and not any(k == "retry-after" for k, _ in headers):
+            headers = (*headers, ("retry-after", "1"))  # every 429 says when to come back
+        return name, error_response(e.status, e.code, e.message, headers)

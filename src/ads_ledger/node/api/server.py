@@ -117,6 +117,15 @@ async def _connection_task(stream: trio.SocketStream, ctx: ApiContext,
         await _close_quietly(stream)
 
 
+def _peer_host(stream: trio.SocketStream) -> str:
+    """The client's address (host only), "" if the socket cannot say (a test stream)."""
+    try:
+        peer = stream.socket.getpeername()
+    except (OSError, AttributeError):
+        return ""
+    return str(peer[0]) if isinstance(peer, tuple) else str(peer)
+
+
 class _Connection:
     """One client connection: h11 state plus the socket, serving requests until it closes."""
 
@@ -126,6 +135,7 @@ class _Connection:
         self.cfg = ctx.config
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.cfg.max_header_bytes)
         self._served = 0  # requests answered on this connection
+        self.client = _peer_host(stream)
 
     async def serve(self) -> None:
         try:
@@ -237,7 +247,7 @@ class _Connection:
                 if len(body) > limit:
                     raise ApiError(413, "body_too_large", f"request body exceeds {limit} bytes")
             elif isinstance(ev, h11.EndOfMessage):
-                return Request(method, target, headers, bytes(body))
+                return Request(method, target, headers, bytes(body), self.client)
             else:  # ConnectionClosed mid-body: h11 raises before this; be safe anyway
                 raise _Close()
 
