@@ -19,7 +19,7 @@ from ads_ledger.node.api.routes import ApiConfig, ApiContext, Request, dispatch
 from ads_ledger.node.config import ConfigError, NodeConfig, load_config, write_config
 from ads_ledger.node.intake import TxIntake
 from ads_ledger.node.mempool import Mempool
-from ads_ledger.state.envelope import make_envelope, parse_envelope
+from ads_ledger.state.envelope import parse_envelope
 
 MSGPACK = {"content-type": "application/msgpack"}
 
@@ -173,9 +173,11 @@ def test_intake_answers_signer_busy_and_client_busy_with_429_and_evicts(tmp_path
 
     from ads_ledger.node.ledger import Ledger
     from ads_ledger.state.genesis import Genesis
+    from ads_ledger.testing import propose_tx, test_device_ca
 
     g = Genesis(chain_id=CHAIN, genesis_time=T0, validators=[(v.pub, 10) for v in VALS],
-                members=[k.pub for k in GOV], threshold=2, anchors=[])  # fmt: skip
+                members=[k.pub for k in GOV], threshold=2, anchors=[],
+                device_anchors=test_device_ca().anchors_der())  # fmt: skip
     host = _Host()
     ledger = Ledger.open(tmp_path / "db", g, host=host)
     try:
@@ -184,7 +186,7 @@ def test_intake_answers_signer_busy_and_client_busy_with_429_and_evicts(tmp_path
                                         counters={"txs_received": 0, "txs_rejected": 0},
                                         now=lambda: T0 + 120_000)  # fmt: skip
         dev, other, third = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()
-        raws = [make_envelope(CHAIN, "cp.propose", dev, n, {"owner": other.pub}) for n in range(1, 66)]
+        raws = [propose_tx(CHAIN, dev, other.pub, nonce=n) for n in range(1, 66)]  # the first attested
         items = [intake.parse(r) for r in raws]
         intake.verify_and_admit(items)
         assert all(it.result is True for it in items[:64])
@@ -192,15 +194,14 @@ def test_intake_answers_signer_busy_and_client_busy_with_429_and_evicts(tmp_path
         assert isinstance(busy, Refusal) and (busy.code, busy.status, busy.retry_after) == ("signer_busy", 429, 1)
         # one slot left: `other` takes it; `third` evicts one of dev's 64 (fair share)
         for k in (other, third):
-            (it,) = [intake.parse(make_envelope(CHAIN, "cp.propose", k, 1, {"owner": dev.pub}))]
+            (it,) = [intake.parse(propose_tx(CHAIN, k, dev.pub))]
             intake.verify_and_admit([it])
             assert it.result is True
         assert len(mp) == 65 and mp.pending_of(dev.pub) == 63 and mp.evicted == 1
         assert parse_envelope(raws[63]).txid(CHAIN) not in mp
         # the submitting client's address reaches the mempool: its bound answers client_busy
         mp.max_per_client = 1
-        a, b = (intake.parse(make_envelope(CHAIN, "cp.propose", SigningKey.generate(), 1,
-                                           {"owner": dev.pub})) for _ in range(2))  # fmt: skip
+        a, b = (intake.parse(propose_tx(CHAIN, SigningKey.generate(), dev.pub)) for _ in range(2))
         a.origin = b.origin = "10.0.0.1"
         intake.verify_and_admit([a, b])
         assert a.result is True and mp.pending_of_client("10.0.0.1") == 1

@@ -18,6 +18,7 @@ from ads_ledger.node.ledger import Ledger
 from ads_ledger.node.mempool import Mempool
 from ads_ledger.state.envelope import make_envelope
 from ads_ledger.state.genesis import Genesis
+from ads_ledger.testing import device_attestation
 
 CHAIN = "intake-test"
 T0 = int(time.time() * 1000) - 60_000
@@ -92,6 +93,22 @@ def test_refusals_carry_their_codes(intake: TxIntake) -> None:
     assert codes == ["bad_signature", "quorum", "not_member", "bad_nonce"]
     assert not signal and not intake.has_pending_txs()
     assert intake.counters["txs_rejected"] == 4 and intake.counters["txs_received"] == 0
+
+
+def test_body_shape_and_chain_bounds_are_refused_before_any_signature(intake: TxIntake) -> None:
+    """A crafted certificate chain costs no signature check: its body is refused at parse, with a
+    forged envelope signature that would otherwise have been the reason."""
+    dev = SigningKey(b"\x0a" * 32)
+    att = device_attestation(dev.pub)
+    big = {**att, "issuer_certs": att["issuer_certs"] * 5}
+    obj = codec.decode(make_envelope(CHAIN, "cp.propose", dev, 1, {"owner": dev.pub, "device": big}))
+    obj["auth"][0][1] = bytes(64)
+    with pytest.raises(Refusal) as e:
+        intake.parse(codec.encode(obj))
+    assert e.value.code == "chain_too_large"
+    with pytest.raises(Refusal) as e:
+        intake.parse(make_envelope(CHAIN, "grant", dev, 1, {"cp": dev.pub}))
+    assert e.value.code == "malformed"
 
 
 def test_a_committed_tx_leaves_the_mempool_and_is_not_admitted_again(intake: TxIntake) -> None:

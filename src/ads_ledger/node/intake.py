@@ -24,9 +24,11 @@ from ads_ledger.node.api.backend import Refusal
 from ads_ledger.node.ledger import Ledger
 from ads_ledger.node.logs import kv
 from ads_ledger.node.mempool import AlreadySeen, Mempool, MempoolError
+from ads_ledger.state.bodies import check_body
 from ads_ledger.state.context import StateView
 from ads_ledger.state.envelope import Envelope, parse_envelope
 from ads_ledger.state.machine import check_tx
+from ads_ledger.state.reasons import TxRejected
 from ads_ledger.state.records import GOV_MEMBERS, acct_key, decode_record
 
 __all__ = ["Intake", "TxIntake", "check_gov_quorum"]
@@ -107,6 +109,10 @@ class TxIntake:
             env = parse_envelope(raw)
         except DecodeError as e:
             raise Refusal("malformed", f"the transaction does not decode: {e}") from e
+        try:  # the body's shape (and certificate chain bounds) before any signature work
+            check_body(env.type, env.body)
+        except TxRejected as e:
+            raise Refusal(e.code, e.message) from e
         msg = env.sign_bytes(self.chain_id)
         return Intake(env, H(msg), msg)
 
