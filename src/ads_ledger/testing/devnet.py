@@ -1,10 +1,14 @@
-"""`ads devnet`: a local network of validator processes on loopback, and a walkthrough.
+"""`ads devnet`: a local network of validator processes on loopback, a simulated charge point
+with its agent, and a walkthrough.
 
-The network is N `ads node start` subprocesses with homes from `ads testnet init`. The
-walkthrough then plays the three ADS flows against it through the HTTP API only, as an
-owner's and a provider's wallet would, verifying every answer as a light client:
-eID attestation → two-way ownership handshake → delegation → proof of the charge point's
-access list against a header signed by the validators → revocation.
+The network is N `ads node start` subprocesses with homes from `ads testnet init`, and one
+`chargepoint-agent run` (home `DIR/chargepoint`, the simulated charger, the TEST manufacturer's
+attestation). The walkthrough then plays the three ADS flows through the HTTP APIs only, as an
+owner's and a provider's wallet would, verifying every answer: eID attestation → two-way
+ownership handshake (the device's side by `chargepoint-agent propose-owner`) → delegation →
+proof of the access list against a header signed by the validators → the provider's signed
+commands straight to the charge point (a plan accepted and in force, one over the grant's
+limit and one outside its scope refused) → revocation, seen by the agent within a second.
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ class Network:
         info = json.loads((directory / "devnet.json").read_text())
         self.info = info
         self.apis = [n["api"] for n in info["nodes"]]
+        self.agent: subprocess.Popen[bytes] | None = None
+        self.agent_home = directory / "chargepoint"
+        self.agent_api = ""
 
     def start(self, i: int, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
         """Start node i (`args` are extra `ads node start` options, e.g. `--byzantine NAME`)."""
@@ -90,8 +97,49 @@ class Network:
             return None
 
     def stop_all(self) -> None:
+        self.stop_agent()
         for i in list(self.procs):
             self.stop(i)
+
+    def start_agent(self, timeout: float = 30.0) -> str:
+        """Init (once) and start the simulated charge point's agent; returns its API URL."""
+        from ads_ledger.testing.testnet import free_port
+
+        home = self.agent_home
+        if not (home / "config.toml").exists():
+            nodes = [a for n in self.apis[:3] for a in ("--node", n)]
+            subprocess.run([sys.executable, "-m", "chargepoint_agent.cli", "init", "--home", str(home), *nodes,
+                            "--test-manufacturer", self.info["device_ca"], "--listen", f"127.0.0.1:{free_port()}",
+                            "--json"], check=True, capture_output=True, timeout=60)  # fmt: skip
+            cfg = home / "config.toml"  # the walkthrough wants updates within a second or two
+            cfg.write_text(cfg.read_text().replace("poll_ms = 10000", "poll_ms = 2000"))
+        port = (home / "config.toml").read_text().split('listen = "127.0.0.1:')[1].split('"')[0]
+        self.agent_api = f"http://127.0.0.1:{port}"
+        logf = open(home / "agent.log", "ab")
+        self.agent = subprocess.Popen([sys.executable, "-m", "chargepoint_agent.cli", "run", "--home", str(home)],
+                                      stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      start_new_session=True)  # fmt: skip
+        logf.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.agent.poll() is not None:
+                raise RuntimeError("the agent exited:\n" + (home / "agent.log").read_text()[-2000:])
+            try:
+                agent_get(self.agent_api, "/status")
+                return self.agent_api
+            except OSError:
+                time.sleep(0.2)
+        raise TimeoutError(f"the agent did not answer on {self.agent_api} in {timeout} s")
+
+    def stop_agent(self) -> None:
+        p, self.agent = self.agent, None
+        if p is not None and p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(10)
 
     def client(self, i: int = 0, timeout_s: float = 10.0) -> NodeClient:
         return NodeClient(self.apis[i], timeout_s=timeout_s)
@@ -123,6 +171,27 @@ class Network:
             time.sleep(0.2)
 
 
+def agent_get(url: str, path: str) -> dict[str, Any]:
+    import urllib.request
+
+    with urllib.request.urlopen(url + path, timeout=5) as r:
+        return json.loads(r.read())  # type: ignore[no-any-return]
+
+
+def agent_send(url: str, envelope: bytes) -> Any:
+    """POST a command envelope to an agent; the decoded receipt envelope (msgpack)."""
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url + "/commands", data=envelope, method="POST",
+                                 headers={"content-type": "application/msgpack", "accept": "application/msgpack"})  # fmt: skip
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return codec.decode(r.read())
+    except urllib.error.HTTPError as e:  # 400 malformed still carries a signed receipt
+        return codec.decode(e.read())
+
+
 def create(directory: Path, validators: int, fast: bool = True,
            params: dict[str, int] | None = None) -> dict[str, Any]:  # fmt: skip
     """A testnet directory for `Network`; `params` go into the genesis gov/params."""
@@ -136,24 +205,24 @@ def create(directory: Path, validators: int, fast: bool = True,
 
 
 def walkthrough(net: Network, say: Callable[[str], None]) -> dict[str, Any]:
-    """The ownership and delegation flows end to end; returns what it verified."""
-    from ads_ledger.testing.trustlist import (
-        issue_attestation,
-        issue_device_attestation,
-        load_device_ca,
-        load_trust_list,
-    )
+    """The ownership, delegation and actuation flows end to end; returns what it verified."""
+    from ads_ledger.client import jsonenc
+    from ads_ledger.testing.trustlist import issue_attestation, load_trust_list
+    from ads_ledger.wallet.commands import check_receipt, sign_command
 
     chain = net.info["chain_id"]
     tl = load_trust_list(Path(net.info["eid"]))
-    owner, device, provider = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()
+    owner, provider = SigningKey.generate(), SigningKey.generate()
+    device = json.loads((net.agent_home / "device_key.json").read_text())
+    cp = bytes.fromhex(device["pub"])
     wallet = net.dir / "wallet"
     wallet.mkdir(exist_ok=True)
-    for name, k in (("owner", owner), ("chargepoint", device), ("provider", provider)):
+    for name, k in (("owner", owner), ("provider", provider)):
         (wallet / f"{name}.key").write_text(json.dumps({"pub": k.pub.hex(), "seed": k.seed.hex()}))
     c = net.client(0, timeout_s=30.0)
     reader = net.client(len(net.apis) - 1, timeout_s=30.0)
     now = int(time.time() * 1000)
+    seq = {"n": 0}
 
     def submit(raw: bytes, what: str) -> dict[str, Any]:
         r = c.submit_tx(raw, wait_commit=True)
@@ -162,57 +231,92 @@ def walkthrough(net: Network, say: Callable[[str], None]) -> dict[str, Any]:
         say(f"  {what}: committed at height {r['height']} (tx {r['txid'][:16]}…)")
         return r
 
-    say(f"owner {owner.pub.hex()[:16]}…, charge point {device.pub.hex()[:16]}…, "
+    def command(key: SigningKey, action: str, params: dict[str, Any], grant: bytes | None) -> dict[str, Any]:
+        seq["n"] += 1
+        t = int(time.time() * 1000)
+        env = sign_command(key, chain, cp=cp, action=action, params=params, seq=seq["n"], issued_at=t,
+                           expires_at=t + 60_000, grant=grant)  # fmt: skip
+        return check_receipt(cp, chain, env, agent_send(net.agent_api, env))  # signed by the charge point?
+
+    def plan(limit_w: int, pid: int) -> dict[str, Any]:
+        t = int(time.time() * 1000)
+        return {"profile": {"id": pid, "valid_from": t - 1000, "valid_to": t + 7_200_000, "periods": [[0, limit_w]]}}
+
+    say(f"owner {owner.pub.hex()[:16]}…, charge point {cp.hex()[:16]}… (agent {net.agent_api}), "
         f"provider {provider.pub.hex()[:16]}…  (keys in {wallet})")  # fmt: skip
     say("1. identity: the TEST eID broker attests the owner's account (pseudonymous subject)")
     body = issue_attestation(tl, chain, owner.pub, issued_at=now - 60_000, expires_at=now + 365 * 86400_000)
     submit(make_envelope(chain, "attest", owner, 1, body), "attest")
-    say("2. ownership: the charge point proposes its owner with the attestation its (TEST) "
-        "manufacturer signed at the factory; the owner accepts")
-    dca = load_device_ca(Path(net.info["device_ca"]))
-    device_att = issue_device_attestation(dca, device.pub, issued_at=now - 86400_000, model="ADS-SIM-22")
-    submit(make_envelope(chain, "cp.propose", device, 1, {"owner": owner.pub, "device": device_att}),
-           "cp.propose")  # fmt: skip
-    submit(make_envelope(chain, "cp.accept", owner, 2, {"cp": device.pub}), "cp.accept")
+    say("2. ownership: the charge point proposes its owner with the attestation its (TEST) manufacturer "
+        "signed at the factory (`chargepoint-agent propose-owner`); the owner accepts")  # fmt: skip
+    p = subprocess.run([sys.executable, "-m", "chargepoint_agent.cli", "propose-owner", "--home", str(net.agent_home),
+                        "--owner", owner.pub.hex(), "--json"], capture_output=True, text=True, timeout=60)  # fmt: skip
+    if p.returncode != 0:
+        raise click.ClickException(f"cp.propose: {p.stdout}{p.stderr}")
+    say(f"  cp.propose: committed at height {json.loads(p.stdout)['height']} (by the charge point)")
+    submit(make_envelope(chain, "cp.accept", owner, 2, {"cp": cp}), "cp.accept")
     say("3. delegation: the owner grants the provider charge plans and metering for 24 h, ≤ 11 kW")
-    grant = {"cp": device.pub, "grantee": provider.pub, "scopes": ["charging.profile", "meter.read"],
+    grant = {"cp": cp, "grantee": provider.pub, "scopes": ["charging.profile", "meter.read"],
              "not_before": now - 60_000, "not_after": now + 86400_000, "limits": {"max_power_w": 11000},
              "exclusive": False, "priority": 10, "redelegate": 0, "parent": None}  # fmt: skip
     g = submit(make_envelope(chain, "grant", owner, 3, grant), "grant")
+    gid = bytes.fromhex(g["txid"])[:16]
     say("4. the charge point's access list, read from another node and verified as a light client")
     net.wait_height(g["height"], [len(net.apis) - 1], timeout=30)
-    rec = reader.chargepoint(device.pub, g["height"])
+    rec = reader.chargepoint(cp, g["height"])
     header, commit = reader.commit(g["height"])
     valset = reader.validators(g["height"])
     verify_signed_header(chain, header, commit, valset)
     value = bytes.fromhex(rec["value"])
-    from ads_ledger.client import jsonenc
-
-    verify_state(header, cp_key(device.pub), value, jsonenc.proof_from_json(rec["proof"]))
+    verify_state(header, cp_key(cp), value, jsonenc.proof_from_json(rec["proof"]))
     acl = codec.decode(value)
     assert acl["owner"] == owner.pub and len(acl["grants"]) == 1
     say(f"  record at height {g['height']}: owner {acl['owner'].hex()[:16]}…, "
         f"{len(acl['grants'])} grant(s) {acl['grants'][0]['scopes']}; proof of "
         f"{len(rec['proof']['siblings'])} siblings verified against a header signed by "
         f"{len(commit.sigs)}/{len(valset)} validators")  # fmt: skip
-    say("5. a refused transaction explains itself: the provider tries to grant itself more")
+    say("5. the charge point's agent (its own light client) sees the grant")
+    t0 = time.monotonic()
+    while not agent_get(net.agent_api, "/status")["grants"]:
+        if time.monotonic() - t0 > 15:
+            raise click.ClickException("the agent did not see the grant within 15 s; see chargepoint/agent.log")
+        time.sleep(0.05)
+    st = agent_get(net.agent_api, "/status")
+    say(f"  agent: access list at height {st['acl_height']}, {len(st['grants'])} grant(s), "
+        f"staleness {st['staleness_ms']} ms (after {time.monotonic() - t0:.2f} s)")  # fmt: skip
+    say("6. the provider signs a 7.4 kW charge plan and sends it straight to the charge point")
+    r1 = command(provider, "charging.profile.set", plan(7400, 1), gid)
+    charger = command(owner, "status.read", {}, None)["data"]
+    say(f"  receipt: {r1['code']} (signed by the charge point); the simulated charger now limits to "
+        f"{charger['limit_w']} W")  # fmt: skip
+    say("7. over the grant's limit, and outside its scope: refused by the charge point itself")
+    r2 = command(provider, "charging.profile.set", plan(22_000, 2), gid)
+    say(f"  22 kW plan: {r2['code']} — {r2['data'].get('message', '')}")
+    r3 = command(provider, "charging.start", {}, gid)
+    say(f"  charging.start: {r3['code']} — {r3['data'].get('message', '')}")
+    say("8. a refused transaction explains itself: the provider tries to grant itself more")
     try:
         bad = dict(grant, grantee=provider.pub, scopes=["charging.control"])
         c.submit_tx(make_envelope(chain, "grant", provider, 1, bad))
         say("  (unexpectedly accepted)")
     except Exception as e:  # ApiResponseError carries the code and message
         say(f"  refused: {e}")
-    say("6. revocation: the owner revokes the grant")
-    gid = acl["grants"][0]["id"]
-    r = submit(make_envelope(chain, "revoke", owner, 4, {"cp": device.pub, "grant": gid}), "revoke")
-    net.wait_height(r["height"], [len(net.apis) - 1], timeout=30)
-    rec2 = reader.chargepoint(device.pub, r["height"])
-    left = codec.decode(bytes.fromhex(rec2["value"]))["grants"]
-    say(f"  grants left on the charge point: {len(left)}")
+    say("9. revocation: the owner revokes the grant; the provider tries again until refused")
+    r = submit(make_envelope(chain, "revoke", owner, 4, {"cp": cp, "grant": gid}), "revoke")
+    t_rev = time.monotonic()
+    while True:
+        r4 = command(provider, "charging.profile.set", plan(7400, 3), gid)
+        if r4["code"] != "ok" or time.monotonic() - t_rev > 15:
+            break
+        time.sleep(0.05)
+    took = time.monotonic() - t_rev
+    say(f"  the charge point refuses the provider: {r4['code']}, {took:.2f} s after the revoke committed")
     c.close()
     reader.close()
-    return {"owner": owner.pub.hex(), "chargepoint": device.pub.hex(), "provider": provider.pub.hex(),
-            "grant_height": g["height"], "revoke_height": r["height"], "grants_left": len(left)}  # fmt: skip
+    return {"owner": owner.pub.hex(), "chargepoint": cp.hex(), "provider": provider.pub.hex(),
+            "grant_height": g["height"], "revoke_height": r["height"], "plan": r1["code"],
+            "charger_limit_w": charger["limit_w"], "over_limit": r2["code"], "out_of_scope": r3["code"],
+            "after_revoke": r4["code"], "revoke_to_refusal_s": round(took, 3)}  # fmt: skip
 
 
 def run_devnet(validators: int, directory: Path, walk: bool, exit_after: bool, as_json: bool) -> int:
@@ -235,6 +339,8 @@ def run_devnet(validators: int, directory: Path, walk: bool, exit_after: bool, a
             say(f"  node{i}: api {n['api']}  p2p {n['p2p']}  log {n['home']}/node.log")
         hs = net.wait_height(1, timeout=60)
         say(f"first block committed; heights {hs}")
+        agent_api = net.start_agent()
+        say(f"  charge point agent: api {agent_api}  log {net.agent_home}/agent.log (simulated charger)")
         if walk:
             say("walkthrough:")
             result["walkthrough"] = walkthrough(net, say)
@@ -247,6 +353,9 @@ def run_devnet(validators: int, directory: Path, walk: bool, exit_after: bool, a
         while not stop:
             time.sleep(0.5)
             dead = [i for i, p in net.procs.items() if p.poll() is not None]
+            if net.agent is not None and net.agent.poll() is not None:
+                say(f"the agent exited; see {net.agent_home}/agent.log. Stopping the network.")
+                return 1
             if dead:
                 say(f"node(s) {dead} exited; see their node.log. Stopping the network.")
                 return 1
