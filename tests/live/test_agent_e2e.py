@@ -148,6 +148,9 @@ def test_agent_end_to_end(net: Network, tmp_path: Path) -> None:
         short_end = int(time.time() * 1000) + 4000
         short = bytes.fromhex(tx("grant", {**base, "not_after": short_end})["txid"])[:16]
         agent.wait(lambda s: len(s["grants"]) == 3)
+        with net.client(0) as c:  # the provider's index: what may I control?
+            listed = c.grants(prov.pub)
+        assert {(x["cp"], x["grant"]["id"]) for x in listed["grants"]} == {(cp.hex(), g.hex()) for g in (gid, later, short)}
         seq = {"n": 0}
 
         def command(key: SigningKey = prov, *, action: str = "charging.profile.set", params: Any = None,
@@ -196,6 +199,8 @@ def test_agent_end_to_end(net: Network, tmp_path: Path) -> None:
         while code(command()) != "no_grant":
             assert time.monotonic() - t0 < 10, "the revocation did not reach the agent"
             time.sleep(0.05)
+        with net.client(0) as c:
+            assert gid.hex() not in {x["grant"]["id"] for x in c.grants(prov.pub)["grants"]}
         # the ledger goes away: delegates get stale_acl once the limit passes, the owner is served
         limit = 8_000  # the agent's [ledger] staleness_limit_ms override, set above
         for i in list(net.procs):

@@ -199,6 +199,14 @@ class FakeBackend:
         st = self.states[h - 1]
         return StateRead(h, st.get(key), smt_prove(st, key))
 
+    def get_grants(self, grantee: bytes) -> tuple[int, list[tuple[bytes, dict[str, Any]]]]:
+        """Scans the latest state's cp/ records (the real node keeps an index)."""
+        out = []
+        for k, v in sorted(self.states[-1].items()):
+            if k.startswith(b"cp/"):
+                out += [(k[3:], g) for g in codec.decode(v)["grants"] if g["grantee"] == grantee]  # type: ignore[index]
+        return self.latest(), out
+
     @asynccontextmanager
     async def subscribe_blocks(self) -> AsyncIterator[AsyncIterator[NewBlock]]:
         send, recv = trio.open_memory_channel[NewBlock](16)

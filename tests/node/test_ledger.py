@@ -71,6 +71,9 @@ def test_ownership_and_grant_through_blocks(tmp_path: Path, trust) -> None:  # t
     assert ledger.changed_cps(2) == [device.pub]
     step(ledger, vals, [make_envelope(CHAIN, "revoke", owner, 4, {"cp": device.pub, "grant": bytes(16)})], T0 + 2500)
     assert ledger.changed_cps(3) == []  # refused: the record did not change
+    h_idx, found = ledger.grants_of(provider.pub)
+    assert h_idx == 3 and [(cp, g["grantee"]) for cp, g in found] == [(device.pub, provider.pub)]
+    assert ledger.grants_of(owner.pub)[1] == []
     h, value, proof = ledger.get_state(cp_key(device.pub), 2)
     assert h == 2 and value is not None
     rec = codec.decode(value)

@@ -150,6 +150,10 @@ class NodeClient:
         q = "" if height is None else f"?height={height}"
         return self._dict(self._json("GET", f"/chargepoints/{cp.hex()}{q}"))
 
+    def grants(self, grantee: bytes) -> dict[str, Any]:
+        """GET /grants?grantee=…: {"height", "grants": [{"cp", "grant"}]} (bytes as hex; unproven)."""
+        return self._dict(self._json("GET", f"/grants?grantee={grantee.hex()}"))
+
     def metrics_text(self) -> str:
         status, _, data = self.request("GET", "/metrics")
         if status != 200:

@@ -8,7 +8,7 @@ import contextlib
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any, AsyncIterator, Sequence
 
 import trio
 
@@ -123,6 +123,9 @@ class NodeApi:
             return self.ledger.validators_at(height)
         except LookupError:
             return None
+
+    def get_grants(self, grantee: bytes) -> tuple[int, list[tuple[bytes, dict[str, Any]]]]:
+        return self.ledger.grants_of(grantee)
 
     def get_state(self, key: bytes, height: int | None) -> StateRead:
         top = self.ledger.height

@@ -48,7 +48,7 @@ from ads_ledger.state.context import StateView
 from ads_ledger.state.envelope import MAX_TX_BYTES, parse_envelope
 from ads_ledger.state.genesis import Genesis
 from ads_ledger.state.machine import BlockResult, DictView, TxResult, check_tx, execute_block
-from ads_ledger.state.records import CP, DEFAULT_PARAMS, GOV_PARAMS, acct_key, decode_record
+from ads_ledger.state.records import CP, DEFAULT_PARAMS, GOV_PARAMS, acct_key, cp_key, decode_record
 
 __all__ = ["Ledger", "LedgerHost", "StaticHost", "InvalidBlock", "BlockInfo", "StoredResult"]
 
@@ -544,6 +544,9 @@ class Ledger:
             S.RESULTS: [(hk, codec.encode([[r.ok, r.code, r.log] for r in results]))],
             S.TXS: [(r.txid, S.encode_tx_location(height, i)) for i, r in enumerate(results)],
         }
+        index = self._grantee_index(ex.result.writes)
+        if index:
+            extra[S.GRANTEES] = index
         if block.evidence:
             extra[S.EVIDENCE] = [(hk + e.hash(), codec.encode(e.to_obj())) for e in block.evidence]
         if ex.result.next_validators is not None:
@@ -569,6 +572,35 @@ class Ledger:
         with self._valsets_lock:
             for k in (height + 1, height + 2, height + 3):  # O(1): no rebuild per block
                 self._valsets.pop(k, None)
+
+    def _grantee_index(self, writes: dict[bytes, bytes | None]) -> list[tuple[bytes, bytes | None]]:
+        """Index changes for the block's changed `cp/` records: (grantee ‖ cp, b"" or None)."""
+        out: list[tuple[bytes, bytes | None]] = []
+        for k, v in writes.items():
+            if not k.startswith(CP):
+                continue
+            cp = k[len(CP):]
+            old = self.store.get(k)
+            before = _grantees(old)
+            after = _grantees(v)
+            out += [(g + cp, None) for g in sorted(before - after)]
+            out += [(g + cp, b"") for g in sorted(after - before)]
+        return out
+
+    def grants_of(self, grantee: bytes, limit: int = 1000) -> tuple[int, list[tuple[bytes, dict[str, Any]]]]:
+        """(height, [(cp, grant)]) of the live grants naming `grantee` in the latest state: an
+        index for providers, not a proof (each record is provable through its cp/ key)."""
+        height = self.height  # a block committed meanwhile only makes the answer newer
+        now = self.last_block_time() if height else 0
+        keys = [k for k, _ in self.store.items(S.GRANTEES, start=grantee, limit=limit) if k[:32] == grantee]
+        out = []
+        for k in keys:
+            raw = self.store.get(cp_key(k[32:]))
+            rec = None if raw is None else decode_record(raw)
+            for g in [] if rec is None else rec["grants"]:
+                if g["grantee"] == grantee and g["not_after"] > now:
+                    out.append((k[32:], g))
+        return height, out
 
     def changed_cps(self, height: int) -> list[bytes] | None:
         """Charge points whose `cp/` record block `height` changed (None: not among the last 64
@@ -621,3 +653,8 @@ class Ledger:
         except CommitError as e:
             raise InvalidBlock(f"commit: {e}") from e
         self.commit_block(block, commit)
+
+
+def _grantees(raw: bytes | None) -> set[bytes]:
+    """The grantees a stored `cp/` record names (any grant, live or not)."""
+    return set() if raw is None else {g["grantee"] for g in decode_record(raw)["grants"]}

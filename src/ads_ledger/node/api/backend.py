@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Literal, Mapping, Protocol, Sequence
+from typing import Any, AsyncIterator, Literal, Mapping, Protocol, Sequence
 
 from ads_ledger.core.errors import RemoteError
 from ads_ledger.core.merkle import SparseProof
@@ -175,6 +175,10 @@ class NodeBackend(Protocol):
 
     def get_state(self, key: bytes, height: int | None) -> StateRead:
         """`key` at `height` (None: latest). Raises HeightUnavailable if pruned or future."""
+        ...
+
+    def get_grants(self, grantee: bytes) -> tuple[int, list[tuple[bytes, dict[str, Any]]]]:
+        """(latest height, [(cp, grant)]) of the live grants naming `grantee` (an index, unproven)."""
         ...
 
     def subscribe_blocks(self) -> AbstractAsyncContextManager[AsyncIterator[NewBlock]]:

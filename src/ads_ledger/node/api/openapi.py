@@ -187,6 +187,13 @@ def _doc() -> dict[str, Any]:
             "A charge point record (its whole access list) with proof; unknown: value null",
             "ChargePoint", [_hex_param("cp", HEX32, "charge point public key"), state_h],
             (400, 404, 410))},
+        "/grants": {"get": _op(
+            "The live grants naming a grantee, latest state: an index for providers (not proven: "
+            "verify each record through /chargepoints/{cp})",
+            {"type": "object", "required": ["height", "grants"], "properties": {
+                "height": UINT, "grants": {"type": "array", "items": {"type": "object", "required": ["cp", "grant"],
+                                                                      "properties": {"cp": HEX32, "grant": {"type": "object"}}}}}},
+            [{"name": "grantee", "in": "query", "required": True, "schema": HEX32}], (400,))},
         "/events": {"get": _op(
             "Server-Sent Events: one `event: block` per committed block (id = height, data = "
             "JSON {height, block_id, time, num_txs, header, changed_cps}: changed_cps lists the charge "

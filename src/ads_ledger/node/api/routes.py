@@ -356,6 +356,15 @@ async def get_chargepoint(ctx: ApiContext, req: Request, p: Mapping[str, str],
     return json_response(out)
 
 
+async def get_grants(ctx: ApiContext, req: Request, p: Mapping[str, str],
+                     q: Mapping[str, str]) -> Response:  # fmt: skip
+    if "grantee" not in q:
+        raise ApiError(400, "bad_query", "give ?grantee=<public key hex>")
+    grantee = parse_hex_param(q["grantee"], "grantee", length=32)
+    height, grants = ctx.backend.get_grants(grantee)
+    return json_response({"height": height, "grants": [{"cp": cp, "grant": g} for cp, g in grants]})
+
+
 def render_block_event(ev: NewBlock) -> bytes:
     """One SSE frame: `id: <height>`, `event: block`, `data: <one JSON line>`, blank line."""
     h = ev.header
@@ -417,6 +426,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/validators/{height}", get_validators),
     Route("GET", "/state/{key}", get_state, frozenset({"height"})),
     Route("GET", "/chargepoints/{cp}", get_chargepoint, frozenset({"height"})),
+    Route("GET", "/grants", get_grants, frozenset({"grantee"})),
     Route("GET", "/events", get_events, produces=SSE),
     Route("GET", "/metrics", get_metrics, produces=PROM_TEXT),
     Route("GET", "/openapi.json", get_openapi),

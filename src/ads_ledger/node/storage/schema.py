@@ -53,6 +53,7 @@ __all__ = [
     "PRIORITIES",
     "PRIORITIES_NEXT",
     "ALL_TABLES",
+    "GRANTEES",
     "EXTRA_TABLES",
     "TREE_TABLES",
     "META_LATEST",
@@ -96,9 +97,10 @@ RESULTS: Final = "results"
 VALSETS: Final = "valsets"
 EVIDENCE: Final = "evidence"
 PRIORITIES: Final = "priorities"
+GRANTEES: Final = "grantees"  # grantee pub ‖ cp pub → b"": which records name a grantee (GET /grants)
 
 TREE_TABLES: Final = (NODES, STALE, VALUES, FLAT, ROOTS)
-EXTRA_TABLES: Final = (BLOCKS, COMMITS, TXS, RESULTS, VALSETS, EVIDENCE, PRIORITIES)
+EXTRA_TABLES: Final = (BLOCKS, COMMITS, TXS, RESULTS, VALSETS, EVIDENCE, PRIORITIES, GRANTEES)
 ALL_TABLES: Final = TREE_TABLES + (META,) + EXTRA_TABLES
 
 META_LATEST: Final = b"latest"  # u64: latest committed version (absent = 0, nothing written)
