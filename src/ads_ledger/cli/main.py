@@ -172,6 +172,10 @@ def devnet(validators: int, directory: Path | None, walkthrough: bool, exit_afte
     raise SystemExit(rc)
 
 
+from ads_ledger.cli.command import command as _command  # noqa: E402 (after the groups above)
+
+main.add_command(_command)
+
 try:
     from ads_ledger.cli.sim import sim as _sim
 
