@@ -21,8 +21,8 @@ ALLOWED = {
     "wallet": {"core", "state", "light", "client"},
     "node": {"core", "state", "consensus", "light", "client"},
     "sim": {"core", "consensus"},
-    "testing": {"core", "state", "consensus", "light", "client", "node"},
-    "cli": {"core", "state", "consensus", "light", "client", "node", "sim", "testing"},
+    "testing": {"core", "state", "consensus", "light", "client", "wallet", "node"},
+    "cli": {"core", "state", "consensus", "light", "client", "wallet", "node", "sim", "testing"},
 }
 
 

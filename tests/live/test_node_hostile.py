@@ -256,7 +256,9 @@ def test_hostile_http_gets_typed_4xx_and_the_chain_keeps_committing(net: Network
     other_chain = make_envelope(chain + "-other", "cp.propose", key, 1, {"owner": key.pub})
     expect("signed for another chain", submit(net, other_chain), 400, "bad_signature")
     forged = bytearray(tx_ok)
-    forged[-1] ^= 1  # the last byte of the signature
+    sig_at = 1 + 5 + 1 + 1 + 34 + 2  # map, "auth", [ [ bin32 pub, bin64 — the signature starts here
+    assert bytes(forged[sig_at - 2 : sig_at]) == b"\xc4\x40"
+    forged[sig_at + 10] ^= 1  # one bit of the signature
     expect("flipped signature bit", submit(net, bytes(forged)), 400, "bad_signature")
     expect("nonce 5 on a new account",
            submit(net, make_envelope(chain, "cp.propose", key, 5, {"owner": key.pub})), 400, "bad_nonce")
