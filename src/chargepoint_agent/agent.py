@@ -85,6 +85,10 @@ class Agent:
             return d.status(now)
         if a == "availability.set":
             return d.set_available(p["available"], now)
+        if a == "audit.read":  # the owner reads everything, a grantee its own entries
+            who = None if cmd["grant"] is None else cmd["issuer"]
+            entries, nxt = self.store.read(since=p.get("since", 0), limit=p.get("limit", 100), issuer=who)
+            return {"entries": entries, "next": nxt}
         raise AssertionError(f"verify.py accepted an action the agent cannot map: {a}")
 
     def status(self, now_ms: int) -> dict[str, Any]:

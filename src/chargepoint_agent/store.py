@@ -107,6 +107,23 @@ class AgentStore:
                     yield e  # type: ignore[misc]
                 ok = cur.next()
 
+    def read(self, *, since: int, limit: int, issuer: bytes | None, max_scan: int = 10_000) -> tuple[list[dict[str, Any]], int]:
+        """At most `limit` entries from number `since` (of `issuer` only, if given), examining at
+        most `max_scan` entries; returns them and the number to continue from."""
+        out: list[dict[str, Any]] = []
+        nxt = since
+        with self.env.begin(db=self._audit) as txn, txn.cursor() as cur:
+            ok = cur.set_range(_k(since))
+            scanned = 0
+            while ok and len(out) < limit and scanned < max_scan:
+                e = codec.decode(cur.value())
+                nxt = e["n"] + 1  # type: ignore[index]
+                scanned += 1
+                if issuer is None or e["issuer"] == issuer:  # type: ignore[index]
+                    out.append(e)  # type: ignore[arg-type]
+                ok = cur.next()
+        return out, nxt
+
     # ------------------------------------------------------------------ meta
 
     def get_meta(self, name: str) -> bytes | None:

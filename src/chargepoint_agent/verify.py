@@ -116,6 +116,14 @@ def _p_empty(p: Any) -> None:
     _keys(p, set(), set(), "params")
 
 
+def _p_audit(p: Any) -> None:
+    p = _keys(p, set(), {"since", "limit"}, "params")
+    if "since" in p:
+        _uint(p["since"], "params.since")
+    if "limit" in p and not 1 <= _uint(p["limit"], "params.limit") <= MAX_AUDIT_READ:
+        raise _Bad(f"params.limit must be 1..{MAX_AUDIT_READ}")
+
+
 def _p_available(p: Any) -> None:
     if type(_keys(p, {"available"}, set(), "params")["available"]) is not bool:
         raise _Bad("params.available must be a bool")
@@ -132,7 +140,12 @@ ACTIONS: dict[str, tuple[str, Callable[[Any], None]]] = {
     "meter.read": ("meter.read", _p_empty),
     "status.read": ("status.read", _p_empty),
     "availability.set": ("availability", _p_available),
+    # not in §7's table: how the audit log is read (docs/agent.md). The owner reads every entry,
+    # a grantee holding status.read or meter.read its own.
+    "audit.read": ("status.read", _p_audit),
 }
+AUDIT_SCOPES = frozenset({"status.read", "meter.read"})
+MAX_AUDIT_READ = 100
 
 
 def command_powers(action: str, params: dict[str, Any]) -> list[int]:
@@ -270,7 +283,7 @@ def check_command(
             return no("not_yet_valid", f"grant {gid.hex()} starts at {grant['not_before']}")
         if now_ms >= grant["not_after"]:
             return no("grant_expired", f"grant {gid.hex()} ended at {grant['not_after']}")
-        if scope not in grant["scopes"]:
+        if scope not in grant["scopes"] and not (cmd["action"] == "audit.read" and AUDIT_SCOPES & set(grant["scopes"])):
             return no("scope", f"{cmd['action']} needs scope {scope}; grant {gid.hex()} holds {grant['scopes']}")
         cap = grant["limits"].get("max_power_w")
         if cap is not None:

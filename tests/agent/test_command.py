@@ -160,3 +160,11 @@ def test_fuzzed_envelopes_never_crash_and_never_pass(data: st.DataObject) -> Non
     v = verdict(bytes(raw))
     assert not v.ok, v
     assert v.code in ("malformed", "bad_signature")
+
+
+def test_audit_read_needs_a_read_scope() -> None:
+    assert code(cmd(action="audit.read", params={"limit": 10})) == "ok"  # meter.read suffices
+    no_read = AccessList(ACL.owner, ({**GRANT, "scopes": ["charging.profile"]},), 7, NOW - 1000, 60_000)
+    assert code(cmd(action="audit.read", params={}), acl=no_read) == "scope"
+    assert code(cmd(action="audit.read", params={"limit": 101})) == "malformed"
+    assert code(cmd(OWNER, grant=None, action="audit.read", params={"since": 5})) == "ok"

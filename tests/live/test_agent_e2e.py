@@ -188,6 +188,18 @@ def test_agent_end_to_end(net: Network, tmp_path: Path) -> None:
         assert code(command(owner, action="charging.stop", params={"connector": 1}, grant=None)) == "driver_error"
         time.sleep(max(0.0, (short_end - int(time.time() * 1000)) / 1000) + 0.2)
         assert code(command(grant=short)) == "grant_expired"
+        # the audit log: the owner reads every entry, the provider (meter.read) only its own
+        read_all = command(owner, action="audit.read", params={"limit": 100}, grant=None)
+        st, ans = agent.send(read_all)
+        everyone = check_receipt(cp, chain, read_all, ans)["data"]["entries"]
+        assert {e["issuer"] for e in everyone} >= {owner.pub, prov.pub, other.pub}
+        assert {e["code"] for e in everyone} >= {"ok", "limits", "scope", "replay", "driver_error", "no_grant"}
+        mine = command(action="audit.read", params={"limit": 100})
+        st, ans = agent.send(mine)
+        own = check_receipt(cp, chain, mine, ans)["data"]["entries"]
+        assert own and {e["issuer"] for e in own} == {prov.pub}
+        ok_entry = next(e for e in own if e["code"] == "ok")
+        assert ok_entry["receipt"]["receipt"]["cmd"] == ok_entry["cmd"]  # the signed receipt is kept
         # kill -9 and restart: an accepted command is still refused as a replay, offline state reloaded
         agent.kill9()
         agent.start()
