@@ -13,6 +13,7 @@ crash; one slow client cannot stall the others.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -80,7 +81,15 @@ class _Http:
                 if self.conn.our_state is h11.MUST_CLOSE:
                     return
                 self.conn.start_next_cycle()
-        except (h11.RemoteProtocolError, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        except h11.RemoteProtocolError as e:  # not HTTP, or over a limit: say so, then close
+            status = 431 if "too large" in str(e).lower() or "too long" in str(e).lower() else 400
+            body = _json({"error": {"code": "bad_request" if status == 400 else "headers_too_large",
+                                    "message": f"{e}; headers at most {MAX_HEADER_BYTES} bytes"}})  # fmt: skip
+            head = (f"HTTP/1.1 {status} {'Bad Request' if status == 400 else 'Request Header Fields Too Large'}\r\n"
+                    f"content-type: application/json\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n")  # fmt: skip
+            with trio.move_on_after(2), contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                await self.stream.send_all(head.encode() + body)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             return
         finally:
             with trio.move_on_after(1):
