@@ -31,7 +31,8 @@ from ads_ledger.light.errors import LightError
 from ads_ledger.light.trust import TrustOptions
 from chargepoint_agent.agent import Agent
 from chargepoint_agent.config import AgentConfig, load_device_key
-from chargepoint_agent.drivers.base import Driver
+from chargepoint_agent.drivers.base import Driver, DriverError
+from chargepoint_agent.drivers.sim import SimCharger
 from chargepoint_agent.store import AgentStore
 from chargepoint_agent.sync import AclSync, SyncError
 
@@ -159,6 +160,16 @@ class _Http:
             if "application/msgpack" in headers.get("accept", ""):
                 return status, "application/msgpack", codec.encode(receipt)
             return status, "application/json", _json(receipt)
+        if path == "/sim/frequency" and method == "POST" and isinstance(self.agent.driver, SimCharger):
+            # the simulator's grid: what a real charger measures itself (never on a real driver)
+            try:
+                mhz = json.loads(body)["mhz"]
+                if type(mhz) is not int:
+                    raise TypeError("mhz must be an integer")
+                self.agent.driver.frequency_input(mhz, now)
+            except (ValueError, KeyError, TypeError, DriverError) as e:
+                return 400, "application/json", _json({"error": {"code": "bad_request", "message": str(e)}})
+            return 200, "application/json", _json(self.agent.driver.status(now))
         if path in ("/status", "/commands"):
             return 405, "application/json", _json({"error": {"code": "method_not_allowed", "message": method}})
         return 404, "application/json", _json({"error": {"code": "not_found", "message": path}})
