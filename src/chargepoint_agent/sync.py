@@ -3,12 +3,13 @@ proven against a verified header (DESIGN §5, §8; docs/light-client.md).
 
 `AclSync.refresh(now_ms)` is one round, blocking (the service runs it in a worker thread):
 
-1. the primary's latest height H, its signed header and validator set at H;
+1. the primary's latest height H, its signed header and validator set at H, the record and
+   gov/params with proofs — one round trip (`GET /light/{cp}`);
 2. the light client verifies it from the trusted state (skipping; bisecting when the set
    changed too much), and each witness is asked for its header at H: a different block id is
    a `Divergence` — trust stops (`halted`), both headers are kept as evidence, the last
    verified access list stays in force;
-3. the `cp/` record and `gov/params` at H with their proofs against H's state root;
+3. the `cp/` record and `gov/params` at H checked with their proofs against H's state root;
 4. the trusted state and the access list are persisted (LMDB) before they are used.
 
 Anything a node serves that does not verify raises a LightError or a SyncError and changes
@@ -24,10 +25,10 @@ from ads_ledger.client.http import ApiResponseError, NodeClient, TransportError
 from ads_ledger.core import codec
 from ads_ledger.core.errors import AdsError, DecodeError
 from ads_ledger.core.merkle import SparseProof
-from ads_ledger.core.types import ValidatorSet
+from ads_ledger.core.types import Commit, Header, ValidatorSet
 from ads_ledger.light.client import LightClient, genesis_root, trust_root
 from ads_ledger.light.detector import Divergence
-from ads_ledger.light.errors import ConflictingHeaders, InsufficientTrust, LightError
+from ads_ledger.light.errors import ConflictingHeaders, InsufficientTrust, InvalidHeader, LightError
 from ads_ledger.light.trust import LightBlock, TrustOptions
 from ads_ledger.light.verify import verify_state
 from ads_ledger.state.records import DEFAULT_PARAMS, GOV_PARAMS, cp_key
@@ -69,6 +70,28 @@ class _Node:
         header, commit = self._call(lambda: self.c.commit(height))
         valset = self._call(lambda: self.c.validators(height))
         return LightBlock(header, commit, valset)
+
+    def light_bundle(self, cp: bytes) -> tuple[LightBlock, tuple[bytes | None, SparseProof],
+                                              tuple[bytes | None, SparseProof]] | None:  # fmt: skip
+        """GET /light/{cp} parsed into typed parts (None: the node does not serve it)."""
+        try:
+            b = self.c.light(cp)
+        except ApiResponseError as e:
+            if e.status in (404, 406) and e.code in ("not_found", "not_acceptable"):
+                return None
+            raise SyncError(f"{self.url}: {e}") from e
+        except (TransportError, OSError) as e:
+            raise SyncError(f"{self.url}: {e}") from e
+        try:
+            block = LightBlock(Header.from_obj(b["header"]), Commit.from_obj(b["commit"]),
+                               ValidatorSet.from_obj(b["validators"]))  # fmt: skip
+            rec = (b["record"]["value"], SparseProof.from_obj(b["record"]["proof"]))
+            par = (b["params"]["value"], SparseProof.from_obj(b["params"]["proof"]))
+        except (DecodeError, KeyError, TypeError, ValueError) as e:
+            raise SyncError(f"{self.url}: a malformed light bundle: {e}") from e
+        if block.header.height != b.get("height") or any(v is not None and type(v) is not bytes for v in (rec[0], par[0])):
+            raise SyncError(f"{self.url}: a malformed light bundle")
+        return block, rec, par
 
     def record(self, key: bytes, height: int) -> tuple[bytes | None, SparseProof]:
         h, value, proof = self._call(lambda: self.c.state(key, height))
@@ -132,11 +155,19 @@ class AclSync:
         if self.light is None:
             self._init_trust(node, now_ms)
         assert self.light is not None
-        height = node.latest()
-        fetches = 0
+        fetches = 1
+        bundle = node.light_bundle(self.cp)  # one round trip: header, set, record, params
+        if bundle is not None:
+            block, (value, proof), (pvalue, pproof) = bundle
+            height = block.header.height
+        else:  # a node without GET /light: the same parts, one request each
+            height = node.latest()
+            block = node.block(height) if height > self.light.height else None
+            value = proof = pvalue = pproof = None
+        if height < self.light.height:
+            raise SyncError(f"{node.url} is at height {height}, behind the trusted {self.light.height}")
         if height > self.light.height:
-            block = node.block(height)
-            fetches = 1
+            assert block is not None
             try:
                 verified = self.light.verify(block.header, block.commit, block.valset, now_ms)
             except InsufficientTrust:
@@ -158,10 +189,14 @@ class AclSync:
             header = block.header
         else:
             header = self.light.trusted.header
+            if block is not None and block.header.block_id() != header.block_id():
+                raise InvalidHeader(f"{node.url} serves another block at the trusted height {height}: "
+                                    "try another node")  # fmt: skip
             verified = None
-        value, proof = node.record(cp_key(self.cp), header.height)
+        if bundle is None:
+            value, proof = node.record(cp_key(self.cp), header.height)
+            pvalue, pproof = node.record(GOV_PARAMS, header.height)
         verify_state(header, cp_key(self.cp), value, proof)  # LightError if the node lied
-        pvalue, pproof = node.record(GOV_PARAMS, header.height)
         verify_state(header, GOV_PARAMS, pvalue, pproof)
         params = DEFAULT_PARAMS if pvalue is None else {**DEFAULT_PARAMS, **codec.decode(pvalue)}  # type: ignore[dict-item]
         limit = self.staleness_override_ms or int(params["staleness_limit_ms"])

@@ -36,22 +36,31 @@ Tamper = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
 class Proxy:
-    """Forwards GETs to a real node's API; `tamper(path, json)` may rewrite the answer."""
+    """Forwards GETs to a real node's API; `tamper(path, value)` may rewrite the answer (JSON,
+    or the decoded msgpack of GET /light/{cp}); `no_light` plays a node without /light."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
         self.tamper: Tamper | None = None
+        self.no_light = False
         proxy = self
 
         class H(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                with urllib.request.urlopen(proxy.upstream + self.path, timeout=10) as r:
-                    body = r.read()
-                    status = r.status
-                if proxy.tamper is not None and status == 200:
-                    body = json.dumps(proxy.tamper(self.path, json.loads(body))).encode()
+                ctype = "application/json"
+                if proxy.no_light and self.path.startswith("/light/"):
+                    status, body = 404, b'{"error": {"code": "not_found", "message": "no such route"}}'
+                else:
+                    req = urllib.request.Request(proxy.upstream + self.path, headers={"accept": self.headers["accept"] or "*/*"})
+                    with urllib.request.urlopen(req, timeout=10) as r:
+                        body, status, ctype = r.read(), r.status, r.headers["content-type"]
+                    if proxy.tamper is not None and status == 200:
+                        if ctype.startswith("application/msgpack"):
+                            body = codec.encode(proxy.tamper(self.path, codec.decode(body)))  # type: ignore[arg-type]
+                        else:
+                            body = json.dumps(proxy.tamper(self.path, json.loads(body))).encode()
                 self.send_response(status)
-                self.send_header("content-type", "application/json")
+                self.send_header("content-type", ctype)
                 self.send_header("content-length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -122,9 +131,11 @@ def _wait_new_block(net: Network) -> None:
     net.wait_height(h + 1, nodes=[0], timeout=30)
 
 
-def test_forged_header_proof_and_old_record_are_caught(net: Network, tmp_path: Path) -> None:
+@pytest.mark.parametrize("one_round_trip", [True, False], ids=["GET /light", "one request per part"])
+def test_forged_header_proof_and_old_record_are_caught(net: Network, tmp_path: Path, one_round_trip: bool) -> None:
     cp, owner, prov = _owned_cp(net)
     proxy = Proxy(net.apis[0])
+    proxy.no_light = not one_round_trip
     sync = _sync(tmp_path, net, cp, [proxy.url])
     try:
         sync.refresh(int(time.time() * 1000))
@@ -136,6 +147,8 @@ def test_forged_header_proof_and_old_record_are_caught(net: Network, tmp_path: P
         def forge_header(path: str, v: dict[str, Any]) -> dict[str, Any]:
             if path.startswith("/commits/"):
                 v["header"]["state_root"] = "11" * 32
+            if path.startswith("/light/"):
+                v["header"]["state_root"] = b"\x11" * 32
             return v
 
         proxy.tamper = forge_header
@@ -151,6 +164,8 @@ def test_forged_header_proof_and_old_record_are_caught(net: Network, tmp_path: P
         def forge_value(path: str, v: dict[str, Any]) -> dict[str, Any]:
             if path.startswith("/state/" + cp_key(cp).hex()):
                 v["value"] = codec.encode(fake_rec).hex()
+            if path.startswith("/light/"):
+                v["record"]["value"] = codec.encode(fake_rec)
             return v
 
         proxy.tamper = forge_value
@@ -168,6 +183,9 @@ def test_forged_header_proof_and_old_record_are_caught(net: Network, tmp_path: P
         def serve_old(path: str, v: dict[str, Any]) -> dict[str, Any]:
             if path.startswith("/state/" + cp_key(cp).hex()):
                 return {**old, "height": v["height"]}
+            if path.startswith("/light/"):
+                v["record"] = {"value": bytes.fromhex(old["value"]),
+                               "proof": jsonenc.proof_from_json(old["proof"]).to_obj()}  # fmt: skip
             return v
 
         proxy.tamper = serve_old

@@ -20,7 +20,7 @@ from test_api_fake import (
 from ads_ledger.client.http import ApiResponseError, NodeClient, NotFound, TransportError
 from ads_ledger.core import codec
 from ads_ledger.core.crypto import H
-from ads_ledger.core.merkle import verify_proof
+from ads_ledger.core.merkle import SparseProof, verify_proof
 from ads_ledger.core.types import verify_commit
 from ads_ledger.state.envelope import make_envelope
 
@@ -475,3 +475,20 @@ def test_render_metrics_edge_values() -> None:
             Metric(bad, "gauge", "h", 1)
     with pytest.raises(ValueError):
         Metric("ok", "gauge", "h", 1, {"bad-label": "v"})
+
+
+def test_light_bundle_is_one_verifiable_round_trip() -> None:
+    """GET /light/{cp}: header, commit, set, record and params at one height, all verifiable."""
+    from ads_ledger.core.types import Commit, Header, ValidatorSet
+    from ads_ledger.light.verify import verify_signed_header, verify_state
+
+    fake = FakeBackend()
+    b = with_client(fake, lambda c: c.light(CP_KEY.pub))
+    header = Header.from_obj(b["header"])
+    verify_signed_header(header.chain_id, header, Commit.from_obj(b["commit"]), ValidatorSet.from_obj(b["validators"]))
+    verify_state(header, b"cp/" + CP_KEY.pub, b["record"]["value"], SparseProof.from_obj(b["record"]["proof"]))
+    verify_state(header, b"gov/params", b["params"]["value"], SparseProof.from_obj(b["params"]["proof"]))
+    assert b["height"] == header.height == fake.latest()
+    status, _, body = with_client(fake, lambda c: c.request("GET", f"/light/{CP_KEY.pub.hex()}", None,
+                                                            {"accept": "application/json"}))  # fmt: skip
+    assert status == 406

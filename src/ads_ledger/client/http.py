@@ -16,6 +16,7 @@ from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 import ads_ledger.client.jsonenc as jsonenc  # the module, not the package (no cycle)
+from ads_ledger.core import codec
 from ads_ledger.core.errors import AdsError, DecodeError, RemoteError
 from ads_ledger.core.merkle import SparseProof
 from ads_ledger.core.types import Commit, Header, ValidatorSet
@@ -149,6 +150,17 @@ class NodeClient:
         """The decoded record (bytes as hex) plus `value`, `proof`, `height`, as the node sent."""
         q = "" if height is None else f"?height={height}"
         return self._dict(self._json("GET", f"/chargepoints/{cp.hex()}{q}"))
+
+    def light(self, cp: bytes) -> dict[str, Any]:
+        """GET /light/{cp}: the decoded msgpack bundle (typed parts are the caller's to parse)."""
+        status, _, data = self.request("GET", f"/light/{cp.hex()}", None, {"accept": "application/msgpack"})
+        if status != 200:
+            try:
+                err = json.loads(data)["error"]
+            except (ValueError, KeyError, TypeError):
+                raise TransportError(f"HTTP {status} without an error body") from None
+            raise ApiResponseError(status, str(err.get("code")), str(err.get("message", "")))
+        return self._dict(codec.decode(data))
 
     def grants(self, grantee: bytes) -> dict[str, Any]:
         """GET /grants?grantee=…: {"height", "grants": [{"cp", "grant"}]} (bytes as hex; unproven)."""

@@ -356,6 +356,31 @@ async def get_chargepoint(ctx: ApiContext, req: Request, p: Mapping[str, str],
     return json_response(out)
 
 
+MSGPACK = "application/msgpack"
+
+
+async def get_light(ctx: ApiContext, req: Request, p: Mapping[str, str],
+                    q: Mapping[str, str]) -> Response:  # fmt: skip
+    """Everything a charge point's light client needs in one round trip, at the latest height H:
+    the signed header, H's validator set, and its `cp/` record and gov/params with proofs
+    (canonical msgpack; each part is verified by the client, none is trusted)."""
+    cp = parse_hex_param(p["cp"], "charge point key", length=32)
+    h = ctx.backend.status().latest_height
+    hc = ctx.backend.get_commit(h) if h else None
+    vs = ctx.backend.get_validators(h) if h else None
+    if hc is None or vs is None:
+        raise ApiError(404, "height_future", "no block is committed yet")
+    rec = _state_read(ctx, b"cp/" + cp, h)
+    par = _state_read(ctx, b"gov/params", h)
+    body = codec.encode({
+        "commit": hc[1].to_obj(), "header": hc[0].to_obj(), "height": h,
+        "params": {"proof": par.proof.to_obj(), "value": par.value},
+        "record": {"proof": rec.proof.to_obj(), "value": rec.value},
+        "validators": vs.to_obj(),
+    })  # fmt: skip
+    return Response(200, body, MSGPACK)
+
+
 async def get_grants(ctx: ApiContext, req: Request, p: Mapping[str, str],
                      q: Mapping[str, str]) -> Response:  # fmt: skip
     if "grantee" not in q:
@@ -427,6 +452,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/state/{key}", get_state, frozenset({"height"})),
     Route("GET", "/chargepoints/{cp}", get_chargepoint, frozenset({"height"})),
     Route("GET", "/grants", get_grants, frozenset({"grantee"})),
+    Route("GET", "/light/{cp}", get_light, produces=MSGPACK),
     Route("GET", "/events", get_events, produces=SSE),
     Route("GET", "/metrics", get_metrics, produces=PROM_TEXT),
     Route("GET", "/openapi.json", get_openapi),
