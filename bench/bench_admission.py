@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ads_ledger.core.crypto import H, SigningKey, verify  # noqa: E402
 from ads_ledger.core.types import PRECOMMIT, Commit, Vote  # noqa: E402
+from ads_ledger.node.api.backend import Refusal  # noqa: E402
 from ads_ledger.node.intake import TxIntake  # noqa: E402
 from ads_ledger.node.ledger import Ledger  # noqa: E402
 from ads_ledger.node.mempool import Mempool  # noqa: E402
@@ -174,7 +175,12 @@ def main() -> None:
             t0 = time.perf_counter()
             results = []
             for i in range(0, len(txs), 256):
-                batch = [intake.parse(raw) for raw in txs[i : i + 256]]
+                batch = []
+                for raw in txs[i : i + 256]:
+                    try:
+                        batch.append(intake.parse(raw))
+                    except Refusal as r:  # refused by shape at parse, before any signature
+                        results.append(r)
                 intake.verify_and_admit(batch)
                 results.extend(it.result for it in batch)
             adm_us = (time.perf_counter() - t0) / len(txs) * 1e6
