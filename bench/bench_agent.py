@@ -332,7 +332,48 @@ def bench_commands(s: Setup, n: int) -> dict[str, Any]:
         ver.append((time.perf_counter() - t0) * 1e6)
     http_row.update(check_command_p50_us=round(pct(inproc, 0.5), 1), check_command_p99_us=round(pct(inproc, 0.99), 1),
                     ed25519_verify_p50_us=round(pct(ver, 0.5), 1))  # fmt: skip
+    # where the end-to-end time goes: Agent.command in process (verify, durable seq + audit entry,
+    # driver, signed receipt, audit completion) on the shipped store (LMDB, fsync on every write
+    # transaction) and on the same store without fsync
+    for label, sync in (("agent_command_fsync", True), ("agent_command_nosync", False)):
+        xs = _agent_command_us(s, prov, gid, cmds, acl, t, sync)
+        http_row[label + "_p50_us"] = round(pct(xs, 0.5), 1)
+        http_row[label + "_p99_us"] = round(pct(xs, 0.99), 1)
     return http_row
+
+
+def _agent_command_us(s: Setup, prov: SigningKey, gid: bytes, cmds: list[bytes], acl: Any, t: int,
+                      sync: bool) -> list[float]:  # fmt: skip
+    """Agent.command on a fresh store under /tmp, the sim driver, one call per timing (µs)."""
+    import lmdb
+
+    from chargepoint_agent.agent import Agent
+    from chargepoint_agent.drivers.sim import SimCharger
+    from chargepoint_agent.store import AgentStore
+
+    d = tempfile.mkdtemp(prefix="agent-store-", dir="/tmp")
+    try:
+        store = AgentStore(d)
+        if not sync:  # same environment, reopened without fsync (a diagnostic, not a configuration)
+            store.env.close()
+            store.env = lmdb.open(d, max_dbs=4, map_size=1 << 30, sync=False, metasync=False, subdir=True)
+            store._seq, store._audit, store._meta = (store.env.open_db(b"seq"), store.env.open_db(b"audit"),
+                                                     store.env.open_db(b"meta"))  # fmt: skip
+        key = SigningKey.generate()
+        # the agent's own key stands in for s.cp: the commands name s.cp, so verify against that cp
+        agent = Agent(key=key, chain_id=s.chain, store=store, driver=SimCharger(), acl=lambda: acl,
+                      trusted_height=lambda: 10)  # fmt: skip
+        agent.cp = s.cp
+        out = []
+        for raw in cmds:
+            t0 = time.perf_counter()
+            v, _ = agent.command(raw, t + 1)
+            out.append((time.perf_counter() - t0) * 1e6)
+            assert v.ok, v
+        store.close()
+        return out
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 class CountingProxy:
@@ -385,8 +426,8 @@ class CountingProxy:
         self.lsock.close()
 
 
-def bench_coldsync(root: Path, blocks: int) -> dict[str, Any]:
-    """A 1-validator chain `blocks` high, the charge point owned with one grant (so the record is a
+def bench_coldsync(root: Path, blocks: int, validators: int = 1) -> dict[str, Any]:
+    """A `validators`-validator chain `blocks` high (a stable set), the charge point owned with one grant (so the record is a
     real inclusion proof); a fresh agent store trusting block 1 runs one refresh."""
     from ads_ledger.light.trust import TrustOptions
     from ads_ledger.node.config import load_key
@@ -396,7 +437,7 @@ def bench_coldsync(root: Path, blocks: int) -> dict[str, Any]:
     from chargepoint_agent.store import AgentStore
     from chargepoint_agent.sync import AclSync
 
-    info = create(root / "cold", 1, params={"heartbeat_ms": 0})
+    info = create(root / "cold", validators, params={"heartbeat_ms": 0})
     net = Network(root / "cold")
     net.start_all()
     try:
@@ -438,8 +479,9 @@ def bench_coldsync(root: Path, blocks: int) -> dict[str, Any]:
             orig = node.c.request
 
             def counted(method: str, path: str, *a: Any, _o: Any = orig, **k: Any) -> Any:
-                trips.append(f"{method} {path.split('?')[0]}")
-                return _o(method, path, *a, **k)
+                out = _o(method, path, *a, **k)
+                trips.append(f"{method} {path.split('?')[0]} ({len(out[2])} B body)")
+                return out
 
             node.c.request = counted  # type: ignore[method-assign]
         try:
@@ -471,7 +513,7 @@ def bench_coldsync(root: Path, blocks: int) -> dict[str, Any]:
                 "connections": proxy.conns, "bytes_total": sent_cold + recv_cold, "bytes_sent": sent_cold,
                 "bytes_received": recv_cold, "cpu_ms_thread": round((th1 - th0) * 1000, 1),
                 "cpu_ms_process": round((cpu1 - cpu0) * 1000, 1), "wall_ms": round((w1 - w0) * 1000, 1),
-                "validators": 1, "blocks_built_s": round(build_s, 1), "record_key_len": len(proof_key),
+                "validators": validators, "blocks_built_s": round(build_s, 1), "record_key_len": len(proof_key),
                 "warm_refresh": warm, "aims": {"round_trips": 1, "bytes": 4096}}  # fmt: skip
     finally:
         net.stop_all()
@@ -484,6 +526,7 @@ def main() -> None:
     ap.add_argument("--commands", type=int, default=2000)
     ap.add_argument("--idle", type=float, default=60.0)
     ap.add_argument("--blocks", type=int, default=10_000)
+    ap.add_argument("--cold-validators", type=int, default=1, help="validators of the cold-sync chain")
     a = ap.parse_args()
     lim = limits()
     root = Path(tempfile.mkdtemp(prefix="ads-bench-agent-"))
@@ -510,7 +553,7 @@ def main() -> None:
             finally:
                 s.close()
         if a.mode in ("all", "coldsync"):
-            done(bench_coldsync(root, a.blocks))
+            done(bench_coldsync(root, a.blocks, a.cold_validators))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     load = os.getloadavg()
@@ -528,8 +571,10 @@ def main() -> None:
             print(f"  POST /commands, {r['commands']} sequential, keep-alive: p50 {r['p50_us']} µs, p99 {r['p99_us']} "
                   f"µs ({r['per_s']}/s; codes {r['codes']}); in-process check_command p50 "
                   f"{r['check_command_p50_us']} µs; one Ed25519 verify p50 {r['ed25519_verify_p50_us']} µs")  # fmt: skip
+            print(f"    in-process Agent.command p50 {r['agent_command_fsync_p50_us']} µs with fsync, "
+                  f"{r['agent_command_nosync_p50_us']} µs without")  # fmt: skip
         elif f == "cold_sync_one_refresh":
-            print(f"  cold sync, trusted block 1 → {r['chain_height']}: {r['round_trips']} round trips, "
+            print(f"  cold sync ({r['validators']} validator(s), primary only), trusted block 1 → {r['chain_height']}: {r['round_trips']} round trips, "
                   f"{r['bytes_total']:,} B on the wire, CPU {r['cpu_ms_thread']} ms, {r['headers_fetched']} "
                   f"header(s) fetched beyond the trust root — aims 1 round trip, ≤ 4 KB")  # fmt: skip
             w = r["warm_refresh"]
