@@ -8,11 +8,13 @@ agent process (`chargepoint-agent run`), real signed commands over HTTP.
   commands    POST /commands end to end over one keep-alive connection (`--commands` accepted
               `meter.read` by a grantee), beside in-process `check_command` and one Ed25519 verify
   coldsync    a fresh agent home trusting block 1 runs ONE `AclSync.refresh()` in-process against
-              a 1-validator chain `--blocks` high: round trips, wire bytes (through a counting TCP
-              proxy), CPU ms, headers fetched
+              a chain `--blocks` high (`--cold-validators`, default 1, a stable set; blocks made at
+              full speed, heartbeat 0): round trips, wire bytes (through a counting TCP proxy), CPU
+              ms, headers fetched; then one warm refresh a few blocks later. Primary only: each
+              witness a deployed agent lists adds a commit and a validator-set read per new header
 
   .venv/bin/python bench/bench_agent.py [--mode all|idle|revoke|commands|coldsync]
-      [--trials 50] [--commands 2000] [--idle 60] [--blocks 10000]
+      [--trials 50] [--commands 2000] [--idle 60] [--blocks 10000] [--cold-validators 1]
 
 idle, revoke and commands share one 4-validator devnet and one agent process (config defaults:
 poll_ms 10 s, the agent wakes on /events naming its charge point). One JSON line per figure, then
@@ -81,16 +83,17 @@ def cli(*args: str) -> dict[str, Any]:
 class AgentProc:
     """A `chargepoint-agent run` process and a keep-alive HTTP connection to it."""
 
-    def __init__(self, home: Path) -> None:
-        self.home, self.proc = home, None  # type: ignore[var-annotated]
+    def __init__(self, home: Path, profile: Path | None = None) -> None:
+        self.home, self.proc, self.profile = home, None, profile  # type: ignore[var-annotated]
         cfg = (home / "config.toml").read_text()
         self.port = int(cfg.split('listen = "127.0.0.1:')[1].split('"')[0])
         self.conn: http.client.HTTPConnection | None = None
 
     def start(self) -> None:
         log = open(self.home / "agent.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "chargepoint_agent.cli", "run", "--home", str(self.home)],
-                                     stdout=log, stderr=subprocess.STDOUT, env=ENV)  # fmt: skip
+        prof = [] if self.profile is None else ["-m", "cProfile", "-o", str(self.profile)]
+        self.proc = subprocess.Popen([sys.executable, *prof, "-m", "chargepoint_agent.cli", "run", "--home",
+                                      str(self.home)], stdout=log, stderr=subprocess.STDOUT, env=ENV)  # fmt: skip
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -168,7 +171,7 @@ class AgentProc:
 class Setup:
     """A 4-validator devnet, an agent owned by an attested owner, the owner's tx helper."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, profile: Path | None = None) -> None:
         create(root / "net", 4)
         self.net = Network(root / "net")
         self.agent: AgentProc | None = None
@@ -189,7 +192,7 @@ class Setup:
             self.tx("attest", issue_attestation(tl, self.chain, self.owner.pub, issued_at=t - 60_000,
                                                 expires_at=t + 86_400_000), wait=True)  # fmt: skip
             self.tx("cp.accept", {"cp": self.cp}, wait=True)
-            self.agent = AgentProc(home)
+            self.agent = AgentProc(home, profile)
             self.agent.start()
             self.agent.wait(lambda s: s["owner"] == self.owner.pub.hex())
             self.node = self.net.client(0)
@@ -526,6 +529,8 @@ def main() -> None:
     ap.add_argument("--commands", type=int, default=2000)
     ap.add_argument("--idle", type=float, default=60.0)
     ap.add_argument("--blocks", type=int, default=10_000)
+    ap.add_argument("--profile", action="store_true",
+                    help="run the agent under cProfile (main thread: HTTP + commands) and print its top functions")
     ap.add_argument("--cold-validators", type=int, default=1, help="validators of the cold-sync chain")
     a = ap.parse_args()
     lim = limits()
@@ -540,7 +545,8 @@ def main() -> None:
 
     try:
         if a.mode in ("all", "idle", "revoke", "commands"):
-            s = Setup(root)
+            prof = root / "agent.prof" if a.profile else None
+            s = Setup(root, prof)
             try:
                 if a.mode in ("all", "idle"):
                     done(bench_idle(s, a.idle, "after start"))
@@ -552,6 +558,11 @@ def main() -> None:
                     done(bench_idle(s, min(a.idle, 20.0), "after the revoke and command load"))
             finally:
                 s.close()
+            if prof is not None and prof.exists():
+                import pstats
+
+                print("\nagent process profile (cProfile, main thread), top by internal time:", file=sys.stderr)
+                pstats.Stats(str(prof), stream=sys.stderr).sort_stats("tottime").print_stats(18)
         if a.mode in ("all", "coldsync"):
             done(bench_coldsync(root, a.blocks, a.cold_validators))
     finally:
