@@ -41,13 +41,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ads_ledger.core import codec  # noqa: E402
-from ads_ledger.core.crypto import SigningKey, sign_bytes, verify  # noqa: E402
-from ads_ledger.state.envelope import make_envelope, parse_envelope  # noqa: E402
-from ads_ledger.testing.devnet import Network, create  # noqa: E402
-from ads_ledger.testing.testnet import free_port  # noqa: E402
-from ads_ledger.testing.trustlist import issue_attestation, load_trust_list  # noqa: E402
-from ads_ledger.wallet.commands import check_receipt, sign_command  # noqa: E402
+from ads_ledger.core import codec
+from ads_ledger.core.crypto import SigningKey, sign_bytes, verify
+from ads_ledger.state.envelope import make_envelope, parse_envelope
+from ads_ledger.testing.devnet import Network, create
+from ads_ledger.testing.testnet import free_port
+from ads_ledger.testing.trustlist import issue_attestation, load_trust_list
+from ads_ledger.wallet.commands import check_receipt, sign_command
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 ENV = {**os.environ, "PYTHONPATH": SRC}
@@ -59,7 +59,7 @@ def limits() -> dict[str, Any]:
         from limits import measure_limits  # type: ignore[import-not-found]
 
         return dict(measure_limits(seconds=0.5))
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 — the figure is still useful without it
         return {"error": str(e)}
 
 
@@ -74,7 +74,7 @@ def now_ms() -> int:
 
 def cli(*args: str) -> dict[str, Any]:
     p = subprocess.run([sys.executable, "-m", "chargepoint_agent.cli", *args, "--json"], capture_output=True,
-                       text=True, timeout=120, env=ENV)  # fmt: skip
+                       text=True, timeout=120, env=ENV, check=False)  # fmt: skip
     if p.returncode != 0:
         raise RuntimeError(p.stdout + p.stderr)
     return json.loads(p.stdout)  # type: ignore[no-any-return]
@@ -90,7 +90,7 @@ class AgentProc:
         self.conn: http.client.HTTPConnection | None = None
 
     def start(self) -> None:
-        log = open(self.home / "agent.log", "ab")
+        log = open(self.home / "agent.log", "ab")  # noqa: SIM115 — the child keeps it
         prof = [] if self.profile is None else ["-m", "cProfile", "-o", str(self.profile)]
         self.proc = subprocess.Popen([sys.executable, *prof, "-m", "chargepoint_agent.cli", "run", "--home",
                                       str(self.home)], stdout=log, stderr=subprocess.STDOUT, env=ENV)  # fmt: skip
@@ -249,11 +249,11 @@ def bench_revoke(s: Setup, trials: int, batch: int = 10) -> dict[str, Any]:
         gids = []
         for i, p in enumerate(provs):
             gids.append(s.tx("grant", s.grant_body(p.pub), wait=(i == k - 1))[:16])
-        s.agent.wait(lambda st: len(st["grants"]) == k, timeout=30)
+        s.agent.wait(lambda st, k=k: len(st["grants"]) == k, timeout=30)
         for p, gid in zip(provs, gids):
             seq = 0
 
-            def cmd() -> bytes:
+            def cmd(p: SigningKey = p, gid: bytes = gid) -> bytes:
                 nonlocal seq
                 seq += 1
                 t = now_ms()
@@ -261,7 +261,7 @@ def bench_revoke(s: Setup, trials: int, batch: int = 10) -> dict[str, Any]:
                                     expires_at=t + 60_000, grant=gid)  # fmt: skip
 
             raw = cmd()
-            st, ans = s.agent.send(raw)
+            _, ans = s.agent.send(raw)
             code = check_receipt(s.cp, s.chain, raw, ans)["code"]
             if code != "ok":
                 raise RuntimeError(f"before the revoke the provider got {code}")
@@ -271,7 +271,7 @@ def bench_revoke(s: Setup, trials: int, batch: int = 10) -> dict[str, Any]:
             s.node.submit_tx(make_envelope(s.chain, "revoke", s.owner, s.nonce, {"cp": s.cp, "grant": gid}))
             while True:
                 t1 = time.monotonic()
-                st, ans = s.agent.send(nxt)
+                _, ans = s.agent.send(nxt)
                 sent_cmds += 1
                 code = check_receipt(s.cp, s.chain, nxt, ans)["code"]
                 if code == "no_grant":
@@ -304,7 +304,7 @@ def bench_commands(s: Setup, n: int) -> dict[str, Any]:
     t_all = time.monotonic()
     for raw in cmds:
         t0 = time.perf_counter()
-        st, ans = s.agent.send(raw)
+        _, ans = s.agent.send(raw)
         lat.append((time.perf_counter() - t0) * 1e6)
         code = ans.get("receipt", {}).get("code") if isinstance(ans.get("receipt"), dict) else None
         codes[str(code)] = codes.get(str(code), 0) + 1
