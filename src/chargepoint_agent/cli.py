@@ -22,7 +22,6 @@ from ads_ledger.client.output import emit, fail, json_option
 from ads_ledger.core import codec
 from ads_ledger.core.crypto import SigningKey
 from ads_ledger.state.envelope import make_envelope
-from ads_ledger.state.ownership import owner_sig_body
 from ads_ledger.state.records import acct_key
 from chargepoint_agent.config import (
     ATTESTATION_FILE,
@@ -183,6 +182,8 @@ def sign_ownership(home: Path, owner: str, as_json: bool) -> None:
     if rec is not None and rec["owner"] is not None:
         fail(as_json, "cp_owned", f"this charge point is owned by {rec['owner'].hex()}", "the owner must cp.transfer it")
     epoch = 0 if rec is None else rec["epoch"]
+    from ads_ledger.state.ownership import owner_sig_body  # here: X.509 code `run` never needs
+
     sig = key.sign_tagged("ads/own/1", cfg.chain_id, owner_sig_body(key.pub, owner_pub, epoch))
     device = None
     if rec is None:
