@@ -71,11 +71,11 @@ class _Node:
         valset = self._call(lambda: self.c.validators(height))
         return LightBlock(header, commit, valset)
 
-    def light_bundle(self, cp: bytes) -> tuple[LightBlock, tuple[bytes | None, SparseProof],
-                                              tuple[bytes | None, SparseProof]] | None:  # fmt: skip
+    def light_bundle(self, cp: bytes, height: int | None = None) -> tuple[LightBlock, tuple[bytes | None, SparseProof],
+                                                                       tuple[bytes | None, SparseProof]] | None:  # fmt: skip
         """GET /light/{cp} parsed into typed parts (None: the node does not serve it)."""
         try:
-            b = self.c.light(cp)
+            b = self.c.light(cp, height)
         except ApiResponseError as e:
             if e.status in (404, 406) and e.code in ("not_found", "not_acceptable"):
                 return None
@@ -221,17 +221,13 @@ class AclSync:
         self.primary = (self.primary + 1) % len(self.nodes)
 
     def _init_trust(self, node: _Node, now_ms: int) -> None:
-        block = node.block(self.trust_height)
-        try:  # the next set lets the first skip be checked against it; optional
-            nxt: ValidatorSet | None = node.block(self.trust_height + 1).valset
-        except SyncError:
-            nxt = None
+        bundle = node.light_bundle(self.cp, self.trust_height)  # one round trip where served
+        block = bundle[0] if bundle is not None else node.block(self.trust_height)
         if self.trust_hash is not None:
             st = trust_root(self.trust_height, self.trust_hash, block.header, block.commit, block.valset, now_ms,
-                            self.opts, next_valset=nxt, chain_id=self.chain_id)  # fmt: skip
+                            self.opts, chain_id=self.chain_id)  # fmt: skip
         else:
-            st = genesis_root(block.header, block.commit, block.valset, now_ms, self.opts, next_valset=nxt,
-                              chain_id=self.chain_id)  # fmt: skip
+            st = genesis_root(block.header, block.commit, block.valset, now_ms, self.opts, chain_id=self.chain_id)
         self.light = LightClient(st, self.opts)
         self.store.put_meta("light", self.light.encode())
 

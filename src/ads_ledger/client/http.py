@@ -151,9 +151,10 @@ class NodeClient:
         q = "" if height is None else f"?height={height}"
         return self._dict(self._json("GET", f"/chargepoints/{cp.hex()}{q}"))
 
-    def light(self, cp: bytes) -> dict[str, Any]:
+    def light(self, cp: bytes, height: int | None = None) -> dict[str, Any]:
         """GET /light/{cp}: the decoded msgpack bundle (typed parts are the caller's to parse)."""
-        status, _, data = self.request("GET", f"/light/{cp.hex()}", None, {"accept": "application/msgpack"})
+        q = "" if height is None else f"?height={height}"
+        status, _, data = self.request("GET", f"/light/{cp.hex()}{q}", None, {"accept": "application/msgpack"})
         if status != 200:
             try:
                 err = json.loads(data)["error"]

@@ -191,8 +191,8 @@ def _doc() -> dict[str, Any]:
             "One round trip for a charge point's light client, at the latest height H: canonical msgpack "
             "{height, header, commit, validators, record: {value, proof}, params: {value, proof}} "
             "(the signed header, H's set, the cp/ record and gov/params with proofs; verify all of it)",
-            {"type": "string", "format": "binary"}, [_hex_param("cp", HEX32, "charge point public key")],
-            (400, 404, 406), media="application/msgpack")},
+            {"type": "string", "format": "binary"}, [_hex_param("cp", HEX32, "charge point public key"), state_h],
+            (400, 404, 406, 410), media="application/msgpack")},
         "/grants": {"get": _op(
             "The live grants naming a grantee, latest state: an index for providers (not proven: "
             "verify each record through /chargepoints/{cp})",

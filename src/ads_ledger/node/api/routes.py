@@ -365,7 +365,10 @@ async def get_light(ctx: ApiContext, req: Request, p: Mapping[str, str],
     the signed header, H's validator set, and its `cp/` record and gov/params with proofs
     (canonical msgpack; each part is verified by the client, none is trusted)."""
     cp = parse_hex_param(p["cp"], "charge point key", length=32)
-    h = ctx.backend.status().latest_height
+    latest = ctx.backend.status().latest_height
+    h = _height_query(q) or latest
+    if h > latest:
+        raise ApiError(404, "height_future", f"height {h} is beyond the latest, {latest}")
     hc = ctx.backend.get_commit(h) if h else None
     vs = ctx.backend.get_validators(h) if h else None
     if hc is None or vs is None:
@@ -452,7 +455,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/state/{key}", get_state, frozenset({"height"})),
     Route("GET", "/chargepoints/{cp}", get_chargepoint, frozenset({"height"})),
     Route("GET", "/grants", get_grants, frozenset({"grantee"})),
-    Route("GET", "/light/{cp}", get_light, produces=MSGPACK),
+    Route("GET", "/light/{cp}", get_light, frozenset({"height"}), produces=MSGPACK),
     Route("GET", "/events", get_events, produces=SSE),
     Route("GET", "/metrics", get_metrics, produces=PROM_TEXT),
     Route("GET", "/openapi.json", get_openapi),
