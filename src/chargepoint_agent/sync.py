@@ -71,8 +71,7 @@ class _Node:
         valset = self._call(lambda: self.c.validators(height))
         return LightBlock(header, commit, valset)
 
-    def light_bundle(self, cp: bytes, height: int | None = None) -> tuple[LightBlock, tuple[bytes | None, SparseProof],
-                                                                       tuple[bytes | None, SparseProof]] | None:  # fmt: skip
+    def light_bundle(self, cp: bytes, height: int | None = None) -> tuple[LightBlock, Any, Any] | None:
         """GET /light/{cp} parsed into typed parts (None: the node does not serve it)."""
         try:
             b = self.c.light(cp, height)
@@ -85,6 +84,10 @@ class _Node:
         try:
             block = LightBlock(Header.from_obj(b["header"]), Commit.from_obj(b["commit"]),
                                ValidatorSet.from_obj(b["validators"]))  # fmt: skip
+            if b["record"] is None or b["params"] is None:  # state pruned at that height
+                if height is None:
+                    raise SyncError(f"{self.url}: no state at its latest height")
+                return block, None, None
             rec = (b["record"]["value"], SparseProof.from_obj(b["record"]["proof"]))
             par = (b["params"]["value"], SparseProof.from_obj(b["params"]["proof"]))
         except (DecodeError, KeyError, TypeError, ValueError) as e:

@@ -492,3 +492,11 @@ def test_light_bundle_is_one_verifiable_round_trip() -> None:
     status, _, body = with_client(fake, lambda c: c.request("GET", f"/light/{CP_KEY.pub.hex()}", None,
                                                             {"accept": "application/json"}))  # fmt: skip
     assert status == 406
+
+
+def test_light_bundle_at_a_pruned_height_still_serves_the_signed_header() -> None:
+    fake = FakeBackend()
+    fake.pruned_below = 2
+    b = with_client(fake, lambda c: c.light(CP_KEY.pub, 1))
+    assert b["height"] == 1 and b["record"] is None and b["params"] is None and b["commit"]
+    assert with_client(fake, lambda c: c.light(CP_KEY.pub, 2))["record"] is not None
