@@ -176,6 +176,10 @@ from ads_ledger.cli.command import command as _command  # noqa: E402 (after the 
 
 main.add_command(_command)
 
+from ads_ledger.cli.key import key as _key  # noqa: E402
+
+main.add_command(_key)
+
 try:
     from ads_ledger.cli.sim import sim as _sim
 
