@@ -18,6 +18,7 @@ from ads_ledger.core.crypto import SigningKey
 from ads_ledger.state.envelope import make_envelope
 from ads_ledger.testing.devnet import Network, agent_get, create
 from ads_ledger.testing.trustlist import issue_attestation, load_trust_list
+from ads_ledger.wallet.keystore import Keyring
 
 
 def test_units() -> None:
@@ -41,9 +42,11 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
         n.stop_all()
 
 
-def ads(*args: str) -> tuple[int, dict[str, Any]]:
+def ads(*args: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    import os
+
     p = subprocess.run([sys.executable, "-m", "ads_ledger.cli.main", *args, "--json"], capture_output=True,
-                       text=True, timeout=60)  # fmt: skip
+                       text=True, timeout=60, env={**os.environ, **(env or {})})  # fmt: skip
     return p.returncode, json.loads(p.stdout)
 
 
@@ -71,8 +74,14 @@ def test_command_send(net: Network, tmp_path: Path) -> None:
         time.sleep(0.05)
     base = ["command", "send", "--key", str(key_file), "--cp", cp.hex(), "--agent", net.agent_api,
             "--node", net.apis[0], "--action", "charging.profile.set", "--for", "2h"]  # fmt: skip
-    rc, ok = ads(*base, "--limit", "7.4kW")
+    # the provider's key in an encrypted keyring, opened with its passphrase
+    Keyring(tmp_path / "kr").add("provider", prov, "provider pass")
+    kr_env = {"ADS_KEYRING": str(tmp_path / "kr"), "ADS_PASSPHRASE": "provider pass"}
+    by_name = [*base[:2], "--key", "provider", *base[4:]]
+    rc, ok = ads(*by_name, "--limit", "7.4kW", env=kr_env)
     assert rc == 0 and ok["code"] == "ok" and ok["data"]["stack_level"] == 20, ok  # from the grant's priority
+    rc, wrong = ads(*by_name, "--limit", "7.4kW", env={**kr_env, "ADS_PASSPHRASE": "guess"})
+    assert rc == 1 and wrong["error"]["code"] == "keystore"
     rc, no = ads(*base, "--limit", "22kW")
     assert rc == 1 and no["code"] == "limits" and "11000" in no["data"]["message"]
     rc, out = ads("command", "send", "--key", str(key_file), "--cp", cp.hex(), "--agent", net.agent_api,

@@ -22,11 +22,13 @@ from typing import Any
 
 import click
 
+from ads_ledger.cli.key import keyring_option, passphrase_option, read_passphrase
 from ads_ledger.client.http import ApiResponseError, NodeClient, TransportError
 from ads_ledger.client.output import emit, fail, json_option
 from ads_ledger.core import codec
 from ads_ledger.core.crypto import SigningKey
 from ads_ledger.wallet.commands import ReceiptError, check_receipt, sign_command
+from ads_ledger.wallet.keystore import Keyring, KeystoreError
 
 __all__ = ["command"]
 
@@ -101,6 +103,19 @@ def _find_grant(node: str, key: SigningKey, cp: bytes, scope: str, now: int) -> 
     return bytes.fromhex(max(fit, key=lambda g: g["priority"])["id"])
 
 
+def _issuer_key(ref: str, keyring: Path | None, passphrase_file: Path | None, chain_id: str) -> SigningKey:
+    """A key file ({"pub", "seed"}, devnet wallets) or a keyring key by name or pub hex."""
+    path = Path(ref)
+    if path.is_file():
+        try:
+            return SigningKey(bytes.fromhex(json.loads(path.read_text())["seed"]))
+        except (ValueError, KeyError, TypeError) as e:
+            raise click.BadParameter(f"{path} is not a key file: {e}") from e
+    kr = Keyring(keyring)
+    info = kr.find(ref)
+    return kr.load(ref, read_passphrase(passphrase_file) if info.encrypted else None, chain_id=chain_id)
+
+
 def _post(agent: str, envelope: bytes) -> Any:
     req = urllib.request.Request(agent.rstrip("/") + "/commands", data=envelope, method="POST",
                                  headers={"content-type": "application/msgpack", "accept": "application/msgpack"})  # fmt: skip
@@ -117,8 +132,11 @@ def command() -> None:
 
 
 @command.command("send")
-@click.option("--key", "key_file", required=True, type=click.Path(path_type=Path, exists=True, dir_okay=False),
-              help='The issuer key file, {"pub", "seed"} (e.g. devnet/wallet/provider.key).')
+@click.option("--key", "key_ref", required=True,
+              help='The issuer: a keyring key name (or pub hex), or a key file {"pub", "seed"} '
+                   "(e.g. devnet/wallet/provider.key).")
+@keyring_option
+@passphrase_option
 @click.option("--cp", "cp_hex", required=True, help="The charge point's public key (hex).")
 @click.option("--agent", required=True, help="The charge point's agent URL (http://host:port).")
 @click.option("--action", required=True, type=click.Choice(sorted(SCOPE)))
@@ -133,17 +151,15 @@ def command() -> None:
 @click.option("--available/--unavailable", default=None)
 @click.option("--params", "raw_params", default=None, help="The params map as JSON (any action).")
 @json_option
-def send(key_file: Path, cp_hex: str, agent: str, action: str, grant_hex: str | None, node: str | None,
+def send(key_ref: str, keyring: Path | None, passphrase_file: Path | None, cp_hex: str, agent: str, action: str, grant_hex: str | None, node: str | None,
          as_owner: bool, chain_id: str | None, limit: str | None, duration: str | None, profile_id: int,
          connector: int | None, available: bool | None, raw_params: str | None, as_json: bool) -> None:  # fmt: skip
     """Sign ACTION for charge point CP, send it to its agent, verify and print the receipt."""
     try:
-        d = json.loads(key_file.read_text())
-        key = SigningKey(bytes.fromhex(d["seed"]))
         cp = bytes.fromhex(cp_hex)
         assert len(cp) == 32
-    except (ValueError, KeyError, TypeError, AssertionError) as e:
-        fail(as_json, "bad_argument", f"--key must be a key file and --cp 64 hex characters: {e}")
+    except (ValueError, AssertionError):
+        fail(as_json, "bad_argument", "--cp must be 64 hex characters")
     now = int(time.time() * 1000)
     try:
         params = _params(action, limit, duration, profile_id, connector, available, raw_params, now)
@@ -152,6 +168,7 @@ def send(key_file: Path, cp_hex: str, agent: str, action: str, grant_hex: str | 
                 raise click.BadParameter("give --chain-id, or --node to read it")
             with NodeClient(node, timeout_s=10.0) as c:
                 chain_id = str(c.status()["chain_id"])
+        key = _issuer_key(key_ref, keyring, passphrase_file, chain_id)
         grant = None
         if not as_owner:
             if grant_hex is not None:
@@ -160,6 +177,8 @@ def send(key_file: Path, cp_hex: str, agent: str, action: str, grant_hex: str | 
                 grant = _find_grant(node, key, cp, SCOPE[action], now)
             else:
                 raise click.BadParameter("give --grant, --node (to find it) or --owner")
+    except KeystoreError as e:
+        fail(as_json, "keystore", str(e))
     except (click.ClickException, ValueError) as e:
         fail(as_json, "bad_argument", str(e))
     except (TransportError, ApiResponseError, OSError) as e:
