@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ads_ledger.client import tomlconfig
 from ads_ledger.core import codec
 from ads_ledger.core.crypto import SigningKey
 from ads_ledger.core.errors import AdsError
@@ -84,53 +84,18 @@ _SECTIONS: dict[str, dict[str, tuple[str, str]]] = {
 }
 
 
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise TypeError(f"cannot write {type(v).__name__} to toml")
-
-
 def write_config(cfg: AgentConfig) -> Path:
-    lines = ["# ADS charge-point agent configuration (chargepoint-agent init wrote it).", ""]
-    for section, keys in _SECTIONS.items():
-        lines.append(f"[{section}]")
-        for key, (attr, comment) in keys.items():
-            lines.append(f"# {comment}")
-            lines.append(f"{key} = {_toml_value(getattr(cfg, attr))}")
-        lines.append("")
     path = cfg.home / "config.toml"
-    path.write_text("\n".join(lines))
+    path.write_text(tomlconfig.render(cfg, _SECTIONS, "ADS charge-point agent configuration (chargepoint-agent init wrote it)."))
     return path
 
 
 def load_config(home: Path | str) -> AgentConfig:
     home = Path(home).resolve()
     path = home / "config.toml"
-    if not path.exists():
-        raise ConfigError(f"{path} does not exist; create the home with `chargepoint-agent init --home {home}`")
-    try:
-        doc = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: {e}") from e
+    doc = tomlconfig.read(path, ConfigError, f"create the home with `chargepoint-agent init --home {home}`")
     cfg = AgentConfig(home=home)
-    defaults = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
-    for section, values in doc.items():
-        if section not in _SECTIONS or not isinstance(values, dict):
-            raise ConfigError(f"{path}: unknown section [{section}]; known: {', '.join(_SECTIONS)}")
-        for key, v in values.items():
-            if key not in _SECTIONS[section]:
-                raise ConfigError(f"{path}: unknown key {key!r} in [{section}]")
-            attr = _SECTIONS[section][key][0]
-            want = type(defaults[attr])
-            if not isinstance(v, want) or isinstance(v, bool) != (want is bool):
-                raise ConfigError(f"{path}: [{section}] {key} must be a {want.__name__}")
-            setattr(cfg, attr, v)
+    tomlconfig.apply(cfg, doc, _SECTIONS, path, ConfigError)
     if not cfg.nodes or not all(isinstance(n, str) and n.startswith("http") for n in cfg.nodes):
         raise ConfigError(f"{path}: [ledger] nodes must list at least one http:// node URL")
     if cfg.driver not in ("sim", "ocpp201"):
