@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from ads_ledger.core import codec
-from ads_ledger.core.crypto import SigningKey, sign_bytes, verify
+from ads_ledger.core.crypto import SigningKey
 
-__all__ = ["RECEIPT_TAG", "make_receipt", "receipt_valid"]
+__all__ = ["RECEIPT_TAG", "make_receipt"]
 
 RECEIPT_TAG = "ads/receipt/1"
 
@@ -24,18 +24,3 @@ def make_receipt(key: SigningKey, chain_id: str, *, cmd_hash: bytes, code: str, 
                "data": data or {}, "ok": code == "ok"}  # fmt: skip
     receipt = codec.decode(codec.encode(receipt))  # canonical form: what the signature covers
     return {"receipt": receipt, "sig": key.sign_tagged(RECEIPT_TAG, chain_id, receipt)}
-
-
-def receipt_valid(device: bytes, chain_id: str, envelope: Any) -> bool:
-    """Does `envelope` carry a receipt signed by charge point `device` (shape and signature)?"""
-    if type(envelope) is not dict or set(envelope) != {"receipt", "sig"}:
-        return False
-    r, sig = envelope["receipt"], envelope["sig"]
-    if type(r) is not dict or type(sig) is not bytes or len(sig) != 64:
-        return False
-    if set(r) != {"acl_height", "at", "cmd", "code", "data", "ok"}:
-        return False
-    try:
-        return verify(device, sig, sign_bytes(RECEIPT_TAG, chain_id, r))
-    except Exception:  # a value the canonical encoder refuses is simply not a valid receipt
-        return False

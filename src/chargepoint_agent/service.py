@@ -200,9 +200,9 @@ async def serve(agent: Agent, host: str, port: int, sync_state: dict[str, Any],
     await trio.serve_listeners(handle, listeners)
 
 
-async def _sync_loop(sync: AclSync, cfg: AgentConfig, state: dict[str, Any], wake: trio.Event,
-                     holder: list[trio.Event]) -> None:  # fmt: skip
-    """A verified refresh on every wake-up (an event named us) and at least every poll_ms."""
+async def _sync_loop(sync: AclSync, cfg: AgentConfig, state: dict[str, Any], holder: list[trio.Event]) -> None:
+    """A verified refresh on every wake-up (`holder[0]` set: an event named us) and at least
+    every poll_ms."""
     lock = threading.Lock()  # one refresh at a time, in a worker thread
 
     def once() -> Any:
@@ -273,7 +273,7 @@ async def run(cfg: AgentConfig, driver: Driver, *, task_status: trio.TaskStatus[
         async with trio.open_nursery() as n:
             bound = await n.start(serve, agent, host, int(port), state)
             th.start()
-            n.start_soon(_sync_loop, sync, cfg, state, holder[0], holder)
+            n.start_soon(_sync_loop, sync, cfg, state, holder)
             n.start_soon(_driver_clock, driver)
             task_status.started(bound)
     finally:

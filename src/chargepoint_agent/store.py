@@ -15,7 +15,7 @@ Nothing here parses untrusted input: the callers store what they verified.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import lmdb
 
@@ -95,17 +95,10 @@ class AgentStore:
                     cur.delete()
         return n
 
-    def entries(self, *, since: int = 0, limit: int = 100, issuer: bytes | None = None) -> Iterator[dict[str, Any]]:
-        """Audit entries from number `since`, oldest first, at most `limit` (of `issuer` only if given)."""
-        out = 0
-        with self.env.begin(db=self._audit) as txn, txn.cursor() as cur:
-            ok = cur.set_range(_k(since))
-            while ok and out < limit:
-                e = codec.decode(cur.value())
-                if issuer is None or e["issuer"] == issuer:  # type: ignore[index]
-                    out += 1
-                    yield e  # type: ignore[misc]
-                ok = cur.next()
+    def count(self) -> int:
+        """Audit entries held now."""
+        with self.env.begin() as txn:
+            return int(txn.stat(self._audit)["entries"])
 
     def read(self, *, since: int, limit: int, issuer: bytes | None, max_scan: int = 10_000) -> tuple[list[dict[str, Any]], int]:
         """At most `limit` entries from number `since` (of `issuer` only, if given), examining at

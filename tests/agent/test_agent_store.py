@@ -31,9 +31,10 @@ def test_accept_then_complete_and_read_back(tmp_path: Path) -> None:
             s.accept(ISSUER, 5, entry(5))  # the caller checked replay; the store refuses anyway
         assert s.last_seq(ISSUER) == 5
     with AgentStore(tmp_path / "s") as s:  # reopened: everything is there, numbering continues
-        es = list(s.entries())
+        es, nxt = s.read(since=0, limit=100, issuer=None)
+        assert nxt == 2 and s.count() == 2
         assert [e["n"] for e in es] == [0, 1] and es[0]["receipt"]["receipt"] == {"code": "ok"}
-        assert [e["code"] for e in s.entries(issuer=b"\x08" * 32)] == ["scope"]
+        assert [e["code"] for e in s.read(since=0, limit=100, issuer=b"\x08" * 32)[0]] == ["scope"]
         assert s.log(entry(1)) == 2
 
 
@@ -41,7 +42,7 @@ def test_audit_log_is_bounded(tmp_path: Path) -> None:
     with AgentStore(tmp_path / "s", max_audit=1000) as s:
         for i in range(3100):
             s.log(entry(i))
-        kept = [e["n"] for e in s.entries(limit=10_000)]
+        kept = [e["n"] for e in s.read(since=0, limit=10_000, issuer=None)[0]]
         assert kept[-1] == 3099 and 1000 <= len(kept) <= 1000 + 1024
         assert kept == sorted(kept)
 
@@ -76,5 +77,5 @@ def test_accepted_seq_survives_kill_9(tmp_path: Path) -> None:
         assert seen, "the child accepted nothing before it was killed"
         with AgentStore(tmp_path / "s") as s:
             assert (s.last_seq(ISSUER) or 0) >= seen[-1]
-            ns = [e["n"] for e in s.entries(limit=10**6)]
+            ns = [e["n"] for e in s.read(since=0, limit=10**6, issuer=None, max_scan=10**6)[0]]
             assert ns == list(range(len(ns)))  # no hole, no duplicate in the log

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from ads_ledger.core import codec
 from ads_ledger.core.crypto import H, SigningKey
 from ads_ledger.wallet.commands import ReceiptError, check_receipt, command_hash, sign_command
-from chargepoint_agent.receipt import make_receipt, receipt_valid
+from chargepoint_agent.receipt import make_receipt
 from chargepoint_agent.verify import OWNER_STACK_LEVEL, AccessList, check_command
 
 CHAIN = "ads-test"
@@ -120,7 +120,7 @@ def test_receipt_answers_exactly_its_command() -> None:
     v = verdict(raw)
     rec = make_receipt(CP, CHAIN, cmd_hash=v.cmd_hash, code=v.code, at_ms=NOW, acl_height=ACL.height,
                        data={"limit_w": 7400})  # fmt: skip
-    assert receipt_valid(CP.pub, CHAIN, rec)
+    assert check_receipt(CP.pub, CHAIN, raw, rec)["code"] == "ok"
     wire = codec.decode(codec.encode(rec))
     assert check_receipt(CP.pub, CHAIN, raw, wire)["data"] == {"limit_w": 7400}
     with pytest.raises(ReceiptError, match="another command"):
@@ -130,7 +130,8 @@ def test_receipt_answers_exactly_its_command() -> None:
     tampered = {**wire, "receipt": {**wire["receipt"], "code": "scope", "ok": False}}
     with pytest.raises(ReceiptError):
         check_receipt(CP.pub, CHAIN, raw, tampered)
-    assert not receipt_valid(CP.pub, "other-chain", rec)
+    with pytest.raises(ReceiptError, match="not signed"):
+        check_receipt(CP.pub, "other-chain", raw, rec)  # signed for this chain only
 
 
 _VALID = [cmd(), cmd(OWNER, grant=None, action="charging.stop", params={}),

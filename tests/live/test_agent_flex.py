@@ -14,9 +14,9 @@ import pytest
 
 from ads_ledger.core.crypto import SigningKey
 from ads_ledger.state.envelope import make_envelope
-from ads_ledger.testing.devnet import Network, agent_get, agent_send, create
+from ads_ledger.testing.devnet import Network, agent_get, create
 from ads_ledger.testing.trustlist import issue_attestation, load_trust_list
-from ads_ledger.wallet.commands import check_receipt, sign_command
+from ads_ledger.wallet.commands import check_receipt, post_command, sign_command
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +70,10 @@ def test_armed_frequency_response(net: Network) -> None:
     arm = {"below_mhz": 49_800, "limit_w": 2_000, "hold_s": 30, "until": t + 600_000}
     env = sign_command(aggregator, chain, cp=cp, action="flex.arm", params=arm, seq=1, issued_at=t,
                        expires_at=t + 60_000, grant=gid)  # fmt: skip
-    assert check_receipt(cp, chain, env, agent_send(net.agent_api, env))["code"] == "ok"
+    assert check_receipt(cp, chain, env, post_command(net.agent_api, env))["code"] == "ok"
     over = {**arm, "limit_w": 12_000}  # the grant caps flex limits too
     env = sign_command(aggregator, chain, cp=cp, action="flex.arm", params=over, seq=2, issued_at=t,
                        expires_at=t + 60_000, grant=gid)  # fmt: skip
-    assert check_receipt(cp, chain, env, agent_send(net.agent_api, env))["code"] == "limits"
+    assert check_receipt(cp, chain, env, post_command(net.agent_api, env))["code"] == "limits"
     assert frequency(net, 50_000)["limit_w"] == 22_000  # nominal: no response
     assert frequency(net, 49_700)["limit_w"] == 2_000  # below 49.8 Hz: capped within the same call

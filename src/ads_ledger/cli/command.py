@@ -16,7 +16,6 @@ import json
 import re
 import time
 import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +24,8 @@ import click
 from ads_ledger.cli.key import keyring_option, passphrase_option, read_passphrase
 from ads_ledger.client.http import ApiResponseError, NodeClient, TransportError
 from ads_ledger.client.output import emit, fail, json_option
-from ads_ledger.core import codec
 from ads_ledger.core.crypto import SigningKey
-from ads_ledger.wallet.commands import ReceiptError, check_receipt, sign_command
+from ads_ledger.wallet.commands import ReceiptError, check_receipt, post_command, sign_command
 from ads_ledger.wallet.keystore import Keyring, KeystoreError
 
 __all__ = ["command"]
@@ -116,16 +114,6 @@ def _issuer_key(ref: str, keyring: Path | None, passphrase_file: Path | None, ch
     return kr.load(ref, read_passphrase(passphrase_file) if info.encrypted else None, chain_id=chain_id)
 
 
-def _post(agent: str, envelope: bytes) -> Any:
-    req = urllib.request.Request(agent.rstrip("/") + "/commands", data=envelope, method="POST",
-                                 headers={"content-type": "application/msgpack", "accept": "application/msgpack"})  # fmt: skip
-    try:
-        with urllib.request.urlopen(req, timeout=15) as r:
-            return codec.decode(r.read())
-    except urllib.error.HTTPError as e:
-        return codec.decode(e.read())
-
-
 @click.group()
 def command() -> None:
     """Signed commands straight to a charge point (DESIGN §7)."""
@@ -186,7 +174,7 @@ def send(key_ref: str, keyring: Path | None, passphrase_file: Path | None, cp_he
     envelope = sign_command(key, chain_id, cp=cp, action=action, params=params, seq=now, issued_at=now,
                             expires_at=now + 60_000, grant=grant)  # seq: ms, rising per issuer  # fmt: skip
     try:
-        answer = _post(agent, envelope)
+        answer = post_command(agent, envelope)
         receipt = check_receipt(cp, chain_id, envelope, answer)
     except (urllib.error.URLError, OSError) as e:
         fail(as_json, "agent", f"cannot reach the charge point at {agent}: {e}", "is `chargepoint-agent run` up?")

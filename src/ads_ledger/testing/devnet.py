@@ -178,20 +178,6 @@ def agent_get(url: str, path: str) -> dict[str, Any]:
         return json.loads(r.read())  # type: ignore[no-any-return]
 
 
-def agent_send(url: str, envelope: bytes) -> Any:
-    """POST a command envelope to an agent; the decoded receipt envelope (msgpack)."""
-    import urllib.error
-    import urllib.request
-
-    req = urllib.request.Request(url + "/commands", data=envelope, method="POST",
-                                 headers={"content-type": "application/msgpack", "accept": "application/msgpack"})  # fmt: skip
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return codec.decode(r.read())
-    except urllib.error.HTTPError as e:  # 400 malformed still carries a signed receipt
-        return codec.decode(e.read())
-
-
 def create(directory: Path, validators: int, fast: bool = True,
            params: dict[str, int] | None = None) -> dict[str, Any]:  # fmt: skip
     """A testnet directory for `Network`; `params` go into the genesis gov/params."""
@@ -208,7 +194,7 @@ def walkthrough(net: Network, say: Callable[[str], None]) -> dict[str, Any]:
     """The ownership, delegation and actuation flows end to end; returns what it verified."""
     from ads_ledger.client import jsonenc
     from ads_ledger.testing.trustlist import issue_attestation, load_trust_list
-    from ads_ledger.wallet.commands import check_receipt, sign_command
+    from ads_ledger.wallet.commands import check_receipt, post_command, sign_command
 
     chain = net.info["chain_id"]
     tl = load_trust_list(Path(net.info["eid"]))
@@ -236,7 +222,7 @@ def walkthrough(net: Network, say: Callable[[str], None]) -> dict[str, Any]:
         t = int(time.time() * 1000)
         env = sign_command(key, chain, cp=cp, action=action, params=params, seq=seq["n"], issued_at=t,
                            expires_at=t + 60_000, grant=grant)  # fmt: skip
-        return check_receipt(cp, chain, env, agent_send(net.agent_api, env))  # signed by the charge point?
+        return check_receipt(cp, chain, env, post_command(net.agent_api, env))  # signed by the charge point?
 
     def plan(limit_w: int, pid: int) -> dict[str, Any]:
         t = int(time.time() * 1000)

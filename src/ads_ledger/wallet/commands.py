@@ -7,13 +7,15 @@ answers exactly this command (its `cmd` is H(canonical cmd)).
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
 from typing import Any
 
 from ads_ledger.core import codec
 from ads_ledger.core.crypto import H, SigningKey, sign_bytes, verify
 from ads_ledger.core.errors import RemoteError
 
-__all__ = ["CMD_TAG", "RECEIPT_TAG", "ReceiptError", "sign_command", "command_hash", "check_receipt"]
+__all__ = ["CMD_TAG", "RECEIPT_TAG", "ReceiptError", "sign_command", "command_hash", "check_receipt", "post_command"]
 
 CMD_TAG = "ads/cmd/1"
 RECEIPT_TAG = "ads/receipt/1"
@@ -51,3 +53,16 @@ def check_receipt(cp: bytes, chain_id: str, envelope: bytes, answer: Any) -> dic
     if r["ok"] is not (r["code"] == "ok"):
         raise ReceiptError("the receipt's ok and code disagree")
     return r  # type: ignore[no-any-return]
+
+
+def post_command(agent_url: str, envelope: bytes, timeout_s: float = 15.0) -> Any:
+    """POST a command envelope to a charge point's agent; the decoded answer (msgpack). A 400
+    carries a signed `malformed` receipt too. URLError/OSError when the agent is unreachable;
+    DecodeError when the answer is not msgpack."""
+    req = urllib.request.Request(agent_url.rstrip("/") + "/commands", data=envelope, method="POST",
+                                 headers={"content-type": "application/msgpack", "accept": "application/msgpack"})  # fmt: skip
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as r:
+            return codec.decode(r.read())
+    except urllib.error.HTTPError as e:
+        return codec.decode(e.read())
