@@ -24,11 +24,9 @@ a human table, with the raw limits of bench/limits.py measured in the same run.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -44,14 +42,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ads_ledger.core import codec
 from ads_ledger.core.crypto import SigningKey, sign_bytes, verify
 from ads_ledger.state.envelope import make_envelope, parse_envelope
+from ads_ledger.testing.agentproc import AgentProcess
 from ads_ledger.testing.devnet import Network, create
 from ads_ledger.testing.testnet import free_port
 from ads_ledger.testing.trustlist import issue_attestation, load_trust_list
 from ads_ledger.wallet.commands import check_receipt, sign_command
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-ENV = {**os.environ, "PYTHONPATH": SRC}
-CLK = os.sysconf("SC_CLK_TCK")
+os.environ["PYTHONPATH"] = SRC  # the agent and CLI subprocesses run this tree's code
+ENV = dict(os.environ)
 
 
 def limits() -> dict[str, Any]:
@@ -80,101 +79,13 @@ def cli(*args: str) -> dict[str, Any]:
     return json.loads(p.stdout)  # type: ignore[no-any-return]
 
 
-class AgentProc:
-    """A `chargepoint-agent run` process and a keep-alive HTTP connection to it."""
-
-    def __init__(self, home: Path, profile: Path | None = None) -> None:
-        self.home, self.proc, self.profile = home, None, profile  # type: ignore[var-annotated]
-        cfg = (home / "config.toml").read_text()
-        self.port = int(cfg.split('listen = "127.0.0.1:')[1].split('"')[0])
-        self.conn: http.client.HTTPConnection | None = None
-
-    def start(self) -> None:
-        log = open(self.home / "agent.log", "ab")  # noqa: SIM115 — the child keeps it
-        prof = [] if self.profile is None else ["-m", "cProfile", "-o", str(self.profile)]
-        self.proc = subprocess.Popen([sys.executable, *prof, "-m", "chargepoint_agent.cli", "run", "--home",
-                                      str(self.home)], stdout=log, stderr=subprocess.STDOUT, env=ENV)  # fmt: skip
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                self.status()
-                return
-            except OSError:
-                self.conn = None
-                time.sleep(0.2)
-        raise RuntimeError("the agent did not start: " + (self.home / "agent.log").read_text()[-2000:])
-
-    def stop(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, bytes]:  # fmt: skip
-        for attempt in (0, 1):
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-            try:
-                self.conn.request(method, path, body=body, headers=headers or {})
-                r = self.conn.getresponse()
-                data = r.read()
-                if r.will_close:
-                    self.conn.close()
-                    self.conn = None
-                return r.status, data
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                self.conn.close()
-                self.conn = None
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
-
-    def status(self) -> dict[str, Any]:
-        st, body = self.request("GET", "/status")
-        if st != 200:
-            raise OSError(f"GET /status {st}")
-        return json.loads(body)  # type: ignore[no-any-return]
-
-    def send(self, raw: bytes) -> tuple[int, dict[str, Any]]:
-        st, body = self.request("POST", "/commands", raw, {"content-type": "application/msgpack",
-                                                             "accept": "application/msgpack"})  # fmt: skip
-        return st, codec.decode(body)  # type: ignore[return-value]
-
-    def wait(self, pred: Any, timeout: float = 30.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            st = self.status()
-            if pred(st):
-                return st
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"agent status never matched: {st}")
-            time.sleep(0.05)
-
-    def proc_stats(self) -> tuple[int, float]:
-        """(VmRSS in kB, utime+stime in seconds) of the agent process, from /proc."""
-        assert self.proc is not None
-        pid = self.proc.pid
-        rss = 0
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1])
-        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return rss, (int(f[11]) + int(f[12])) / CLK  # fields 14, 15 (utime, stime)
-
-
 class Setup:
     """A 4-validator devnet, an agent owned by an attested owner, the owner's tx helper."""
 
     def __init__(self, root: Path, profile: Path | None = None) -> None:
         create(root / "net", 4)
         self.net = Network(root / "net")
-        self.agent: AgentProc | None = None
+        self.agent: AgentProcess | None = None
         self.net.start_all()
         try:
             self.net.wait_height(2, timeout=60)
@@ -192,7 +103,7 @@ class Setup:
             self.tx("attest", issue_attestation(tl, self.chain, self.owner.pub, issued_at=t - 60_000,
                                                 expires_at=t + 86_400_000), wait=True)  # fmt: skip
             self.tx("cp.accept", {"cp": self.cp}, wait=True)
-            self.agent = AgentProc(home, profile)
+            self.agent = AgentProcess(home, profile)
             self.agent.start()
             self.agent.wait(lambda s: s["owner"] == self.owner.pub.hex())
             self.node = self.net.client(0)

@@ -14,26 +14,19 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from livenet import running_devnet
 
 from ads_ledger.core import codec
 from ads_ledger.core.crypto import SigningKey
 from ads_ledger.state.envelope import make_envelope
-from ads_ledger.testing.devnet import Network, create
+from ads_ledger.testing.devnet import Network
 from ads_ledger.testing.trustlist import issue_attestation, load_trust_list
 
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
-    d = tmp_path_factory.mktemp("agentcli") / "net"
-    create(d, 4)
-    n = Network(d)
-    try:
-        n.start_all()
-        n.wait_height(2, timeout=60)
+    with running_devnet(tmp_path_factory, "agentcli") as n:
         yield n
-    finally:
-        for i in list(n.procs):
-            n.kill(i)
 
 
 def agent(*args: str) -> tuple[int, dict[str, Any]]:

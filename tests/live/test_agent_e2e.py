@@ -5,10 +5,8 @@ still served when the ledger is gone (stale access list)."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,11 +14,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from livenet import running_devnet
 
 from ads_ledger.core import codec
 from ads_ledger.core.crypto import SigningKey
 from ads_ledger.state.envelope import make_envelope
-from ads_ledger.testing.devnet import Network, create
+from ads_ledger.testing.agentproc import AgentProcess
+from ads_ledger.testing.devnet import Network
 from ads_ledger.testing.testnet import free_port
 from ads_ledger.testing.trustlist import issue_attestation, load_trust_list
 from ads_ledger.wallet.commands import check_receipt, sign_command
@@ -31,78 +31,8 @@ ENV = {**os.environ, "PYTHONPATH": SRC}
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
-    d = tmp_path_factory.mktemp("agent") / "net"
-    create(d, 4)
-    n = Network(d)
-    try:
-        n.start_all()
-        n.wait_height(2, timeout=60)
+    with running_devnet(tmp_path_factory, "agent") as n:
         yield n
-    finally:
-        for i in list(n.procs):
-            n.kill(i)
-
-
-class AgentProc:
-    def __init__(self, home: Path) -> None:
-        self.home, self.proc = home, None  # type: ignore[var-annotated]
-        cfg = (home / "config.toml").read_text()
-        self.port = int(cfg.split('listen = "127.0.0.1:')[1].split('"')[0])
-
-    def start(self) -> None:
-        log = open(self.home / "agent.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "chargepoint_agent.cli", "run", "--home", str(self.home)],
-                                     stdout=log, stderr=subprocess.STDOUT, env=ENV)  # fmt: skip
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                self.status()
-                return
-            except OSError:
-                time.sleep(0.2)
-        raise AssertionError("the agent did not start: " + (self.home / "agent.log").read_text()[-2000:])
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            c.request(method, path, body=body, headers=headers or {})
-            r = c.getresponse()
-            return r.status, r.read()
-        finally:
-            c.close()
-
-    def status(self) -> dict[str, Any]:
-        st, body = self.request("GET", "/status")
-        assert st == 200
-        return json.loads(body)  # type: ignore[no-any-return]
-
-    def send(self, raw: bytes) -> tuple[int, dict[str, Any]]:
-        st, body = self.request("POST", "/commands", raw, {"content-type": "application/msgpack",
-                                                             "accept": "application/msgpack"})  # fmt: skip
-        return st, codec.decode(body)  # type: ignore[return-value]
-
-    def wait(self, pred: Any, timeout: float = 20.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            st = self.status()
-            if pred(st):
-                return st
-            if time.monotonic() > deadline:
-                raise AssertionError(f"agent status never matched: {st}")
-            time.sleep(0.1)
 
 
 def cli(*args: str) -> dict[str, Any]:
@@ -136,7 +66,7 @@ def test_agent_end_to_end(net: Network, tmp_path: Path) -> None:
 
     tx("attest", issue_attestation(tl, chain, owner.pub, issued_at=now - 60_000, expires_at=now + 86_400_000))
     tx("cp.accept", {"cp": cp})
-    agent = AgentProc(home)
+    agent = AgentProcess(home)
     try:
         agent.start()
         agent.wait(lambda s: s["owner"] == owner.pub.hex())

@@ -11,26 +11,19 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from livenet import running_devnet
 
 from ads_ledger.core.crypto import SigningKey
 from ads_ledger.state.envelope import make_envelope
-from ads_ledger.testing.devnet import Network, agent_get, create
+from ads_ledger.testing.devnet import Network, agent_get
 from ads_ledger.testing.trustlist import issue_attestation, load_trust_list
 from ads_ledger.wallet.commands import check_receipt, post_command, sign_command
 
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
-    d = tmp_path_factory.mktemp("flex") / "net"
-    create(d, 4)
-    n = Network(d)
-    try:
-        n.start_all()
-        n.wait_height(2, timeout=60)
-        n.start_agent()
+    with running_devnet(tmp_path_factory, "flex", agent=True) as n:
         yield n
-    finally:
-        n.stop_all()
 
 
 def frequency(net: Network, mhz: int) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+from livenet import running_devnet
 
 from ads_ledger.client import jsonenc
 from ads_ledger.core import codec
@@ -27,7 +28,7 @@ from ads_ledger.node.config import load_key
 from ads_ledger.state.envelope import make_envelope
 from ads_ledger.state.records import cp_key
 from ads_ledger.testing import propose_tx
-from ads_ledger.testing.devnet import Network, create
+from ads_ledger.testing.devnet import Network
 from ads_ledger.testing.trustlist import issue_attestation, load_device_ca, load_trust_list
 from chargepoint_agent.store import AgentStore
 from chargepoint_agent.sync import AclSync, SyncError
@@ -79,16 +80,8 @@ class Proxy:
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
-    d = tmp_path_factory.mktemp("lies") / "net"
-    create(d, 4)
-    n = Network(d)
-    try:
-        n.start_all()
-        n.wait_height(2, timeout=60)
+    with running_devnet(tmp_path_factory, "lies") as n:
         yield n
-    finally:
-        for i in list(n.procs):
-            n.kill(i)
 
 
 def _owned_cp(net: Network) -> tuple[bytes, SigningKey, SigningKey]:

@@ -12,11 +12,12 @@ from typing import Any, Iterator
 
 import click
 import pytest
+from livenet import running_devnet
 
 from ads_ledger.cli.command import parse_duration, parse_power
 from ads_ledger.core.crypto import SigningKey
 from ads_ledger.state.envelope import make_envelope
-from ads_ledger.testing.devnet import Network, agent_get, create
+from ads_ledger.testing.devnet import Network, agent_get
 from ads_ledger.testing.trustlist import issue_attestation, load_trust_list
 from ads_ledger.wallet.keystore import Keyring
 
@@ -30,16 +31,8 @@ def test_units() -> None:
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
-    d = tmp_path_factory.mktemp("cmd") / "net"
-    create(d, 4)
-    n = Network(d)
-    try:
-        n.start_all()
-        n.wait_height(2, timeout=60)
-        n.start_agent()
+    with running_devnet(tmp_path_factory, "cmd", agent=True) as n:
         yield n
-    finally:
-        n.stop_all()
 
 
 def ads(*args: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:

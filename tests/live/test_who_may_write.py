@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from livenet import running_devnet
 
 from ads_ledger.client.http import ApiResponseError, NodeClient
 from ads_ledger.core import codec
@@ -21,7 +22,7 @@ from ads_ledger.core.crypto import H, SigningKey
 from ads_ledger.node.config import load_key
 from ads_ledger.state.envelope import make_envelope
 from ads_ledger.state.records import acct_key
-from ads_ledger.testing.devnet import Network, create
+from ads_ledger.testing.devnet import Network
 from ads_ledger.testing.trustlist import (
     TestDeviceCA,
     issue_attestation,
@@ -36,16 +37,8 @@ DAY = 86_400_000
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
-    d = tmp_path_factory.mktemp("who") / "net"
-    create(d, 4)
-    n = Network(d)
-    try:
-        n.start_all()
-        n.wait_height(1, timeout=60)
+    with running_devnet(tmp_path_factory, "who", height=1) as n:
         yield n
-    finally:
-        for i in list(n.procs):
-            n.kill(i)
 
 
 class Chain:

@@ -32,6 +32,7 @@ from ads_ledger.core.errors import RemoteError
 from ads_ledger.light.verify import verify_signed_header, verify_state
 from ads_ledger.state.envelope import make_envelope
 from ads_ledger.state.records import cp_key
+from ads_ledger.testing.agentproc import AgentProcess
 
 __all__ = ["Network", "run_devnet", "walkthrough"]
 
@@ -47,7 +48,7 @@ class Network:
         info = json.loads((directory / "devnet.json").read_text())
         self.info = info
         self.apis = [n["api"] for n in info["nodes"]]
-        self.agent: subprocess.Popen[bytes] | None = None
+        self.agent: AgentProcess | None = None
         self.agent_home = directory / "chargepoint"
         self.agent_api = ""
 
@@ -113,33 +114,15 @@ class Network:
                             "--json"], check=True, capture_output=True, timeout=60)  # fmt: skip
             cfg = home / "config.toml"  # the walkthrough wants updates within a second or two
             cfg.write_text(cfg.read_text().replace("poll_ms = 10000", "poll_ms = 2000"))
-        port = (home / "config.toml").read_text().split('listen = "127.0.0.1:')[1].split('"')[0]
-        self.agent_api = f"http://127.0.0.1:{port}"
-        logf = open(home / "agent.log", "ab")
-        self.agent = subprocess.Popen([sys.executable, "-m", "chargepoint_agent.cli", "run", "--home", str(home)],
-                                      stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      start_new_session=True)  # fmt: skip
-        logf.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.agent.poll() is not None:
-                raise RuntimeError("the agent exited:\n" + (home / "agent.log").read_text()[-2000:])
-            try:
-                agent_get(self.agent_api, "/status")
-                return self.agent_api
-            except OSError:
-                time.sleep(0.2)
-        raise TimeoutError(f"the agent did not answer on {self.agent_api} in {timeout} s")
+        self.agent = AgentProcess(home)
+        self.agent.start(timeout)
+        self.agent_api = self.agent.url
+        return self.agent_api
 
     def stop_agent(self) -> None:
-        p, self.agent = self.agent, None
-        if p is not None and p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(10)
+        agent, self.agent = self.agent, None
+        if agent is not None:
+            agent.stop()
 
     def client(self, i: int = 0, timeout_s: float = 10.0) -> NodeClient:
         return NodeClient(self.apis[i], timeout_s=timeout_s)
@@ -339,7 +322,7 @@ def run_devnet(validators: int, directory: Path, walk: bool, exit_after: bool, a
         while not stop:
             time.sleep(0.5)
             dead = [i for i, p in net.procs.items() if p.poll() is not None]
-            if net.agent is not None and net.agent.poll() is not None:
+            if net.agent is not None and not net.agent.alive():
                 say(f"the agent exited; see {net.agent_home}/agent.log. Stopping the network.")
                 return 1
             if dead:
