@@ -21,6 +21,7 @@ governance keeps `gov/anchors` and `gov/revoked` current (domain.md §3).
 from __future__ import annotations
 
 import datetime as dt
+from bisect import bisect_left
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Sequence
@@ -42,6 +43,7 @@ from ads_ledger.state.reasons import (
     BadIssuerSig,
     CertExpired,
     ChainTooLarge,
+    IssuerRevoked,
     KeyUsage,
     Malformed,
     UntrustedChain,
@@ -54,6 +56,8 @@ __all__ = [
     "check_chain_bounds",
     "validate_chain",
     "check_leaf_signature",
+    "is_revoked",
+    "verify_issued",
     "parse_anchor",
     "ms_to_datetime",
     "datetime_to_ms",
@@ -239,3 +243,22 @@ def check_leaf_signature(leaf: x509.Certificate, sig: bytes, msg: bytes, what: s
             raise BadIssuerSig(f"issuer key type {type(key).__name__} is not ECDSA P-256 or RSA")
     except InvalidSignature as e:
         raise BadIssuerSig(f"issuer_sig does not verify under the leaf certificate's key over {what}") from e
+
+
+def is_revoked(revoked: Sequence[bytes], issuer: bytes) -> bool:
+    """`revoked` is gov/revoked: sorted, so a lookup is a bisection."""
+    i = bisect_left(revoked, issuer)
+    return i < len(revoked) and revoked[i] == issuer
+
+
+def verify_issued(certs_der: Sequence[bytes], sig: bytes, msg: bytes, anchors_der: Sequence[bytes],
+                  revoked: Sequence[bytes], at_ms: int, *, purpose: str, renew: str, signed: str,
+                  revoked_why: str) -> Chain:  # fmt: skip
+    """A statement issued under a chain: the chain validates to a `purpose` anchor, its leaf is
+    not revoked (IssuerRevoked: `revoked_why`), and the leaf's key signed `msg` (`signed` names
+    it in the refusal). Returns the validated chain."""
+    chain = validate_chain(certs_der, anchors_der, at_ms, purpose=purpose, renew=renew)
+    if is_revoked(revoked, chain.issuer):
+        raise IssuerRevoked(f"governance revoked the certificate {chain.issuer.hex()[:16]}…: {revoked_why}")
+    check_leaf_signature(chain.leaf, sig, msg, signed)
+    return chain

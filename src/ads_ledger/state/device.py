@@ -11,9 +11,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ads_ledger.core.crypto import sign_bytes
-from ads_ledger.state.certs import check_leaf_signature, validate_chain
-from ads_ledger.state.identity import is_revoked
-from ads_ledger.state.reasons import AttestationExpired, DeviceMismatch, IssuerRevoked
+from ads_ledger.state.certs import verify_issued
+from ads_ledger.state.reasons import AttestationExpired, DeviceMismatch
 from ads_ledger.state.records import short
 
 __all__ = ["DEVICE_TAG", "device_sign_bytes", "verify_device_attestation", "MAX_MODEL_BYTES"]
@@ -46,15 +45,10 @@ def verify_device_attestation(
         raise AttestationExpired(
             f"the device statement is issued at {st['issued_at']} (ms), after block time {at_ms}"
         )
-    chain = validate_chain(
-        att["issuer_certs"], anchors_der, at_ms, purpose="device",
-        renew="the manufacturer must re-sign the device statement under a current certificate",
+    chain = verify_issued(
+        att["issuer_certs"], att["issuer_sig"], device_sign_bytes(st), anchors_der, revoked, at_ms,
+        purpose="device", renew="the manufacturer must re-sign the device statement under a current certificate",
+        signed='sign_bytes("ads/device/1", "", statement)',
+        revoked_why="this manufacturer certificate can no longer put charge points on the ledger",
     )  # fmt: skip
-    if is_revoked(revoked, chain.issuer):
-        raise IssuerRevoked(
-            f"governance revoked the manufacturer certificate {chain.issuer.hex()[:16]}…; it "
-            "can no longer put charge points on the ledger"
-        )
-    check_leaf_signature(chain.leaf, att["issuer_sig"], device_sign_bytes(st),
-                         'sign_bytes("ads/device/1", "", statement)')  # fmt: skip
     return {"issuer": chain.issuer, "model": st["model"]}

@@ -11,20 +11,13 @@ Each failure is a typed `TxRejected`.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from typing import Any, Sequence
 
 from ads_ledger.core.crypto import sign_bytes
-from ads_ledger.state.certs import check_leaf_signature, ms_to_datetime, parse_anchor, validate_chain
-from ads_ledger.state.reasons import AccountMismatch, AttestationExpired, IssuerRevoked
+from ads_ledger.state.certs import is_revoked, ms_to_datetime, parse_anchor, verify_issued
+from ads_ledger.state.reasons import AccountMismatch, AttestationExpired
 
 __all__ = ["verify_attestation", "ms_to_datetime", "parse_anchor", "is_revoked"]
-
-
-def is_revoked(revoked: Sequence[bytes], issuer: bytes) -> bool:
-    """`revoked` is gov/revoked: sorted, so a lookup is a bisection."""
-    i = bisect_left(revoked, issuer)
-    return i < len(revoked) and revoked[i] == issuer
 
 
 def verify_attestation(
@@ -47,18 +40,11 @@ def verify_attestation(
             f"the attestation is valid from {att['issued_at']} to {att['expires_at']} (ms), "
             f"not at block time {at_ms}; get a fresh attestation from the eID broker"
         )
-    chain = validate_chain(
-        body["issuer_certs"], anchors_der, at_ms, purpose="eid",
-        renew="ask the broker for an attestation under a current certificate",
-    )  # fmt: skip
-    if is_revoked(revoked, chain.issuer):
-        raise IssuerRevoked(
-            f"governance revoked the broker certificate {chain.issuer.hex()[:16]}…; its "
-            "attestations no longer count — get one from another eID broker"
-        )
-    check_leaf_signature(
-        chain.leaf, body["issuer_sig"], sign_bytes("ads/attest/1", chain_id, att),
-        'sign_bytes("ads/attest/1", chain_id, attestation)',
+    chain = verify_issued(
+        body["issuer_certs"], body["issuer_sig"], sign_bytes("ads/attest/1", chain_id, att), anchors_der,
+        revoked, at_ms, purpose="eid", renew="ask the broker for an attestation under a current certificate",
+        signed='sign_bytes("ads/attest/1", chain_id, attestation)',
+        revoked_why="this broker's attestations no longer count — get one from another eID broker",
     )  # fmt: skip
     return {
         "anchor": chain.anchor,
