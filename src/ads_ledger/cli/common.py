@@ -1,0 +1,92 @@
+"""What every wallet command shares: `--node` (repeatable, or ADS_NODE with commas) with
+failover, the keyring and passphrase, `--json`, and one way to turn a wallet error into one
+clear line with a next step and exit status 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import click
+
+from ads_ledger.cli.key import keyring_option, passphrase_option, read_passphrase
+from ads_ledger.client.output import fail, json_option
+from ads_ledger.core.crypto import SigningKey
+from ads_ledger.light.errors import LightError
+from ads_ledger.wallet.errors import TxRefused, WalletError
+from ads_ledger.wallet.keystore import Keyring, KeystoreError
+from ads_ledger.wallet.ledger import Ledger
+
+__all__ = ["node_option", "key_options", "wallet_command", "open_ledger", "load_key", "trust_options"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def node_option(f: F) -> F:
+    return click.option("--node", "nodes", multiple=True, metavar="URL",
+                        help="A node API URL (repeat for failover; default: $ADS_NODE, comma-separated).")(f)  # fmt: skip
+
+
+def key_options(f: F) -> F:
+    """--key NAME|PUB (or a devnet key file), --keyring, --passphrase-file."""
+    f = passphrase_option(keyring_option(f))
+    return click.option("--key", "key_ref", required=True, metavar="NAME",
+                        help="Your key: a keyring name or public key hex (or a devnet key file).")(f)  # fmt: skip
+
+
+def trust_options(f: F) -> F:
+    f = click.option("--trust-height", type=click.IntRange(1), default=None,
+                     help="Height of a block you trust (with --trust-hash); default: trust block 1 on first use.")(f)  # fmt: skip
+    return click.option("--trust-hash", default=None, metavar="HEX",
+                        help="That block's id, obtained out of band (e.g. from the network's operators).")(f)  # fmt: skip
+
+
+def open_ledger(nodes: tuple[str, ...]) -> Ledger:
+    urls = list(nodes) or [u.strip() for u in os.environ.get("ADS_NODE", "").split(",") if u.strip()]
+    if not urls:
+        raise WalletError("no node given", hint="pass --node URL (repeatable) or set ADS_NODE")
+    return Ledger(urls)
+
+
+def load_key(ref: str, keyring: Path | None, passphrase_file: Path | None, chain_id: str) -> SigningKey:
+    """A keyring key by name or pub hex; a devnet key file {"pub", "seed"} on test chains only."""
+    path = Path(ref)
+    if ("/" in ref or ref.endswith((".key", ".json"))) and path.is_file():  # keyring names have neither
+        from ads_ledger.wallet.keystore import is_test_chain
+
+        if not is_test_chain(chain_id):
+            raise WalletError(f"{path} is a plaintext key file; they are for devnet/test chains only",
+                              hint="import it into the keyring: `ads key import`")  # fmt: skip
+        try:
+            doc = json.loads(path.read_text())
+            return SigningKey(bytes.fromhex(doc["seed"]))
+        except (ValueError, KeyError, TypeError) as e:
+            raise WalletError(f"{path} is not a key file: {e}") from e
+    kr = Keyring(keyring)
+    info = kr.find(ref)
+    return kr.load(ref, read_passphrase(passphrase_file) if info.encrypted else None, chain_id=chain_id)
+
+
+def wallet_command(f: F) -> F:
+    """Run a wallet command: WalletError / KeystoreError / LightError → one line, a hint, exit 1."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        as_json = bool(kwargs.get("as_json"))
+        try:
+            return f(*args, **kwargs)
+        except TxRefused as e:
+            where = f" (tx {e.txid.hex()[:16]}…" + (f", block {e.height})" if e.height else ")") if e.txid else ""
+            fail(as_json, e.code, f"refused ({e.code}): {e}{where}", e.hint)
+        except WalletError as e:
+            fail(as_json, e.code, str(e), e.hint)
+        except KeystoreError as e:
+            fail(as_json, "keystore", str(e), "check the key name (`ads key list`) and its passphrase")
+        except LightError as e:
+            fail(as_json, "not_verified", f"the node's answer does not verify: {e}", "try another --node")
+
+    return json_option(wrapper)  # type: ignore[return-value]
