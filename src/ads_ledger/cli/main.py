@@ -176,6 +176,16 @@ from ads_ledger.cli.command import command as _command  # noqa: E402 (after the 
 
 main.add_command(_command)
 
+from ads_ledger.cli.cp import cp as _cp  # noqa: E402
+from ads_ledger.cli.grant import grant as _grant  # noqa: E402
+from ads_ledger.cli.grant import grants as _grants
+from ads_ledger.cli.grant import revoke as _revoke
+from ads_ledger.cli.identity import eid as _eid  # noqa: E402
+from ads_ledger.cli.identity import identity as _identity
+
+for _c in (_cp, _grant, _grants, _revoke, _eid, _identity):
+    main.add_command(_c)
+
 from ads_ledger.cli.key import key as _key  # noqa: E402
 
 main.add_command(_key)

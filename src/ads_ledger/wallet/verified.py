@@ -87,17 +87,25 @@ class Verifier:
         return self.state(acct_key(pub))
 
     def state(self, key: bytes) -> Verified:
+        return self.states([key])[0]
+
+    def states(self, keys: list[bytes]) -> list[Verified]:
+        """Each key's value proven at one verified header (the latest the node has)."""
         now = int(time.time() * 1000)
+        out = []
         try:
             header, block = self._latest(now)
-            h, raw, proof = self.ledger.call(lambda c: c.state(key, header.height))
-            if h != header.height:
-                raise NotVerified(f"{self.ledger.node} answered for height {h}, not {header.height}")
-            verify_state(header, key, raw, proof)
-            value = None if raw is None else codec.decode(raw)
+            for key in keys:
+                h, raw, proof = self.ledger.call(lambda c: c.state(key, header.height))
+                if h != header.height:
+                    raise NotVerified(f"{self.ledger.node} answered for height {h}, not {header.height}")
+                verify_state(header, key, raw, proof)
+                value = None if raw is None else codec.decode(raw)
+                out.append(Verified(key, value, raw, proof, header, len(block.commit.sigs), len(block.valset),
+                                    self.first_use))  # fmt: skip
         except (LightError, DecodeError) as e:
             raise NotVerified(f"{self.ledger.node}: {e}") from e
-        return Verified(key, value, raw, proof, header, len(block.commit.sigs), len(block.valset), self.first_use)
+        return out
 
     # ------------------------------------------------------------------ the light client
 
