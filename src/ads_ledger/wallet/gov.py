@@ -18,7 +18,7 @@ from typing import Any
 from ads_ledger.core import codec
 from ads_ledger.core.crypto import H, SigningKey, sign_bytes, verify
 from ads_ledger.core.errors import DecodeError
-from ads_ledger.state.envelope import TX_TAG
+from ads_ledger.state.envelope import MAX_AUTH, TX_TAG
 from ads_ledger.state.records import ANCHOR_PURPOSES, PARAMS
 from ads_ledger.wallet.errors import WalletError
 
@@ -164,12 +164,13 @@ class Draft:
         if type(tx) is not dict or set(tx) != {"type", "signer", "nonce", "body", "auth"} or tx["type"] != "gov":
             raise bad("tx must be a gov transaction with type, signer, nonce, body, auth")
         body, auth = tx["body"], tx["auth"]
-        if type(tx["signer"]) is not bytes or len(tx["signer"]) != 32 or type(tx["nonce"]) is not int:
-            raise bad("signer must be 32 bytes and nonce an integer")
+        if type(tx["signer"]) is not bytes or len(tx["signer"]) != 32 or type(tx["nonce"]) is not int \
+                or tx["nonce"] < 1:  # fmt: skip
+            raise bad("signer must be 32 bytes and nonce a positive integer")
         if type(body) is not dict or set(body) != {"action", "args"} or body["action"] not in ACTIONS \
                 or type(body["args"]) is not dict:  # fmt: skip
             raise bad(f"body must be {{action, args}} with an action of {', '.join(ACTIONS)}")
-        if type(auth) is not list or len(auth) > 64 or any(
+        if type(auth) is not list or len(auth) > MAX_AUTH or any(
             type(a) is not list or len(a) != 2 or type(a[0]) is not bytes or len(a[0]) != 32
             or type(a[1]) is not bytes or len(a[1]) != 64 for a in auth
         ):  # fmt: skip
