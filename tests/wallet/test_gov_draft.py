@@ -126,7 +126,8 @@ def test_tally() -> None:
 
 
 def test_builders_refuse_bad_args() -> None:
-    for f in (lambda: validators_set([]), lambda: members_set([b"\x01" * 32], 2), lambda: params_set({"nope": 1})):
+    for f in (lambda: validators_set([]), lambda: members_set([b"\x01" * 32], 2), lambda: params_set({"nope": 1}),
+              lambda: params_set({"timeout_propose_ms": 1})):
         with pytest.raises(WalletError):
             f()
 

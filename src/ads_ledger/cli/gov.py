@@ -133,13 +133,11 @@ def build_args(action: str, updates: tuple[str, ...], cert: Path | None, purpose
         return members_set([parse_pub(m, "--member") for m in members], threshold)
     values: dict[str, int] = {}
     for p in params:
-        name, eq, value = p.partition("=")
+        name, _, value = p.partition("=")
         try:
             values[name.strip()] = int(value)
         except ValueError:
-            raise WalletError(f"--param {p!r}: expected NAME=INTEGER") from None
-        if not eq:
-            raise WalletError(f"--param {p!r}: expected NAME=INTEGER")
+            raise WalletError(f"--param {p!r}: expected NAME=INTEGER, e.g. timeout_propose_ms=3000") from None
     return params_set(values)
 
 

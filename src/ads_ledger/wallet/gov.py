@@ -63,6 +63,10 @@ def params_set(values: dict[str, int]) -> dict[str, Any]:
     unknown = sorted(set(values) - set(PARAMS))
     if unknown:
         raise WalletError(f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(PARAMS))}")
+    for k, v in sorted(values.items()):  # DESIGN §6 ranges: the ledger refuses others as bad_gov_args
+        lo, hi, _ = PARAMS[k]
+        if not lo <= v <= hi:
+            raise WalletError(f"{k} = {v} is out of range {lo}..{hi}")
     return dict(values)
 
 
@@ -119,7 +123,8 @@ class Draft:
 
     def sign(self, key: SigningKey) -> None:
         if any(p == key.pub for p, _ in self.auth):
-            raise WalletError(f"key {key.pub.hex()[:16]}… has already signed this draft", code="already_signed")
+            raise WalletError(f"key {key.pub.hex()[:16]}… has already signed this draft", code="already_signed",
+                              hint="each member signs once; `ads gov show FILE` lists who signed")  # fmt: skip
         self.auth.append([key.pub, key.sign(self.sign_bytes())])
 
     def tally(self, members: list[bytes], threshold: int) -> Tally:
