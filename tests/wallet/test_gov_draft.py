@@ -165,3 +165,40 @@ def test_cli_propose_sign_sign_show(tmp_path: Path) -> None:
     (tmp_path / "junk").write_bytes(b"junk")
     r = run(main, ["gov", "show", str(tmp_path / "junk"), "--json"])
     assert r.exit_code == 1 and json.loads(r.output)["error"]["code"] == "bad_draft"
+
+
+def test_cli_cert_actions(tmp_path: Path) -> None:
+    """anchors.* take a PEM or DER certificate (stored as DER); issuers.revoke --cert revokes H(DER)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from ads_ledger.core.crypto import H
+
+    k = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(k.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(k, hashes.SHA256()))  # fmt: skip
+    der = cert.public_bytes(serialization.Encoding.DER)
+    (tmp_path / "a.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "a.der").write_bytes(der)
+    signer = keys(1)[0].pub.hex()
+    base = ["--signer", signer, "--nonce", "1", "--chain-id", CHAIN]
+    run = CliRunner().invoke
+    r = run(main, ["gov", "propose", "anchors.add", "--cert", str(tmp_path / "a.pem"), "--purpose", "device",
+                   "--out", str(tmp_path / "a.msgpack"), *base])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert Draft.decode((tmp_path / "a.msgpack").read_bytes()).args == {"cert": der, "purpose": "device"}
+    r = run(main, ["gov", "propose", "issuers.revoke", "--cert", str(tmp_path / "a.der"), "--out",
+                   str(tmp_path / "r.msgpack"), *base])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert Draft.decode((tmp_path / "r.msgpack").read_bytes()).args == {"issuer": H(der)}
+    r = run(main, ["gov", "propose", "anchors.add", "--cert", str(tmp_path / "r.msgpack"), "--purpose", "eid",
+                   "--out", str(tmp_path / "x"), *base, "--json"])  # fmt: skip
+    assert r.exit_code == 1 and "not an X.509 certificate" in json.loads(r.output)["error"]["message"]
+    assert not (tmp_path / "x").exists()
