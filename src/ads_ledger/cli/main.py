@@ -190,6 +190,10 @@ from ads_ledger.cli.key import key as _key  # noqa: E402
 
 main.add_command(_key)
 
+from ads_ledger.cli.gov import gov as _gov  # noqa: E402
+
+main.add_command(_gov)
+
 try:
     from ads_ledger.cli.sim import sim as _sim
 

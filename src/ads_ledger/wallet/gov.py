@@ -18,7 +18,7 @@ from typing import Any
 from ads_ledger.core import codec
 from ads_ledger.core.crypto import H, SigningKey, sign_bytes, verify
 from ads_ledger.core.errors import DecodeError
-from ads_ledger.state.envelope import TX_TAG
+from ads_ledger.state.envelope import MAX_AUTH, TX_TAG
 from ads_ledger.state.records import ANCHOR_PURPOSES, PARAMS
 from ads_ledger.wallet.errors import WalletError
 
@@ -63,6 +63,10 @@ def params_set(values: dict[str, int]) -> dict[str, Any]:
     unknown = sorted(set(values) - set(PARAMS))
     if unknown:
         raise WalletError(f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(PARAMS))}")
+    for k, v in sorted(values.items()):  # DESIGN §6 ranges: the ledger refuses others as bad_gov_args
+        lo, hi, _ = PARAMS[k]
+        if not lo <= v <= hi:
+            raise WalletError(f"{k} = {v} is out of range {lo}..{hi}")
     return dict(values)
 
 
@@ -119,7 +123,8 @@ class Draft:
 
     def sign(self, key: SigningKey) -> None:
         if any(p == key.pub for p, _ in self.auth):
-            raise WalletError(f"key {key.pub.hex()[:16]}… has already signed this draft", code="already_signed")
+            raise WalletError(f"key {key.pub.hex()[:16]}… has already signed this draft", code="already_signed",
+                              hint="each member signs once; `ads gov show FILE` lists who signed")  # fmt: skip
         self.auth.append([key.pub, key.sign(self.sign_bytes())])
 
     def tally(self, members: list[bytes], threshold: int) -> Tally:
@@ -164,12 +169,13 @@ class Draft:
         if type(tx) is not dict or set(tx) != {"type", "signer", "nonce", "body", "auth"} or tx["type"] != "gov":
             raise bad("tx must be a gov transaction with type, signer, nonce, body, auth")
         body, auth = tx["body"], tx["auth"]
-        if type(tx["signer"]) is not bytes or len(tx["signer"]) != 32 or type(tx["nonce"]) is not int:
-            raise bad("signer must be 32 bytes and nonce an integer")
+        if type(tx["signer"]) is not bytes or len(tx["signer"]) != 32 or type(tx["nonce"]) is not int \
+                or tx["nonce"] < 1:  # fmt: skip
+            raise bad("signer must be 32 bytes and nonce a positive integer")
         if type(body) is not dict or set(body) != {"action", "args"} or body["action"] not in ACTIONS \
                 or type(body["args"]) is not dict:  # fmt: skip
             raise bad(f"body must be {{action, args}} with an action of {', '.join(ACTIONS)}")
-        if type(auth) is not list or len(auth) > 64 or any(
+        if type(auth) is not list or len(auth) > MAX_AUTH or any(
             type(a) is not list or len(a) != 2 or type(a[0]) is not bytes or len(a[0]) != 32
             or type(a[1]) is not bytes or len(a[1]) != 64 for a in auth
         ):  # fmt: skip
