@@ -10,23 +10,14 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-import click
 import pytest
 from livenet import running_devnet
 
-from ads_ledger.cli.command import parse_duration, parse_power
 from ads_ledger.core.crypto import SigningKey
 from ads_ledger.state.envelope import make_envelope
 from ads_ledger.testing.devnet import Network, agent_get
 from ads_ledger.testing.trustlist import issue_attestation, load_trust_list
 from ads_ledger.wallet.keystore import Keyring
-
-
-def test_units() -> None:
-    assert parse_power("7.4kW") == 7400 and parse_power("7400") == 7400 and parse_power("11 kw") == 11_000
-    assert parse_duration("2h") == 7200 and parse_duration("15m") == 900 and parse_duration("30") == 30
-    with pytest.raises(click.BadParameter):
-        parse_power("fast")
 
 
 @pytest.fixture(scope="module")

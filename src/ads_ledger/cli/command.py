@@ -13,7 +13,6 @@ sets the plan's stack level from that grant's priority itself.
 from __future__ import annotations
 
 import json
-import re
 import time
 import urllib.error
 from pathlib import Path
@@ -21,12 +20,15 @@ from typing import Any
 
 import click
 
-from ads_ledger.cli.key import keyring_option, passphrase_option, read_passphrase
+from ads_ledger.cli.common import load_key
+from ads_ledger.cli.key import keyring_option, passphrase_option
 from ads_ledger.client.http import ApiResponseError, NodeClient, TransportError
 from ads_ledger.client.output import emit, fail, json_option
 from ads_ledger.core.crypto import SigningKey
 from ads_ledger.wallet.commands import ReceiptError, check_receipt, post_command, sign_command
-from ads_ledger.wallet.keystore import Keyring, KeystoreError
+from ads_ledger.wallet.errors import WalletError
+from ads_ledger.wallet.keystore import KeystoreError
+from ads_ledger.wallet.units import parse_duration, parse_power
 
 __all__ = ["command"]
 
@@ -36,28 +38,6 @@ SCOPE = {
     "flex.activate": "flex", "flex.arm": "flex", "meter.read": "meter.read", "status.read": "status.read",
     "availability.set": "availability",
 }  # fmt: skip
-_POWER = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(w|kw|mw)?\s*$", re.I)
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h)?\s*$", re.I)
-
-
-def parse_power(s: str) -> int:
-    """'7.4kW' → 7400 (W)."""
-    m = _POWER.match(s)
-    if not m:
-        raise click.BadParameter(f"{s!r} is not a power: e.g. 7400, 7400W, 7.4kW")
-    unit = (m.group(2) or "w").lower()
-    return round(float(m.group(1)) * {"w": 1, "kw": 1000, "mw": 1_000_000}[unit])
-
-
-def parse_duration(s: str) -> int:
-    """'2h' → 7200 (s)."""
-    m = _DURATION.match(s)
-    if not m:
-        raise click.BadParameter(f"{s!r} is not a duration: e.g. 900, 15m, 2h")
-    unit = (m.group(2) or "s").lower()
-    return round(float(m.group(1)) * {"s": 1, "m": 60, "min": 60, "h": 3600}[unit])
-
-
 def _params(action: str, limit: str | None, duration: str | None, profile_id: int, connector: int | None,
             available: bool | None, raw: str | None, now: int) -> dict[str, Any]:  # fmt: skip
     if raw is not None:
@@ -73,14 +53,14 @@ def _params(action: str, limit: str | None, duration: str | None, profile_id: in
     if action == "charging.profile.set":
         if limit is None or duration is None:
             raise click.BadParameter("charging.profile.set needs --limit and --for")
-        return {"profile": {"id": profile_id, "valid_from": now, "valid_to": now + 1000 * parse_duration(duration),
+        return {"profile": {"id": profile_id, "valid_from": now, "valid_to": now + parse_duration(duration),
                             "periods": [[0, parse_power(limit)]]}}  # fmt: skip
     if action == "charging.profile.clear":
         return {"id": profile_id}
     if action == "flex.activate":
         if limit is None or duration is None:
             raise click.BadParameter("flex.activate needs --limit and --for")
-        return {"limit_w": parse_power(limit), "duration_s": parse_duration(duration)}
+        return {"limit_w": parse_power(limit), "duration_s": parse_duration(duration) // 1000}
     if action == "availability.set":
         if available is None:
             raise click.BadParameter("availability.set needs --available/--unavailable")
@@ -99,19 +79,6 @@ def _find_grant(node: str, key: SigningKey, cp: bytes, scope: str, now: int) -> 
         raise click.ClickException(f"no live grant on charge point {cp.hex()[:16]}… gives {key.pub.hex()[:16]}… "
                                    f"scope {scope}; ask the owner for one")  # fmt: skip
     return bytes.fromhex(max(fit, key=lambda g: g["priority"])["id"])
-
-
-def _issuer_key(ref: str, keyring: Path | None, passphrase_file: Path | None, chain_id: str) -> SigningKey:
-    """A key file ({"pub", "seed"}, devnet wallets) or a keyring key by name or pub hex."""
-    path = Path(ref)
-    if path.is_file():
-        try:
-            return SigningKey(bytes.fromhex(json.loads(path.read_text())["seed"]))
-        except (ValueError, KeyError, TypeError) as e:
-            raise click.BadParameter(f"{path} is not a key file: {e}") from e
-    kr = Keyring(keyring)
-    info = kr.find(ref)
-    return kr.load(ref, read_passphrase(passphrase_file) if info.encrypted else None, chain_id=chain_id)
 
 
 @click.group()
@@ -156,7 +123,7 @@ def send(key_ref: str, keyring: Path | None, passphrase_file: Path | None, cp_he
                 raise click.BadParameter("give --chain-id, or --node to read it")
             with NodeClient(node, timeout_s=10.0) as c:
                 chain_id = str(c.status()["chain_id"])
-        key = _issuer_key(key_ref, keyring, passphrase_file, chain_id)
+        key = load_key(key_ref, keyring, passphrase_file, chain_id)
         grant = None
         if not as_owner:
             if grant_hex is not None:
@@ -167,6 +134,8 @@ def send(key_ref: str, keyring: Path | None, passphrase_file: Path | None, cp_he
                 raise click.BadParameter("give --grant, --node (to find it) or --owner")
     except KeystoreError as e:
         fail(as_json, "keystore", str(e))
+    except WalletError as e:
+        fail(as_json, e.code, str(e), e.hint)
     except (click.ClickException, ValueError) as e:
         fail(as_json, "bad_argument", str(e))
     except (TransportError, ApiResponseError, OSError) as e:

@@ -5,8 +5,10 @@ It reads accounts and records, signs and submits transactions, and waits for the
   the next URL tried; `NodeUnreachable` names every URL tried and why;
 - a nonce race (`bad_nonce`: another tx of the same key got in first) is retried with a fresh
   nonce after the next block, at most `NONCE_RETRIES` times;
-- a tx admitted but not yet included (202 `pending`) is followed through `GET /txs/{txid}`
-  until it commits or `commit_timeout_s` runs out;
+- a tx admitted (202 `pending`) is followed through `GET /txs/{txid}` until it commits or
+  `commit_timeout_s` runs out; if the signer's nonce moves past it meanwhile (another tx of the
+  same key, through another node, got that nonce), it is a nonce race; if it just vanished (a
+  node restarted), the same bytes go out again every 5 s;
 - a refusal, before inclusion or in its block, is `TxRefused` with the ledger's code.
 
 A POST whose answer was lost may still have arrived; re-sending the same bytes is safe (same
@@ -189,35 +191,52 @@ class Ledger:
             raise WalletError(f"not a transaction: {e}", code="malformed") from e
         txid = env.txid(self.chain_id)
         deadline = self.clock() + self.commit_timeout_s
-        busy = 0
-        while True:
-            try:
-                r = self.call(lambda c: c.submit_tx(raw, wait_commit=True))
-            except ApiResponseError as e:
-                if e.code in _BUSY and busy < 5 and self.clock() < deadline:
-                    busy += 1
-                    self.sleep(min(1.0 * busy, max(0.0, deadline - self.clock())))
-                    continue
-                if e.code == "duplicate":  # the node holds it (our earlier POST did arrive)
-                    r = {"height": None}
-                else:
-                    raise TxRefused(e.code, e.message, txid=txid) from None
-            break
+        r = self._post(raw, txid, deadline)
+        last_post = last_nonce = self.clock()
         while r.get("height") is None:  # admitted, not yet included: follow it
-            if self.clock() >= deadline:
+            now = self.clock()
+            if now >= deadline:
                 raise WalletError(f"transaction {txid.hex()} was admitted by {self.node} but not committed "
                                   f"within {self.commit_timeout_s:.0f} s", code="pending",
                                   hint=f"it may still commit: check later with GET /txs/{txid.hex()}")  # fmt: skip
-            self.sleep(0.2)
+            self.sleep(0.1)
             try:
                 r = self.call(lambda c: c.tx(txid))
+                continue
             except NotFound:
                 r = {"height": None}
+            if self.clock() - last_nonce >= 1.0:  # a tx of the same nonce committed: ours never will
+                last_nonce = self.clock()
+                if self.nonce(env.signer) >= env.nonce:
+                    try:
+                        r = self.call(lambda c: c.tx(txid))
+                    except NotFound:
+                        raise TxRefused("bad_nonce", f"nonce {env.nonce} was taken by another transaction of "
+                                        f"{env.signer.hex()[:16]}…", txid=txid) from None  # fmt: skip
+                    continue
+            if self.clock() - last_post >= 5.0:  # dropped somewhere (a restart, an eviction): same bytes again
+                last_post = self.clock()
+                r = self._post(raw, txid, deadline)
         height = int(r["height"])
         code = str(r.get("code"))
         if not r.get("ok"):
             raise TxRefused(code, str(r.get("log", "")), txid=txid, height=height)
         return TxOutcome(txid, height, code, str(r.get("log", "")), self.node, env.nonce)
+
+    def _post(self, raw: bytes, txid: bytes, deadline: float) -> dict[str, Any]:
+        """POST /txs (no server-side wait: we follow the tx ourselves, so a dropped one is seen)."""
+        busy = 0
+        while True:
+            try:
+                return self.call(lambda c: c.submit_tx(raw))
+            except ApiResponseError as e:
+                if e.code == "duplicate":  # the node holds it already (an earlier POST did arrive)
+                    return {"height": None}
+                if e.code in _BUSY and busy < 5 and self.clock() < deadline:
+                    busy += 1
+                    self.sleep(min(1.0 * busy, max(0.0, deadline - self.clock())))
+                    continue
+                raise TxRefused(e.code, e.message, txid=txid) from None
 
     def wait_height(self, height: int, timeout_s: float = 30.0) -> int:
         """Wait until the answering node has committed `height`; its height."""
