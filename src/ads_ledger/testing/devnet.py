@@ -3,8 +3,8 @@ with its agent, and a walkthrough.
 
 The network is N `ads node start` subprocesses with homes from `ads testnet init`, and one
 `chargepoint-agent run` (home `DIR/chargepoint`, the simulated charger, the TEST manufacturer's
-attestation). The walkthrough then plays the three ADS flows through the HTTP APIs only, as an
-owner's and a provider's wallet would, verifying every answer: eID attestation → two-way
+attestation). The walkthrough then plays the three ADS flows through the wallet's Python API
+(ads_ledger.wallet) and the HTTP APIs only, verifying every answer: eID attestation → two-way
 ownership handshake (the device's side by `chargepoint-agent propose-owner`) → delegation →
 proof of the access list against a header signed by the validators → the provider's signed
 commands straight to the charge point (a plan accepted and in force, one over the grant's
@@ -26,12 +26,8 @@ from typing import Any, Callable
 import click
 
 from ads_ledger.client.http import NodeClient, TransportError
-from ads_ledger.core import codec
 from ads_ledger.core.crypto import SigningKey
-from ads_ledger.core.errors import RemoteError
-from ads_ledger.light.verify import verify_signed_header, verify_state
-from ads_ledger.state.envelope import make_envelope
-from ads_ledger.state.records import cp_key
+from ads_ledger.core.errors import AdsError
 from ads_ledger.testing.agentproc import AgentProcess
 
 __all__ = ["Network", "run_devnet", "walkthrough"]
@@ -174,9 +170,10 @@ def create(directory: Path, validators: int, fast: bool = True,
 
 
 def walkthrough(net: Network, say: Callable[[str], None]) -> dict[str, Any]:
-    """The ownership, delegation and actuation flows end to end; returns what it verified."""
-    from ads_ledger.client import jsonenc
+    """The ownership, delegation and actuation flows end to end through the wallet's Python API
+    (ads_ledger.wallet), as an owner's and a provider's software would; returns what it verified."""
     from ads_ledger.testing.trustlist import issue_attestation, load_trust_list
+    from ads_ledger.wallet import Ledger, TxRefused, Verifier, txs
     from ads_ledger.wallet.commands import check_receipt, post_command, sign_command
 
     chain = net.info["chain_id"]
@@ -188,17 +185,14 @@ def walkthrough(net: Network, say: Callable[[str], None]) -> dict[str, Any]:
     wallet.mkdir(exist_ok=True)
     for name, k in (("owner", owner), ("provider", provider)):
         (wallet / f"{name}.key").write_text(json.dumps({"pub": k.pub.hex(), "seed": k.seed.hex()}))
-    c = net.client(0, timeout_s=30.0)
-    reader = net.client(len(net.apis) - 1, timeout_s=30.0)
+    ledger = Ledger(net.apis, commit_timeout_s=30.0)  # every node: a stopped one is skipped
     now = int(time.time() * 1000)
     seq = {"n": 0}
 
-    def submit(raw: bytes, what: str) -> dict[str, Any]:
-        r = c.submit_tx(raw, wait_commit=True)
-        if r.get("height") is None or not r.get("ok"):
-            raise click.ClickException(f"{what}: {r}")
-        say(f"  {what}: committed at height {r['height']} (tx {r['txid'][:16]}…)")
-        return r
+    def submit(key: SigningKey, tx: tuple[str, dict[str, Any]]) -> Any:
+        out = ledger.submit(key, *tx)
+        say(f"  {txs.describe(*tx, key.pub, out.txid)}: committed at height {out.height}")
+        return out
 
     def command(key: SigningKey, action: str, params: dict[str, Any], grant: bytes | None) -> dict[str, Any]:
         seq["n"] += 1
@@ -215,7 +209,7 @@ def walkthrough(net: Network, say: Callable[[str], None]) -> dict[str, Any]:
         f"provider {provider.pub.hex()[:16]}…  (keys in {wallet})")  # fmt: skip
     say("1. identity: the TEST eID broker attests the owner's account (pseudonymous subject)")
     body = issue_attestation(tl, chain, owner.pub, issued_at=now - 60_000, expires_at=now + 365 * 86400_000)
-    submit(make_envelope(chain, "attest", owner, 1, body), "attest")
+    submit(owner, txs.attest(body, owner.pub))
     say("2. ownership: the charge point proposes its owner with the attestation its (TEST) manufacturer "
         "signed at the factory (`chargepoint-agent propose-owner`); the owner accepts")  # fmt: skip
     p = subprocess.run([sys.executable, "-m", "chargepoint_agent.cli", "propose-owner", "--home", str(net.agent_home),
@@ -223,27 +217,22 @@ def walkthrough(net: Network, say: Callable[[str], None]) -> dict[str, Any]:
     if p.returncode != 0:
         raise click.ClickException(f"cp.propose: {p.stdout}{p.stderr}")
     say(f"  cp.propose: committed at height {json.loads(p.stdout)['height']} (by the charge point)")
-    submit(make_envelope(chain, "cp.accept", owner, 2, {"cp": cp}), "cp.accept")
+    submit(owner, txs.accept(cp))
     say("3. delegation: the owner grants the provider charge plans and metering for 24 h, ≤ 11 kW")
-    grant = {"cp": cp, "grantee": provider.pub, "scopes": ["charging.profile", "meter.read"],
-             "not_before": now - 60_000, "not_after": now + 86400_000, "limits": {"max_power_w": 11000},
-             "exclusive": False, "priority": 10, "redelegate": 0, "parent": None}  # fmt: skip
-    g = submit(make_envelope(chain, "grant", owner, 3, grant), "grant")
-    gid = bytes.fromhex(g["txid"])[:16]
+    spec = txs.GrantSpec(cp=cp, grantee=provider.pub, scopes=("charging.profile", "meter.read"),
+                         not_before=now - 60_000, not_after=now + 86400_000, max_power_w=11_000, priority=10)  # fmt: skip
+    g = submit(owner, txs.grant(spec, now))
+    gid = g.grant_id
     say("4. the charge point's access list, read from another node and verified as a light client")
-    net.wait_height(g["height"], [len(net.apis) - 1], timeout=30)
-    rec = reader.chargepoint(cp, g["height"])
-    header, commit = reader.commit(g["height"])
-    valset = reader.validators(g["height"])
-    verify_signed_header(chain, header, commit, valset)
-    value = bytes.fromhex(rec["value"])
-    verify_state(header, cp_key(cp), value, jsonenc.proof_from_json(rec["proof"]))
-    acl = codec.decode(value)
-    assert acl["owner"] == owner.pub and len(acl["grants"]) == 1
-    say(f"  record at height {g['height']}: owner {acl['owner'].hex()[:16]}…, "
+    net.wait_height(g.height, [len(net.apis) - 1], timeout=30)
+    with Ledger([net.apis[-1]]) as reader:
+        v = Verifier(reader, wallet / "light").record(cp)
+    acl = v.value
+    assert acl is not None and acl["owner"] == owner.pub and len(acl["grants"]) == 1
+    say(f"  record at height {v.height}: owner {acl['owner'].hex()[:16]}…, "
         f"{len(acl['grants'])} grant(s) {acl['grants'][0]['scopes']}; proof of "
-        f"{len(rec['proof']['siblings'])} siblings verified against a header signed by "
-        f"{len(commit.sigs)}/{len(valset)} validators")  # fmt: skip
+        f"{len(v.proof.siblings)} siblings verified against a header signed by "
+        f"{v.signers}/{v.validators} validators")  # fmt: skip
     say("5. the charge point's agent (its own light client) sees the grant")
     t0 = time.monotonic()
     while not agent_get(net.agent_api, "/status")["grants"]:
@@ -265,13 +254,14 @@ def walkthrough(net: Network, say: Callable[[str], None]) -> dict[str, Any]:
     say(f"  charging.start: {r3['code']} — {r3['data'].get('message', '')}")
     say("8. a refused transaction explains itself: the provider tries to grant itself more")
     try:
-        bad = dict(grant, grantee=provider.pub, scopes=["charging.control"])
-        c.submit_tx(make_envelope(chain, "grant", provider, 1, bad))
+        bad = txs.GrantSpec(cp=cp, grantee=provider.pub, scopes=("charging.control",), not_before=now - 60_000,
+                            not_after=now + 86400_000)  # fmt: skip
+        ledger.submit(provider, *txs.grant(bad, now))
         say("  (unexpectedly accepted)")
-    except Exception as e:  # ApiResponseError carries the code and message
-        say(f"  refused: {e}")
+    except TxRefused as e:
+        say(f"  refused ({e.code}): {e}\n  next step: {e.hint}")
     say("9. revocation: the owner revokes the grant; the provider tries again until refused")
-    r = submit(make_envelope(chain, "revoke", owner, 4, {"cp": cp, "grant": gid}), "revoke")
+    r = submit(owner, txs.revoke(cp, gid))
     t_rev = time.monotonic()
     while True:
         r4 = command(provider, "charging.profile.set", plan(7400, 3), gid)
@@ -280,10 +270,9 @@ def walkthrough(net: Network, say: Callable[[str], None]) -> dict[str, Any]:
         time.sleep(0.05)
     took = time.monotonic() - t_rev
     say(f"  the charge point refuses the provider: {r4['code']}, {took:.2f} s after the revoke committed")
-    c.close()
-    reader.close()
+    ledger.close()
     return {"owner": owner.pub.hex(), "chargepoint": cp.hex(), "provider": provider.pub.hex(),
-            "grant_height": g["height"], "revoke_height": r["height"], "plan": r1["code"],
+            "grant_height": g.height, "revoke_height": r.height, "plan": r1["code"],
             "charger_limit_w": charger["limit_w"], "over_limit": r2["code"], "out_of_scope": r3["code"],
             "after_revoke": r4["code"], "revoke_to_refusal_s": round(took, 3)}  # fmt: skip
 
@@ -330,7 +319,7 @@ def run_devnet(validators: int, directory: Path, walk: bool, exit_after: bool, a
                 return 1
     except KeyboardInterrupt:
         pass
-    except (TransportError, TimeoutError, RemoteError, click.ClickException) as e:
+    except (TransportError, TimeoutError, AdsError, click.ClickException) as e:
         click.echo(f"error: {e}", err=True)
         click.echo(f"hint: the nodes' logs are in {directory}/node*/node.log", err=True)
         return 1
