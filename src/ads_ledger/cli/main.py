@@ -13,7 +13,6 @@ import click
 
 from ads_ledger.client.output import emit, fail, json_option
 from ads_ledger.node.config import ConfigError, load_config
-from ads_ledger.testing.testnet import DEFAULT_CHAIN, TestnetError, init_testnet
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,7 +32,7 @@ def testnet() -> None:
 @testnet.command("init")
 @click.option("--validators", "-n", default=4, show_default=True, type=click.IntRange(1, 64))
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Directory to create.")
-@click.option("--chain-id", default=DEFAULT_CHAIN, show_default=True)
+@click.option("--chain-id", default=None, help="Chain id (default: ads-devnet).")
 @click.option("--base-port", type=int, default=None, help="P2P port of node0 (API = +1, next node +2); default: free ports.")
 @click.option("--fast", is_flag=True, help="Short consensus timeouts for loopback networks.")
 @json_option
@@ -41,6 +40,9 @@ def testnet_init(validators: int, out: Path, chain_id: str, base_port: int | Non
                  as_json: bool) -> None:  # fmt: skip
     """Write node homes, governance keys, a TEST-ONLY eID trust list and a TEST-ONLY manufacturer
     CA (device-ca/, anchored in genesis) for a local network."""
+    from ads_ledger.testing.testnet import DEFAULT_CHAIN, TestnetError, init_testnet  # here: loads trio
+
+    chain_id = chain_id or DEFAULT_CHAIN
     try:
         info = init_testnet(out, validators, chain_id, base_port, fast=fast)
     except TestnetError as e:
