@@ -133,6 +133,9 @@ def test_owner_provider_story_and_refusals(net: Network, tmp_path: Path) -> None
     kf.write_text(json.dumps(doc))  # one flipped byte: the AEAD refuses it
     assert "alice" in alice.refused("grant", cp, p_pub, "--scope", "meter.read", "--for", "1h", "--key", "alice")
     kf.write_bytes(good)
+    assert settle(net) == root  # none of them sent anything
+    assert "no node answered: tried http://127.0.0.1:9" in alice.refused(
+        "cp", "show", cp, env={"ADS_NODE": "http://127.0.0.1:9"})  # fmt: skip
     # a grant on someone else's charge point (bob owns nothing here)
     bob.ok("eid", "issue", "--eid", eid, "--account", "bob", "--valid", "3s", "--out", str(tmp_path / "b.att"))
     bob.ok("identity", "attest", "--key", "bob", "--attestation", str(tmp_path / "b.att"))

@@ -21,7 +21,8 @@ from ads_ledger.wallet.errors import TxRefused, WalletError
 from ads_ledger.wallet.keystore import Keyring, KeystoreError
 from ads_ledger.wallet.ledger import Ledger
 
-__all__ = ["node_option", "key_options", "wallet_command", "open_ledger", "load_key", "trust_options"]
+__all__ = ["node_option", "key_options", "wallet_command", "open_ledger", "load_key", "trust_options", "resolve_pub",
+           "write_new"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -69,6 +70,36 @@ def load_key(ref: str, keyring: Path | None, passphrase_file: Path | None, chain
     kr = Keyring(keyring)
     info = kr.find(ref)
     return kr.load(ref, read_passphrase(passphrase_file) if info.encrypted else None, chain_id=chain_id)
+
+
+def resolve_pub(ref: str, keyring: Path | None, what: str = "key") -> bytes:
+    """A public key: 64 hex characters, a keyring name (no passphrase needed) or a devnet key file."""
+    from ads_ledger.wallet.txs import parse_pub
+
+    path = Path(ref)
+    if ("/" in ref or ref.endswith((".key", ".json"))) and path.is_file():
+        try:
+            return parse_pub(str(json.loads(path.read_text())["pub"]), what)
+        except (ValueError, KeyError, TypeError) as e:
+            raise WalletError(f"{path} is not a key file: {e}") from None
+    if len(ref) == 64:
+        try:
+            return parse_pub(ref, what)
+        except WalletError:
+            pass  # a 64-character keyring name
+    return Keyring(keyring).find(ref).pub
+
+
+def write_new(path: Path, data: bytes) -> None:
+    """Create `path` (never overwriting: O_EXCL), fsynced; mode 0644 (no secrets go through here)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        raise WalletError(f"{path} exists; not overwriting it", code="exists", hint="choose another --out") from None
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def wallet_command(f: F) -> F:

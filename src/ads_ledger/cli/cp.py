@@ -21,10 +21,10 @@ from ads_ledger.cli.common import (
     load_key,
     node_option,
     open_ledger,
+    resolve_pub,
     trust_options,
     wallet_command,
 )
-from ads_ledger.cli.identity import resolve_pub
 from ads_ledger.cli.table import table
 from ads_ledger.client.output import emit
 from ads_ledger.core import codec

@@ -10,7 +10,6 @@ The draft file (ads_ledger.wallet.gov.Draft) holds no secret; it travels between
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -18,7 +17,15 @@ from typing import Any
 
 import click
 
-from ads_ledger.cli.common import key_options, load_key, node_option, open_ledger, wallet_command
+from ads_ledger.cli.common import (
+    key_options,
+    load_key,
+    node_option,
+    open_ledger,
+    resolve_pub,
+    wallet_command,
+    write_new,
+)
 from ads_ledger.cli.key import keyring_option
 from ads_ledger.client.output import emit
 from ads_ledger.core.crypto import H
@@ -32,7 +39,6 @@ from ads_ledger.wallet.gov import (
     params_set,
     validators_set,
 )
-from ads_ledger.wallet.keystore import Keyring
 from ads_ledger.wallet.ledger import Ledger
 from ads_ledger.wallet.txs import describe_gov_args, parse_pub
 
@@ -70,22 +76,6 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def resolve_signer(ref: str, keyring: Path | None) -> bytes:
-    """--signer: a devnet key file, 64 hex characters, or a keyring name (no passphrase needed)."""
-    path = Path(ref)
-    if ("/" in ref or ref.endswith((".key", ".json"))) and path.is_file():
-        try:
-            return parse_pub(str(json.loads(path.read_text())["pub"]), "--signer")
-        except (ValueError, KeyError, TypeError) as e:
-            raise WalletError(f"{path} is not a key file: {e}") from None
-    if len(ref) == 64:
-        try:
-            return parse_pub(ref, "--signer")
-        except WalletError:
-            pass  # a 64-character keyring name
-    return Keyring(keyring).find(ref).pub
 
 
 def read_cert(path: Path) -> bytes:
@@ -190,7 +180,7 @@ def gov_propose(action: str, updates: tuple[str, ...], cert: Path | None, purpos
     if out.exists():
         raise WalletError(f"{out} exists; not overwriting it", code="exists", hint="choose another --out")
     args = build_args(action, updates, cert, purpose, issuer, members, threshold, params)
-    pub = resolve_signer(signer, keyring)
+    pub = resolve_pub(signer, keyring, "--signer")
     if nonce is None or chain_id is None:  # the node fills in what was not given
         with open_ledger(nodes) as ledger:
             chain_id = chain_id or ledger.chain_id
@@ -199,12 +189,7 @@ def gov_propose(action: str, updates: tuple[str, ...], cert: Path | None, purpos
                 raise WalletError(f"{pub.hex()[:16]}… is not a governance member of {chain_id}", code="not_member",
                                   hint="the proposer must be a current member (--signer)")  # fmt: skip
     d = Draft.propose(chain_id, pub, nonce, action, args)
-    try:
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)  # O_EXCL: never overwrite
-    except FileExistsError:
-        raise WalletError(f"{out} exists; not overwriting it", code="exists", hint="choose another --out") from None
-    with os.fdopen(fd, "wb") as f:
-        f.write(d.encode())
+    write_new(out, d.encode())
     emit(as_json, {"out": str(out), **_summary(d)},
          f"draft {out}: governance {action} {describe_gov_args(action, args)}\n"
          f"  chain {chain_id}, proposer {pub.hex()}, nonce {nonce}, tx {d.txid.hex()}\n"

@@ -14,9 +14,15 @@ from typing import Any
 
 import click
 
-from ads_ledger.cli.common import key_options, node_option, open_ledger, trust_options, wallet_command
+from ads_ledger.cli.common import (
+    key_options,
+    node_option,
+    open_ledger,
+    resolve_pub,
+    trust_options,
+    wallet_command,
+)
 from ads_ledger.cli.cp import GRANT_HEADERS, grant_rows, submit_and_say, trust_note, verifier
-from ads_ledger.cli.identity import resolve_pub
 from ads_ledger.cli.key import keyring_option
 from ads_ledger.cli.table import table
 from ads_ledger.client.output import emit

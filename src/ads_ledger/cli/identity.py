@@ -8,7 +8,6 @@ it back verified and says whether it still counts, and if not, why.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,10 @@ from ads_ledger.cli.common import (
     load_key,
     node_option,
     open_ledger,
+    resolve_pub,
     trust_options,
     wallet_command,
+    write_new,
 )
 from ads_ledger.cli.key import keyring_option
 from ads_ledger.client.output import emit
@@ -31,30 +32,11 @@ from ads_ledger.core.errors import DecodeError
 from ads_ledger.state.records import GOV_ANCHORS, GOV_REVOKED, acct_key, anchors_of
 from ads_ledger.wallet import txs
 from ads_ledger.wallet.errors import WalletError
-from ads_ledger.wallet.keystore import Keyring, is_test_chain
+from ads_ledger.wallet.keystore import is_test_chain
 from ads_ledger.wallet.units import format_when, parse_duration
 from ads_ledger.wallet.verified import Verifier
 
-__all__ = ["eid", "identity", "resolve_pub"]
-
-
-def resolve_pub(ref: str, keyring: Path | None) -> bytes:
-    """A public key from 64 hex characters, or a keyring key's name (no passphrase needed)."""
-    if len(ref) == 64:
-        return txs.parse_pub(ref)
-    return Keyring(keyring).find(ref).pub
-
-
-def write_new(path: Path, data: bytes) -> None:
-    """Create `path` (refusing to overwrite) and fsync it."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        raise WalletError(f"{path} exists; choose another --out or remove it") from None
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+__all__ = ["eid", "identity"]
 
 
 # ---------------------------------------------------------------- eid
