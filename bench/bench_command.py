@@ -23,13 +23,9 @@ from ads_ledger.core import codec  # noqa: E402
 from ads_ledger.core.crypto import SigningKey, sign_bytes, verify  # noqa: E402
 from ads_ledger.wallet.commands import sign_command  # noqa: E402
 from chargepoint_agent.verify import AccessList, check_command  # noqa: E402
+from limits import pct  # type: ignore[import-not-found]  # bench/limits.py
 
 CHAIN = "ads-bench"
-
-
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(p * len(xs)))]
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
@@ -35,7 +35,10 @@ from ads_ledger.core import codec  # noqa: E402
 from ads_ledger.core.crypto import H  # noqa: E402
 from ads_ledger.core.merkle import verify_proof  # noqa: E402
 from ads_ledger.node.storage.store import Store  # noqa: E402
-from limits import measure_limits  # noqa: E402
+from limits import (
+    measure_limits,  # noqa: E402
+    pct,  # type: ignore[import-not-found]  # bench/limits.py
+)
 
 
 def key_of(i: int) -> bytes:
@@ -49,11 +52,6 @@ def value_of(i: int, salt: int = 0) -> bytes:
 def items(n: int) -> Iterator[tuple[bytes, bytes]]:
     for i in range(n):
         yield key_of(i), value_of(i)
-
-
-def pct(xs: Sequence[float], p: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(p * len(s)))]
 
 
 def run(n: int, samples: int, blocks: int, rng: random.Random) -> dict[str, Any]:

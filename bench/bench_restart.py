@@ -44,17 +44,9 @@ from ads_ledger.node.config import load_config, load_key  # noqa: E402
 from ads_ledger.node.ledger import Ledger  # noqa: E402
 from ads_ledger.state.genesis import Genesis  # noqa: E402
 from ads_ledger.testing.devnet import Network, create  # noqa: E402
+from limits import limits_or_error as limits  # type: ignore[import-not-found]  # bench/limits.py
 
 BLOCK_GAP_MS = 1000  # block times one second apart, as with the default heartbeat
-
-
-def limits() -> dict[str, Any]:
-    try:
-        from limits import measure_limits  # type: ignore[import-not-found]
-
-        return dict(measure_limits(seconds=0.5))
-    except Exception as e:  # the figure is still useful without it
-        return {"error": str(e)}
 
 
 def make_home(directory: Path, blocks: int) -> Network:

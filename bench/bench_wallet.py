@@ -36,23 +36,11 @@ from ads_ledger.testing.devnet import Network, create
 from ads_ledger.testing.trustlist import issue_attestation, load_trust_list
 from ads_ledger.wallet import Ledger, Verifier, txs
 from ads_ledger.wallet.keystore import Keyring
+from limits import limits_or_error as limits  # type: ignore[import-not-found]  # bench/limits.py
+from limits import pct
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 os.environ["PYTHONPATH"] = SRC  # the node and CLI subprocesses run this tree's code
-
-
-def limits() -> dict[str, Any]:
-    try:
-        from limits import measure_limits  # type: ignore[import-not-found]
-
-        return dict(measure_limits(seconds=0.5))
-    except Exception as e:  # noqa: BLE001 — the figure is still useful without it
-        return {"error": str(e)}
-
-
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(p * len(xs)))]
 
 
 def figure(name: str, **kw: Any) -> dict[str, Any]:

@@ -18,13 +18,13 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 import lmdb
 import nacl.bindings
 import nacl.signing
 
-__all__ = ["measure_limits", "rate"]
+__all__ = ["measure_limits", "limits_or_error", "pct", "rate"]
 
 
 def rate(fn: Callable[[], object], seconds: float, batch: int = 1) -> float:
@@ -92,6 +92,20 @@ def measure_limits(seconds: float = 1.0) -> dict[str, float]:
         "sha256_32b_per_s": round(_sha256(seconds)),
         "lmdb_put_per_s": round(_lmdb_puts(seconds)),
     }
+
+
+def limits_or_error(seconds: float = 0.5) -> dict[str, object]:
+    """`measure_limits`, or {"error"} (a benchmark's figures are still useful without them)."""
+    try:
+        return dict(measure_limits(seconds=seconds))
+    except Exception as e:  # noqa: BLE001
+        return {"error": str(e)}
+
+
+def pct(xs: Sequence[float], p: float) -> float:
+    """The p-quantile (0..1) of xs, nearest rank."""
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(p * len(s)))]
 
 
 if __name__ == "__main__":

@@ -23,26 +23,24 @@ def short(b: bytes | None) -> str:
     return "nobody" if b is None else b.hex()[:8] + "…"
 
 
-def parse_pub(s: str, what: str = "key") -> bytes:
-    """64 hex characters → 32 bytes, or a WalletError that says so."""
+def _hex(s: str, n: int, what: str, form: str) -> bytes:
     try:
         b = bytes.fromhex(s.strip())
     except ValueError:
         b = b""
-    if len(b) != 32:
-        raise WalletError(f"{what} {s!r} is not a public key: expected 64 hex characters")
+    if len(b) != n:
+        raise WalletError(f"{what} {s!r} is not {form}: expected {2 * n} hex characters")
     return b
+
+
+def parse_pub(s: str, what: str = "key") -> bytes:
+    """64 hex characters → 32 bytes, or a WalletError that says so."""
+    return _hex(s, 32, what, "a public key")
 
 
 def parse_id(s: str, what: str = "grant id") -> bytes:
-    """A grant id: 32 hex characters → 16 bytes."""
-    try:
-        b = bytes.fromhex(s.strip())
-    except ValueError:
-        b = b""
-    if len(b) != 16:
-        raise WalletError(f"{what} {s!r} is not a grant id: expected 32 hex characters (see `ads cp show CP`)")
-    return b
+    """A grant id: 32 hex characters → 16 bytes (`ads cp show CP` lists them)."""
+    return _hex(s, 16, what, "a grant id (see `ads cp show CP`)")
 
 
 def attest(body: dict[str, Any], account: bytes) -> tuple[str, dict[str, Any]]:
