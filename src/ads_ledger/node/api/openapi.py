@@ -203,8 +203,12 @@ def _doc() -> dict[str, Any]:
         "/events": {"get": _op(
             "Server-Sent Events: one `event: block` per committed block (id = height, data = "
             "JSON {height, block_id, time, num_txs, header, changed_cps}: changed_cps lists the charge "
-            "points whose cp/ record the block changed, hex); `: ping` comments keep it alive",
-            {"type": "string"}, [], (406, 429), media="text/event-stream")},
+            "points whose cp/ record the block changed, hex); `: ping` comments keep it alive. "
+            "The schema describes one event (as OpenAPI 3.2's itemSchema does)",
+            {"type": "object", "required": ["event", "id", "data"], "properties": {
+                "event": {"const": "block"}, "id": {"type": "string", "pattern": "^[0-9]+$"},
+                "data": {"type": "string", "contentMediaType": "application/json"}}},
+            [], (406, 429), media="text/event-stream")},
         "/metrics": {"get": _op("Prometheus text exposition 0.0.4", {"type": "string"}, [], (406,),
                                 media="text/plain")},
         "/openapi.json": {"get": _op("This document", {"type": "object"}, [], (406,))},
