@@ -11,15 +11,13 @@ import os
 from typing import Any, Iterator
 
 import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from livenet import running_devnet
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-schemathesis = pytest.importorskip("schemathesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from livenet import running_devnet  # noqa: E402
-
-from schemathesis.specs.openapi.checks import positive_data_acceptance  # noqa: E402
-
-from ads_ledger.node.api.openapi import document  # noqa: E402
-from ads_ledger.testing.devnet import Network  # noqa: E402
+from ads_ledger.node.api.openapi import document
+from ads_ledger.testing.devnet import Network
 
 EXAMPLES = int(os.environ.get("ADS_SCHEMATHESIS_EXAMPLES", "20"))
 SCHEMA = schemathesis.openapi.from_dict(document())
