@@ -10,7 +10,7 @@ SetChargingProfile / ClearChargingProfile / RequestStart- and RequestStopTransac
 ChangeAvailability / TriggerMessage, runs the transactions it was asked to start (TransactionEvent
 Started/Updated/Ended, MeterValues every --meter-interval s, drawing the effective limit of its
 profiles, at most 11 kW per EVSE) and writes every frame it receives as a JSON line
-`{"at": ms, "dir": "in", "msg": [...]}` (and `{"dir": "event", ...}` for connect/close) to --log
+`{"at": ms, "t": s (float), "dir": "in", "msg": [...]}` (and `{"dir": "event", ...}` for connect/close) to --log
 (default stdout), flushed at once so a test can follow it.
 
 --reject-profiles answers every SetChargingProfile Rejected; --never-answer leaves every request
@@ -61,7 +61,8 @@ class Station(ChargePoint):  # type: ignore[misc]
         self.available = True
 
     def note(self, entry: dict[str, Any]) -> None:
-        self.out.write(json.dumps({"at": int(time.time() * 1000), **entry}) + "\n")
+        t = time.time()
+        self.out.write(json.dumps({"at": int(t * 1000), "t": t, **entry}) + "\n")
         self.out.flush()
 
     async def route_message(self, raw_msg: str) -> None:
