@@ -398,3 +398,66 @@ def test_signed_commands_through_the_agent(tmp_path: Path) -> None:
             store.close()
 
     run(tmp_path, go)
+
+
+def test_tls_security_profile_2(tmp_path: Path) -> None:
+    import datetime as dt
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    t = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(t - dt.timedelta(minutes=5)).not_valid_after(t + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .sign(key, hashes.SHA256()))  # fmt: skip
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))  # fmt: skip
+    ctx = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+
+    async def main() -> None:
+        d = OcppDriver(OcppOptions(listen="127.0.0.1:0", password="pw", tls_cert=str(tmp_path / "cert.pem"),
+                                   tls_key=str(tmp_path / "key.pem")))  # fmt: skip
+        async with trio.open_nursery() as n:
+            port = await n.start(d.serve, None, lambda b: None)
+
+            def boot(password: str) -> Any:
+                hdr = {"Authorization": "Basic " + base64.b64encode(f"CP1:{password}".encode()).decode()}
+                try:
+                    with wsclient.connect(f"wss://localhost:{port}/CP1", subprotocols=["ocpp2.0.1"],  # type: ignore[list-item]
+                                          additional_headers=hdr, ssl=ctx, open_timeout=5) as ws:  # fmt: skip
+                        ws.send(json.dumps([2, "1", "BootNotification", {"reason": "PowerUp", "chargingStation":
+                                                                          {"model": "M", "vendorName": "V"}}]))  # fmt: skip
+                        return json.loads(ws.recv(timeout=5))
+                except InvalidStatus as e:
+                    return e.response.status_code
+
+            assert await trio.to_thread.run_sync(boot, "nope") == 401
+            ans = await trio.to_thread.run_sync(boot, "pw")
+            assert ans[0] == 3 and ans[2]["status"] == "Accepted" and d.state.vendor == "V"
+            n.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def test_ocpp_config_is_checked(tmp_path: Path) -> None:
+    from chargepoint_agent.config import AgentConfig, ConfigError, load_config, write_config
+
+    base = {"home": tmp_path, "nodes": ["http://127.0.0.1:1"], "chain_id": "x", "driver": "ocpp201"}
+    path = write_config(AgentConfig(**base, ocpp_listen="127.0.0.1:9000", ocpp_basic_auth_password="pw"))  # type: ignore[arg-type]
+    assert path.stat().st_mode & 0o077 == 0  # it holds the station's password
+    cfg = load_config(tmp_path)
+    assert (cfg.ocpp_listen, cfg.ocpp_basic_auth_password, cfg.ocpp_call_timeout_ms) == ("127.0.0.1:9000", "pw", 10_000)
+    for bad in ({"ocpp_listen": ""}, {"ocpp_listen": "h:1", "ocpp_tls_cert": "c.pem"},
+                {"ocpp_listen": "h:1", "ocpp_tls_cert": "c.pem", "ocpp_tls_key": "k.pem"},
+                {"ocpp_listen": "h:1", "ocpp_call_timeout_ms": 0}):  # fmt: skip
+        path.unlink()
+        write_config(AgentConfig(**base, **bad))  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match=r"\[ocpp\]"):
+            load_config(tmp_path)

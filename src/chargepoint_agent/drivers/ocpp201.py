@@ -48,7 +48,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
+from trio_websocket import (
+    ConnectionClosed,
+    HandshakeError,
+    WebSocketConnection,
+    WebSocketRequest,
+    serve_websocket,
+)
 
 from chargepoint_agent.drivers.base import Authority, Data, DriverError, Origin
 from chargepoint_agent.drivers.ocpp_frames import (
@@ -171,6 +177,12 @@ class OcppDriver:
                     self._file.removeHandler(h)
 
     async def _connection(self, req: WebSocketRequest) -> None:
+        try:
+            await self._session(req)
+        except (ConnectionClosed, HandshakeError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
+            log.info("station connection ended: %r", e)  # the peer went away mid-handshake or mid-send
+
+    async def _session(self, req: WebSocketRequest) -> None:
         station = req.path.lstrip("/")
         if not station or len(station) > MAX_STATION_ID or "/" in station or "?" in station:
             await req.reject(404, body=b"connect to /{station_id}")
