@@ -189,12 +189,18 @@ def test_revoked_or_ended_grant_clears_its_profiles_within_2s(tmp_path: Path) ->
         r.d.retain(OTHER.pub, {}, now_ms())
         await until(lambda: {"chargingProfileId": o["station_profile_id"]} in st.calls("ClearChargingProfile"))
         # a grant that ends by the clock: tick clears
+        r.d.retain(OWNER.pub, auth(PROV, GID), now_ms())
         await r.d.act("charging.profile.set", plan(2), origin(PROV, GID, end=now_ms() + 300), now_ms())
         sid = r.d.book.all()[0].station_id
         await trio.sleep(0.4)
         r.d.tick(now_ms())
         await until(lambda: {"chargingProfileId": sid} in st.calls("ClearChargingProfile"))
         assert r.d.book.all() == [] and r.d.to_clear == set()
+        # verified before the revocation, answered by the station after it: cleared at once
+        r.d.retain(OWNER.pub, {}, now_ms())
+        late = await r.d.act("charging.profile.set", plan(3), origin(PROV, GID), now_ms())
+        await until(lambda: {"chargingProfileId": late["station_profile_id"]} in st.calls("ClearChargingProfile"))
+        assert r.d.book.all() == []
 
     run(tmp_path, go)
 

@@ -135,6 +135,7 @@ class OcppDriver:
         self.port = 0
         self.recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=256)
         self._link: _Link | None = None
+        self._authority: tuple[bytes | None, dict[bytes, Authority]] | None = None  # the last retain's
         self._save: Callable[[bytes], None] = lambda b: None
         self._profiles = trio.Lock()  # profile changes and the restore after a connect, one at a time
         self._wake_clear = trio.Event()
@@ -358,7 +359,14 @@ class OcppDriver:
         raise DriverError(f"{action} has no OCPP 2.0.1 mapping")
 
     def retain(self, owner: bytes | None, grants: dict[bytes, Authority], now_ms: int) -> None:
+        self._authority = (owner, grants)
         self._undo(self.book.revoked(owner, grants, now_ms), "its controller is no longer authorised")
+
+    def _recheck(self) -> None:
+        """A profile set while its grant was being revoked (verified before, accepted after the
+        refresh) is checked against the latest access list at once, not at the next refresh."""
+        if self._authority is not None:
+            self._undo(self.book.revoked(*self._authority, self.clock()), "revoked while it was being set")
 
     def tick(self, now_ms: int) -> None:
         grant_over, over = self.book.ended(now_ms)
@@ -433,6 +441,7 @@ class OcppDriver:
             self.book.track(key, origin, max_w, profile["valid_to"], payload)
             self.to_clear.discard(sid)
             self._persist()
+            self._recheck()
         return {"id": profile["id"], "station_profile_id": sid, "stack_level": origin.stack_level,
                 "purpose": "TxDefaultProfile", "status": "Accepted"}  # fmt: skip
 
@@ -468,6 +477,7 @@ class OcppDriver:
             self.book.track(key, origin, limit_w, until, payload)
             self.to_clear.discard(sid)
             self._persist()
+            self._recheck()
         return {"until": until, "limit_w": limit_w, "station_profile_id": sid, "purpose": "ChargingStationMaxProfile"}
 
     def _within_cap(self, watts: int, origin: Origin) -> None:
