@@ -86,6 +86,7 @@ log = logging.getLogger("chargepoint_agent.ocpp201")
 MAX_MESSAGE_BYTES = 64 * 1024
 RESTORE_WAIT_S = 2.0  # after connecting, wait this long for the station's first request (a BootNotification)
 RETRY_CLEAR_S = 2.0
+MAX_CONNECTIONS = 8  # open WebSocket connections (the station, a reconnect overlapping its old one, strays)
 MAX_STATION_ID = 48  # OCPP 2.0.1 identity: at most 48 characters
 
 
@@ -135,6 +136,7 @@ class OcppDriver:
         self.port = 0
         self.recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=256)
         self._link: _Link | None = None
+        self._handshakes = 0
         self._authority: tuple[bytes | None, dict[bytes, Authority]] | None = None  # the last retain's
         self._save: Callable[[bytes], None] = lambda b: None
         self._profiles = trio.Lock()  # profile changes and the restore after a connect, one at a time
@@ -178,10 +180,17 @@ class OcppDriver:
                     self._file.removeHandler(h)
 
     async def _connection(self, req: WebSocketRequest) -> None:
+        if self._handshakes >= MAX_CONNECTIONS:  # one station is expected; a flood of sockets is not served
+            with trio.move_on_after(2):
+                await req.reject(503, body=b"busy")
+            return
+        self._handshakes += 1
         try:
             await self._session(req)
         except (ConnectionClosed, HandshakeError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
             log.info("station connection ended: %r", e)  # the peer went away mid-handshake or mid-send
+        finally:
+            self._handshakes -= 1
 
     async def _session(self, req: WebSocketRequest) -> None:
         station = req.path.lstrip("/")
