@@ -73,11 +73,14 @@ def main() -> None:
 @click.option("--model", default="ADS-SIM-22", show_default=True, help="Model name in the device statement.")
 @click.option("--driver", type=click.Choice(["sim", "ocpp201"]), default="sim", show_default=True)
 @click.option("--ocpp-listen", default="", help="host:port the OCPP 2.0.1 station connects to (driver ocpp201).")
-@click.option("--ocpp-password", default="", help="The station's HTTP Basic password (driver ocpp201).")
+@click.option("--ocpp-password", default="", envvar="ADS_OCPP_PASSWORD",
+              help="The station's HTTP Basic password, OCPP security profile 1 (or env ADS_OCPP_PASSWORD).")
+@click.option("--ocpp-tls-cert", default="", help="PEM certificate chain: wss://, security profile 2 (with a password).")
+@click.option("--ocpp-tls-key", default="", help="PEM private key of --ocpp-tls-cert.")
 @json_option
 def init(home: Path, nodes: tuple[str, ...], trust_height: int | None, trust_hash: str | None, listen: str,
          test_manufacturer: Path | None, model: str, driver: str, ocpp_listen: str, ocpp_password: str,
-         as_json: bool) -> None:  # fmt: skip
+         ocpp_tls_cert: str, ocpp_tls_key: str, as_json: bool) -> None:  # fmt: skip
     """Write HOME/config.toml and a device key (kept if HOME has one); choose the trust root."""
     home = home.resolve()
     if (home / "config.toml").exists():
@@ -86,6 +89,9 @@ def init(home: Path, nodes: tuple[str, ...], trust_height: int | None, trust_has
         fail(as_json, "bad_argument", "--trust-height and --trust-hash go together")
     if driver == "ocpp201" and not ocpp_listen:
         fail(as_json, "bad_argument", "--driver ocpp201 needs --ocpp-listen host:port")
+    if bool(ocpp_tls_cert) != bool(ocpp_tls_key) or (ocpp_tls_cert and not ocpp_password):
+        fail(as_json, "bad_argument", "--ocpp-tls-cert and --ocpp-tls-key go together, and need --ocpp-password",
+             "OCPP security profile 2 is TLS plus HTTP Basic")
     warnings: list[str] = []
     try:
         with NodeClient(nodes[0], timeout_s=10.0) as c:
@@ -115,7 +121,9 @@ def init(home: Path, nodes: tuple[str, ...], trust_height: int | None, trust_has
         warnings.append(f"the device attestation is signed by the TEST-ONLY manufacturer in {test_manufacturer}")
     cfg = AgentConfig(home=home, api_listen=listen, nodes=list(nodes), chain_id=chain_id, trust_height=trust_height,
                       trust_hash=trust_hash or "", driver=driver, ocpp_listen=ocpp_listen,
-                      ocpp_basic_auth_password=ocpp_password)  # fmt: skip
+                      ocpp_basic_auth_password=ocpp_password,
+                      ocpp_tls_cert=str(Path(ocpp_tls_cert).resolve()) if ocpp_tls_cert else "",
+                      ocpp_tls_key=str(Path(ocpp_tls_key).resolve()) if ocpp_tls_key else "")  # fmt: skip
     write_config(cfg)
     out = {"home": str(home), "cp": key.pub.hex(), "chain_id": chain_id, "trust_height": trust_height,
            "trust_hash": trust_hash, "device_key_created": made, "attestation": (home / ATTESTATION_FILE).exists(),
@@ -207,17 +215,25 @@ def run(home: Path, log_level: str) -> None:
 
     import trio
 
+    from chargepoint_agent.drivers.base import AsyncDriver, Driver
     from chargepoint_agent.drivers.sim import SimCharger
     from chargepoint_agent.service import run as run_service
 
     cfg, key = _load(home, False)
-    if cfg.driver != "sim":
-        fail(False, "config", f"driver {cfg.driver!r} is not available in this build; use [driver] kind = \"sim\"")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    driver: Driver | AsyncDriver = SimCharger()
+    if cfg.driver == "ocpp201":
+        from chargepoint_agent.drivers.ocpp201 import OcppDriver, OcppOptions
+
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        driver = OcppDriver(OcppOptions(
+            listen=cfg.ocpp_listen, password=cfg.ocpp_basic_auth_password, station_id=cfg.ocpp_station_id,
+            tls_cert=cfg.ocpp_tls_cert, tls_key=cfg.ocpp_tls_key, call_timeout_s=cfg.ocpp_call_timeout_ms / 1000,
+            meter_stale_s=cfg.ocpp_meter_stale_ms / 1000, log_path=cfg.state_dir / "ocpp.log"))  # fmt: skip
 
     async def main_task() -> None:
         async with trio.open_nursery() as n:
-            bound = await n.start(run_service, cfg, SimCharger())
+            bound = await n.start(run_service, cfg, driver)
             click.echo(f"charge point {key.pub.hex()} listening on {cfg.api_listen.rpartition(':')[0]}:{bound}", err=True)
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
                 async for _ in sigs:

@@ -57,6 +57,11 @@ class AgentConfig:
     driver: str = "sim"
     ocpp_listen: str = ""
     ocpp_basic_auth_password: str = ""
+    ocpp_station_id: str = ""
+    ocpp_tls_cert: str = ""
+    ocpp_tls_key: str = ""
+    ocpp_call_timeout_ms: int = 10_000
+    ocpp_meter_stale_ms: int = 60_000
 
     @property
     def state_dir(self) -> Path:
@@ -79,7 +84,12 @@ _SECTIONS: dict[str, dict[str, tuple[str, str]]] = {
     "driver": {"kind": ("driver", '"sim" (the simulated charger) or "ocpp201"')},
     "ocpp": {
         "listen": ("ocpp_listen", "host:port the OCPP 2.0.1 station connects to (driver ocpp201)"),
-        "basic_auth_password": ("ocpp_basic_auth_password", "the station's HTTP Basic password, if any"),
+        "basic_auth_password": ("ocpp_basic_auth_password", "the station's HTTP Basic password (security profile 1), if any"),
+        "station_id": ("ocpp_station_id", 'the only station id accepted ("": any)'),
+        "tls_cert": ("ocpp_tls_cert", "PEM certificate chain: wss:// (security profile 2, with the password)"),
+        "tls_key": ("ocpp_tls_key", "PEM private key of tls_cert"),
+        "call_timeout_ms": ("ocpp_call_timeout_ms", "a station that does not answer within this → driver_error"),
+        "meter_stale_ms": ("ocpp_meter_stale_ms", "meter.read asks the station (TriggerMessage) when older"),
     },
 }
 
@@ -87,6 +97,8 @@ _SECTIONS: dict[str, dict[str, tuple[str, str]]] = {
 def write_config(cfg: AgentConfig) -> Path:
     path = cfg.home / "config.toml"
     path.write_text(tomlconfig.render(cfg, _SECTIONS, "ADS charge-point agent configuration (chargepoint-agent init wrote it)."))
+    if cfg.ocpp_basic_auth_password:
+        path.chmod(0o600)  # it holds the station's password
     return path
 
 
@@ -100,6 +112,16 @@ def load_config(home: Path | str) -> AgentConfig:
         raise ConfigError(f"{path}: [ledger] nodes must list at least one http:// node URL")
     if cfg.driver not in ("sim", "ocpp201"):
         raise ConfigError(f'{path}: [driver] kind must be "sim" or "ocpp201"')
+    if cfg.driver == "ocpp201":
+        host, _, port = cfg.ocpp_listen.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f'{path}: [ocpp] listen must be "host:port" with driver ocpp201')
+        if bool(cfg.ocpp_tls_cert) != bool(cfg.ocpp_tls_key):
+            raise ConfigError(f"{path}: [ocpp] tls_cert and tls_key go together")
+        if cfg.ocpp_tls_cert and not cfg.ocpp_basic_auth_password:
+            raise ConfigError(f"{path}: [ocpp] TLS is security profile 2, which also needs basic_auth_password")
+        if not 100 <= cfg.ocpp_call_timeout_ms <= 300_000:
+            raise ConfigError(f"{path}: [ocpp] call_timeout_ms must be 100..300000")
     if cfg.trust_hash and len(cfg.trust_hash) != 64:
         raise ConfigError(f"{path}: [ledger] trust_hash must be 64 hex characters")
     return cfg

@@ -3,7 +3,9 @@
 Tasks: the HTTP endpoint (`POST /commands`, `GET /status`), the access-list sync (a verified
 refresh when `/events` says this charge point's record changed, and a verified poll every
 `poll_ms` whatever the events say — a node that suppresses events delays an update by at most
-that), and the driver's clock (`tick`).
+that), the driver's clock (`tick`), and an AsyncDriver's own task (the OCPP server). After
+every verified refresh the driver is told which controllers are in force (`Agent.retain`), so
+what a revoked or expired grant set on the charger is undone.
 
 HTTP is h11 over trio with bounds on everything a client controls: connections (64), header
 bytes (8 KiB), body bytes (64 KiB), the time to send one request (10 s) and idle keep-alive
@@ -31,7 +33,7 @@ from ads_ledger.light.errors import LightError
 from ads_ledger.light.trust import TrustOptions
 from chargepoint_agent.agent import Agent
 from chargepoint_agent.config import AgentConfig, load_device_key
-from chargepoint_agent.drivers.base import Driver, DriverError
+from chargepoint_agent.drivers.base import AsyncDriver, Driver, DriverError
 from chargepoint_agent.drivers.sim import SimCharger
 from chargepoint_agent.store import AgentStore
 from chargepoint_agent.sync import AclSync, SyncError
@@ -77,7 +79,7 @@ class _Http:
                     return
                 if body is None:
                     return
-                status, ctype, data = self._route(req, body)
+                status, ctype, data = await self._route(req, body)
                 await self._send(status, data, ctype=ctype)
                 if self.conn.our_state is h11.MUST_CLOSE:
                     return
@@ -134,7 +136,7 @@ class _Http:
                 return b"".join(chunks)
             return None
 
-    def _route(self, req: h11.Request, body: bytes) -> tuple[int, str, bytes]:
+    async def _route(self, req: h11.Request, body: bytes) -> tuple[int, str, bytes]:
         path = req.target.decode("latin-1").split("?")[0]
         method = req.method.decode("latin-1")
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in req.headers}
@@ -155,7 +157,7 @@ class _Http:
             elif ctype != "application/msgpack":
                 return 415, "application/json", _json({"error": {"code": "unsupported_media_type", "message":
                     "send the envelope as application/msgpack, or JSON {\"envelope\": hex}"}})  # fmt: skip
-            v, receipt = self.agent.command(raw, now)
+            v, receipt = await self.agent.handle(raw, now)
             status = 400 if v.code == "malformed" else 200
             if "application/msgpack" in headers.get("accept", ""):
                 return status, "application/msgpack", codec.encode(receipt)
@@ -200,7 +202,7 @@ async def serve(agent: Agent, host: str, port: int, sync_state: dict[str, Any],
     await trio.serve_listeners(handle, listeners)
 
 
-async def _sync_loop(sync: AclSync, cfg: AgentConfig, state: dict[str, Any], holder: list[trio.Event]) -> None:
+async def _sync_loop(sync: AclSync, agent: Agent, cfg: AgentConfig, state: dict[str, Any], holder: list[trio.Event]) -> None:
     """A verified refresh on every wake-up (`holder[0]` set: an event named us) and at least
     every poll_ms."""
     lock = threading.Lock()  # one refresh at a time, in a worker thread
@@ -215,6 +217,7 @@ async def _sync_loop(sync: AclSync, cfg: AgentConfig, state: dict[str, Any], hol
             state.update(ok=True, height=rep.height, fetches=rep.fetches, error=None)
             if rep.changed:
                 log.info("access list changed at height %d", rep.height)
+            agent.retain(now_ms())
         except (SyncError, LightError, AdsError) as e:
             state.update(ok=False, error=str(e), halted=sync.halted, witnesses=list(sync.reported))
             log.warning("sync: %s", e)
@@ -240,13 +243,13 @@ def _events_thread(url: str, cp_hex: str, wake: Any, stop: threading.Event) -> N
             stop.wait(2.0)
 
 
-async def _driver_clock(driver: Driver) -> None:
+async def _driver_clock(driver: Driver | AsyncDriver) -> None:
     while True:
         driver.tick(now_ms())
         await trio.sleep(0.5)
 
 
-async def run(cfg: AgentConfig, driver: Driver, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+async def run(cfg: AgentConfig, driver: Driver | AsyncDriver, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
     """Run the agent until cancelled (SIGINT/SIGTERM in the CLI)."""
     key = load_device_key(cfg.home)
     opts = TrustOptions(trusting_period_ms=cfg.trusting_period_ms)
@@ -273,7 +276,9 @@ async def run(cfg: AgentConfig, driver: Driver, *, task_status: trio.TaskStatus[
         async with trio.open_nursery() as n:
             bound = await n.start(serve, agent, host, int(port), state)
             th.start()
-            n.start_soon(_sync_loop, sync, cfg, state, holder)
+            if isinstance(driver, AsyncDriver):
+                await n.start(driver.serve, store.get_meta("driver"), lambda b: store.put_meta("driver", b))
+            n.start_soon(_sync_loop, sync, agent, cfg, state, holder)
             n.start_soon(_driver_clock, driver)
             task_status.started(bound)
     finally:

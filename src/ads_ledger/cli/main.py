@@ -164,13 +164,15 @@ def status(homes: tuple[Path, ...], nodes: tuple[str, ...], devnet_dir: Path | N
 @click.option("--walkthrough/--no-walkthrough", default=True, show_default=True,
               help="Run the ownership/delegation walkthrough once the network is up.")
 @click.option("--exit-after-walkthrough", is_flag=True, help="Stop the network after the walkthrough.")
+@click.option("--ocpp", is_flag=True, help="Run the agent with the OCPP 2.0.1 driver and a TEST-ONLY OCPP station "
+              "process in place of the simulator (docs/ocpp.md).")
 @json_option
 def devnet(validators: int, directory: Path | None, walkthrough: bool, exit_after_walkthrough: bool,
-           as_json: bool) -> None:  # fmt: skip
+           ocpp: bool, as_json: bool) -> None:  # fmt: skip
     """Start a local network of validators (subprocesses on loopback) until Ctrl-C."""
     from ads_ledger.testing.devnet import run_devnet
 
-    rc = run_devnet(validators, directory or Path("devnet"), walkthrough, exit_after_walkthrough, as_json)
+    rc = run_devnet(validators, directory or Path("devnet"), walkthrough, exit_after_walkthrough, as_json, ocpp)
     raise SystemExit(rc)
 
 

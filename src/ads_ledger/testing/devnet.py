@@ -98,24 +98,34 @@ class Network:
         for i in list(self.procs):
             self.stop(i)
 
-    def start_agent(self, timeout: float = 30.0) -> str:
-        """Init (once) and start the simulated charge point's agent; returns its API URL."""
+    def start_agent(self, timeout: float = 30.0, driver: str = "sim") -> str:
+        """Init (once) and start the charge point's agent; returns its API URL. `driver`
+        "ocpp201": the agent serves OCPP 2.0.1 and a TEST-ONLY station process connects to it."""
         from ads_ledger.testing.testnet import free_port
 
         home = self.agent_home
         if not (home / "config.toml").exists():
             nodes = [a for n in self.apis[:3] for a in ("--node", n)]
+            ocpp = ["--driver", "ocpp201", "--ocpp-listen", f"127.0.0.1:{free_port()}"] if driver == "ocpp201" else []
             subprocess.run([sys.executable, "-m", "chargepoint_agent.cli", "init", "--home", str(home), *nodes,
                             "--test-manufacturer", self.info["device_ca"], "--listen", f"127.0.0.1:{free_port()}",
-                            "--json"], check=True, capture_output=True, timeout=60)  # fmt: skip
+                            *ocpp, "--json"], check=True, capture_output=True, timeout=60)  # fmt: skip
             cfg = home / "config.toml"  # the walkthrough wants updates within a second or two
             cfg.write_text(cfg.read_text().replace("poll_ms = 10000", "poll_ms = 2000"))
         self.agent = AgentProcess(home)
         self.agent.start(timeout)
         self.agent_api = self.agent.url
+        if driver == "ocpp201":
+            from chargepoint_agent.testing.ocpp_station import StationProcess
+
+            listen = (home / "config.toml").read_text().split("[ocpp]")[1].split('listen = "')[1].split('"')[0]
+            self.station = StationProcess(f"ws://{listen}", home / "station.jsonl").start()
         return self.agent_api
 
     def stop_agent(self) -> None:
+        station, self.station = getattr(self, "station", None), None
+        if station is not None:
+            station.stop()
         agent, self.agent = self.agent, None
         if agent is not None:
             agent.stop()
@@ -277,7 +287,8 @@ def walkthrough(net: Network, say: Callable[[str], None]) -> dict[str, Any]:
             "after_revoke": r4["code"], "revoke_to_refusal_s": round(took, 3)}  # fmt: skip
 
 
-def run_devnet(validators: int, directory: Path, walk: bool, exit_after: bool, as_json: bool) -> int:
+def run_devnet(validators: int, directory: Path, walk: bool, exit_after: bool, as_json: bool,
+               ocpp: bool = False) -> int:  # fmt: skip
     say: Callable[[str], None] = (lambda s: None) if as_json else click.echo
     directory = directory.resolve()
     info = create(directory, validators)
@@ -297,9 +308,13 @@ def run_devnet(validators: int, directory: Path, walk: bool, exit_after: bool, a
             say(f"  node{i}: api {n['api']}  p2p {n['p2p']}  log {n['home']}/node.log")
         hs = net.wait_height(1, timeout=60)
         say(f"first block committed; heights {hs}")
-        agent_api = net.start_agent()
-        say(f"  charge point agent: api {agent_api}  log {net.agent_home}/agent.log (simulated charger)")
-        if walk:
+        agent_api = net.start_agent(driver="ocpp201" if ocpp else "sim")
+        say(f"  charge point agent: api {agent_api}  log {net.agent_home}/agent.log "
+            + ("(OCPP 2.0.1; the TEST-ONLY station's frames in chargepoint/station.jsonl, the agent's in "
+               "chargepoint/state/ocpp.log)" if ocpp else "(simulated charger)"))  # fmt: skip
+        if walk and ocpp:
+            say("walkthrough skipped: it reads the simulator's limit (use the devnet without --ocpp)")
+        elif walk:
             say("walkthrough:")
             result["walkthrough"] = walkthrough(net, say)
         result["heights"] = net.heights()

@@ -6,11 +6,19 @@ Wh, instants in Unix ms, durations in s (as §7's params), grid frequency in mHz
 
 A driver raises `DriverError` and nothing else for anything the charger cannot or will not do;
 the agent turns it into a `driver_error` receipt and never retries. Any other exception is a bug.
+
+`AsyncDriver` is the contract of a driver that must wait for the charger's own answer (OCPP: the
+station answers each request over the network): one awaited `act` per accepted command, told
+who sent it (`Origin`), plus `retain`, by which the agent tells it which controllers are still
+authorised after each verified access-list refresh, and `serve`, its long-running task.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, TypeAlias, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, TypeAlias, runtime_checkable
+
+import trio
 
 # A receipt's `data` map must be msgpack-able with str keys (DESIGN §7): no None, no floats.
 Value: TypeAlias = int | str | bool | bytes | list["Value"] | dict[str, "Value"]
@@ -95,4 +103,48 @@ class Driver(Protocol):
 
     def next_deadline(self) -> int | None:
         """The next instant at which the limit changes by itself (a period, an expiry), if any."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Who an accepted command came from: what a driver needs to track what each controller set."""
+
+    issuer: bytes
+    grant: bytes | None  # None: the owner speaks
+    stack_level: int  # the grant's priority, OWNER_STACK_LEVEL for the owner
+    grant_end_ms: int | None  # the grant's not_after (None: the owner)
+    max_power_w: int | None  # the grant's cap (None: none)
+
+
+@dataclass(frozen=True, slots=True)
+class Authority:
+    """A grant of the verified access list, as a driver sees it."""
+
+    grantee: bytes
+    scopes: frozenset[str]
+    not_after_ms: int
+    max_power_w: int | None
+
+
+@runtime_checkable
+class AsyncDriver(Protocol):
+    """A charger that answers over the network (see the module doc)."""
+
+    async def act(self, action: str, params: dict[str, Any], origin: Origin, now_ms: int) -> Data:
+        """Carry out an accepted §7 action; the charger's answer, or DriverError (refused, timed out)."""
+        ...
+
+    def retain(self, owner: bytes | None, grants: dict[bytes, Authority], now_ms: int) -> None:
+        """The controllers in force now; whatever another controller set is undone (at once, in
+        the background)."""
+        ...
+
+    def tick(self, now_ms: int) -> None:
+        """Advance to `now_ms` (e.g. undo what a grant that just ended set)."""
+        ...
+
+    async def serve(self, saved: bytes | None, save: Callable[[bytes], None],
+                    *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:  # fmt: skip
+        """Run until cancelled; `saved` is what the last `save` call stored (durably)."""
         ...
