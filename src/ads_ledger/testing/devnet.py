@@ -254,9 +254,17 @@ def walkthrough(net: Network, say: Callable[[str], None]) -> dict[str, Any]:
         f"staleness {st['staleness_ms']} ms (after {time.monotonic() - t0:.2f} s)")  # fmt: skip
     say("6. the provider signs a 7.4 kW charge plan and sends it straight to the charge point")
     r1 = command(provider, "charging.profile.set", plan(7400, 1), gid)
-    charger = command(owner, "status.read", {}, None)["data"]
-    say(f"  receipt: {r1['code']} (signed by the charge point); the simulated charger now limits to "
-        f"{charger['limit_w']} W")  # fmt: skip
+    station = getattr(net, "station", None)
+    if station is None:
+        charger = command(owner, "status.read", {}, None)["data"]
+        say(f"  receipt: {r1['code']} (signed by the charge point); the simulated charger now limits to "
+            f"{charger['limit_w']} W")  # fmt: skip
+    else:  # OCPP: what the station itself received (its own log), not what the agent says it sent
+        sent = station.calls("SetChargingProfile")[-1]["chargingProfile"]
+        charger = {"limit_w": sent["chargingSchedule"][0]["chargingSchedulePeriod"][0]["limit"]}
+        say(f"  receipt: {r1['code']} (signed by the charge point); the OCPP station received SetChargingProfile "
+            f"{sent['chargingProfilePurpose']} at stack level {sent['stackLevel']}, limit {charger['limit_w']} "
+            f"{sent['chargingSchedule'][0]['chargingRateUnit']}")  # fmt: skip
     say("7. over the grant's limit, and outside its scope: refused by the charge point itself")
     r2 = command(provider, "charging.profile.set", plan(22_000, 2), gid)
     say(f"  22 kW plan: {r2['code']} — {r2['data'].get('message', '')}")
@@ -280,11 +288,22 @@ def walkthrough(net: Network, say: Callable[[str], None]) -> dict[str, Any]:
         time.sleep(0.05)
     took = time.monotonic() - t_rev
     say(f"  the charge point refuses the provider: {r4['code']}, {took:.2f} s after the revoke committed")
+    if station is not None:  # the revoked provider's plan must not keep running on the station
+        t_clear = time.monotonic()
+        sid = sent["id"]
+        while {"chargingProfileId": sid} not in station.calls("ClearChargingProfile"):
+            if time.monotonic() - t_clear > 10:
+                raise click.ClickException("the station still runs the revoked provider's plan; see chargepoint/")
+            time.sleep(0.05)
+        cleared = time.monotonic() - t_rev
+        say(f"  the OCPP station was told to clear the provider's plan (ClearChargingProfile {sid}) "
+            f"{cleared:.2f} s after the revoke committed")
     ledger.close()
     return {"owner": owner.pub.hex(), "chargepoint": cp.hex(), "provider": provider.pub.hex(),
             "grant_height": g.height, "revoke_height": r.height, "plan": r1["code"],
             "charger_limit_w": charger["limit_w"], "over_limit": r2["code"], "out_of_scope": r3["code"],
-            "after_revoke": r4["code"], "revoke_to_refusal_s": round(took, 3)}  # fmt: skip
+            "after_revoke": r4["code"], "revoke_to_refusal_s": round(took, 3),
+            **({} if station is None else {"station_cleared_s": round(cleared, 3)})}  # fmt: skip
 
 
 def run_devnet(validators: int, directory: Path, walk: bool, exit_after: bool, as_json: bool,
@@ -312,9 +331,7 @@ def run_devnet(validators: int, directory: Path, walk: bool, exit_after: bool, a
         say(f"  charge point agent: api {agent_api}  log {net.agent_home}/agent.log "
             + ("(OCPP 2.0.1; the TEST-ONLY station's frames in chargepoint/station.jsonl, the agent's in "
                "chargepoint/state/ocpp.log)" if ocpp else "(simulated charger)"))  # fmt: skip
-        if walk and ocpp:
-            say("walkthrough skipped: it reads the simulator's limit (use the devnet without --ocpp)")
-        elif walk:
+        if walk:
             say("walkthrough:")
             result["walkthrough"] = walkthrough(net, say)
         result["heights"] = net.heights()
