@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ads_ledger.core import codec
-from ads_ledger.core.crypto import H
-from ads_ledger.state.envelope import make_envelope, parse_envelope
+from ads_ledger.core.crypto import H, sign_bytes
+from ads_ledger.state.envelope import TX_TAG, make_envelope, parse_envelope
 from ads_ledger.state.identity import ms_to_datetime
 from ads_ledger.state.machine import check_tx, execute_block, tx_sign_bytes
 from ads_ledger.testing import LedgerHarness, key, make_test_genesis
@@ -139,8 +139,9 @@ def test_fast_sign_bytes_match_envelope(n: int) -> None:
     keys = [key(f"k{i}") for i in range(n)]
     raw = make_envelope("ads-test", "gov", keys[0], 3, {"action": "params.set", "args": {"x": 1}}, keys[1:])
     env = parse_envelope(raw)
-    assert tx_sign_bytes(env, "ads-test") == env.sign_bytes("ads-test")
-    assert H(tx_sign_bytes(env, "ads-test")) == env.txid("ads-test")
+    encoded = sign_bytes(TX_TAG, "ads-test", env.unsigned())  # DESIGN §3's definition, re-encoded
+    assert tx_sign_bytes(env, "ads-test") == env.sign_bytes("ads-test") == encoded
+    assert H(encoded) == env.txid("ads-test")
 
 
 def test_deterministic_writes(h: LedgerHarness) -> None:

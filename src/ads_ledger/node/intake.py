@@ -151,7 +151,7 @@ class TxIntake:
                     nonces[env.signer] = nonce_in(view, env.signer)
 
                 def check_first(e_: Envelope) -> None:
-                    r = check_tx(view, self.chain_id, e_.raw, t, verify_sigs=False, height=next_h)
+                    r = check_tx(view, self.chain_id, e_.raw, t, verify_sigs=False, height=next_h, env=e_)
                     if not r.ok:
                         raise Refusal(r.code, r.log)
 
@@ -199,7 +199,7 @@ class TxIntake:
                         touched.append(signer)
             self.mempool.update(txids, lambda signer: nonce_in(view, signer), touched)
             dropped = self.mempool.recheck(
-                lambda env: check_tx(view, self.chain_id, env.raw, t, verify_sigs=False, height=next_h).ok,
+                lambda env: check_tx(view, self.chain_id, env.raw, t, verify_sigs=False, height=next_h, env=env).ok,
                 RECHECK_PER_BLOCK)
         if dropped:
             kv(log, logging.INFO, "mempool recheck dropped txs", height=block.header.height, txs=dropped)

@@ -45,7 +45,7 @@ from ads_ledger.node.logs import kv
 from ads_ledger.node.storage import schema as S
 from ads_ledger.node.storage.store import Staged, Store
 from ads_ledger.state.context import StateView
-from ads_ledger.state.envelope import MAX_TX_BYTES, parse_envelope
+from ads_ledger.state.envelope import MAX_TX_BYTES, Envelope, parse_envelope
 from ads_ledger.state.genesis import Genesis
 from ads_ledger.state.machine import BlockResult, DictView, TxResult, check_tx, execute_block
 from ads_ledger.state.records import CP, DEFAULT_PARAMS, GOV_PARAMS, acct_key, cp_key, decode_record
@@ -340,13 +340,14 @@ class Ledger:
 
     def _build(self, height: int, time_ms: int, proposer: bytes, last_commit: Commit | None,
                txs: Sequence[bytes]) -> Block:  # fmt: skip
-        txs = self._valid_txs(txs)
+        txs, envs = self._valid_txs(txs)
         view = self.state_view(height - 1)
-        result = execute_block(view, self.chain_id, height, time_ms, txs, sigs_checked=True)
+        result = execute_block(view, self.chain_id, height, time_ms, txs, sigs_checked=True, envs=envs)
         bad = {i for i, r in enumerate(result.results) if r.code in INVALID_TX_CODES}
         if bad:  # a stale mempool entry (its nonce moved on): our block must stay valid
             txs = [t for i, t in enumerate(txs) if i not in bad]
-            result = execute_block(view, self.chain_id, height, time_ms, txs, sigs_checked=True)
+            envs = [e for i, e in enumerate(envs) if i not in bad]
+            result = execute_block(view, self.chain_id, height, time_ms, txs, sigs_checked=True, envs=envs)
         with self.evidence_lock:
             evidence = tuple(self.evidence.pending(evidence_limit(self.params_at(height))))
         return self.assemble(height, time_ms, proposer, last_commit, txs, evidence, result)
@@ -379,18 +380,20 @@ class Ledger:
         self._remember(block, result, staged)
         return block
 
-    def _valid_txs(self, txs: Sequence[bytes]) -> list[bytes]:
-        """The txs a proposer may put in a block: within the limits, well signed, and neither
-        committed nor repeated (the mempool should hold only such; this makes sure)."""
+    def _valid_txs(self, txs: Sequence[bytes]) -> tuple[list[bytes], list[Envelope]]:
+        """The txs a proposer may put in a block (and each parsed once): within the limits, well
+        signed, and neither committed nor repeated (the mempool should hold only such; this
+        makes sure)."""
         out: list[bytes] = []
+        envs: list[Envelope] = []
         seen: set[bytes] = set()
         for raw in txs:
             try:
-                self._check_tx_bytes(raw, seen)
+                envs.append(self._check_tx_bytes(raw, seen))
             except InvalidBlock:
                 continue
             out.append(raw)
-        return out
+        return out, envs
 
     def _stage(self, height: int, result: BlockResult) -> Staged:
         writes: dict[bytes, bytes | None] = dict(result.writes)
@@ -412,10 +415,8 @@ class Ledger:
         if why:
             raise InvalidBlock(why)
         self._check_limits(block, height)  # before any per-tx decoding: cheap bounds first
-        try:
-            block.check_roots([parse_envelope(t).txid(self.chain_id) for t in block.txs])
-        except DecodeError as e:
-            raise InvalidBlock(str(e)) from e
+        envs = self._parse_txs(block)  # once: the roots, the signatures and execution share them
+        block.check_roots([e.txid(self.chain_id) for e in envs])
         if block.evidence:
             self._evidence_age(height)
             try:
@@ -432,9 +433,9 @@ class Ledger:
                               height=height - 1, block_id=prev.block_id)  # fmt: skip
             except CommitError as e:
                 raise InvalidBlock(f"last_commit: {e}") from e
-        self._verify_tx_signatures(block)
+        self._verify_tx_signatures(block, envs)
         result = execute_block(self.state_view(height - 1), self.chain_id, height, h.time,
-                               block.txs, sigs_checked=True)  # fmt: skip
+                               block.txs, sigs_checked=True, envs=envs)  # fmt: skip
         for i, r in enumerate(result.results):
             if r.code in INVALID_TX_CODES:
                 raise InvalidBlock(f"tx {i} is not a valid transaction ({r.code}): {r.log}")
@@ -474,24 +475,35 @@ class Ledger:
             raise InvalidBlock(f"{size} bytes of txs and evidence; max_block_bytes in force is "
                                f"{p['max_block_bytes']}")  # fmt: skip
 
-    def _verify_tx_signatures(self, block: Block) -> None:
+    def _parse_txs(self, block: Block) -> list[Envelope]:
+        envs = []
+        for i, raw in enumerate(block.txs):
+            try:
+                envs.append(parse_envelope(raw))
+            except DecodeError as e:
+                raise InvalidBlock(f"tx {i} does not decode: {e}") from e
+        return envs
+
+    def _verify_tx_signatures(self, block: Block, envs: Sequence[Envelope]) -> None:
         """Every tx decodes, is within 32 KiB, every `auth` signature verifies over its sign
         bytes, and its txid is neither committed nor earlier in the block — from the block's
         bytes alone (a cache hit needs the very same bytes)."""
         seen: set[bytes] = set()
-        for i, raw in enumerate(block.txs):
+        for i, (raw, env) in enumerate(zip(block.txs, envs)):
             try:
-                self._check_tx_bytes(raw, seen)
+                self._check_tx_bytes(raw, seen, env)
             except InvalidBlock as e:
                 raise InvalidBlock(f"tx {i}: {e}") from e
 
-    def _check_tx_bytes(self, raw: bytes, seen: set[bytes]) -> None:
+    def _check_tx_bytes(self, raw: bytes, seen: set[bytes], env: Envelope | None = None) -> Envelope:
+        """`raw` parsed (`env`, if the caller parsed it already), checked as the docstring above says."""
         if len(raw) > MAX_TX_BYTES:
             raise InvalidBlock(f"{len(raw)} bytes; a transaction is at most {MAX_TX_BYTES}")
-        try:
-            env = parse_envelope(raw)
-        except DecodeError as e:
-            raise InvalidBlock(f"does not decode: {e}") from e
+        if env is None:
+            try:
+                env = parse_envelope(raw)
+            except DecodeError as e:
+                raise InvalidBlock(f"does not decode: {e}") from e
         txid = env.txid(self.chain_id)
         if txid in seen:
             raise InvalidBlock(f"txid {txid.hex()[:16]} appears twice in the block")
@@ -500,12 +512,13 @@ class Ledger:
             raise InvalidBlock(f"txid {txid.hex()[:16]} is already committed")
         key = H(raw)
         if key in self._sig_ok:
-            return
+            return env
         try:
             env.verify_signatures(self.chain_id)
         except RemoteError as e:
             raise InvalidBlock(f"a signature does not verify: {e}") from e
         self.note_verified(key)
+        return env
 
     def note_verified(self, raw_hash: bytes) -> None:
         """Remember that the envelope whose bytes hash to `raw_hash` has valid signatures."""

@@ -8,6 +8,7 @@ those bytes, so signatures can be added or stripped without changing the id.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Sequence
 
 from ads_ledger.core import codec
@@ -35,7 +36,15 @@ class Envelope:
         return {"type": self.type, "signer": self.signer, "nonce": self.nonce, "body": self.body}
 
     def sign_bytes(self, chain_id: str) -> bytes:
-        return sign_bytes(TX_TAG, chain_id, self.unsigned())
+        """`sign_bytes(TX_TAG, chain_id, unsigned)`, cut from the raw bytes instead of re-encoding.
+
+        `raw` is canonical (parse_envelope made sure), a 5-map whose first key is "auth" (keys
+        sort), followed by body, nonce, signer, type — exactly the canonical 4-map of the unsigned
+        fields. auth is n [bin32, bin64] pairs: 101 bytes each after a 1-byte (n <= 15) or 3-byte
+        array header.
+        """
+        n = len(self.auth)
+        return _sign_prefix(chain_id) + self.raw[1 + 5 + (1 if n <= 15 else 3) + 101 * n:]
 
     def txid(self, chain_id: str) -> bytes:
         return H(self.sign_bytes(chain_id))
@@ -49,6 +58,11 @@ class Envelope:
         for i, (pub, sig) in enumerate(self.auth):
             if not verify(pub, sig, msg):
                 raise SignatureError(f"auth[{i}] signature by {pub.hex()} does not verify")
+
+
+@lru_cache(maxsize=16)
+def _sign_prefix(chain_id: str) -> bytes:
+    return b"\x93" + codec.encode(TX_TAG) + codec.encode(chain_id) + b"\x84"
 
 
 def _bin(obj: Any, n: int, what: str) -> bytes:

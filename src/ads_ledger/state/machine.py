@@ -25,17 +25,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Callable, Sequence
 
-from ads_ledger.core import codec
 from ads_ledger.core.crypto import H
 from ads_ledger.core.errors import DecodeError, RemoteError
 from ads_ledger.state.account import apply_attest, bump_nonce
 from ads_ledger.state.bodies import check_body
 from ads_ledger.state.context import Ctx, DictView, Overlay, StateView
 from ads_ledger.state.delegation import apply_grant, apply_revoke
-from ads_ledger.state.envelope import MAX_TX_BYTES, TX_TAG, Envelope, parse_envelope
+from ads_ledger.state.envelope import MAX_TX_BYTES, Envelope, parse_envelope
 from ads_ledger.state.governance import apply_gov
 from ads_ledger.state.ownership import apply_accept, apply_claim, apply_propose, apply_transfer
 from ads_ledger.state.reasons import BadNonce, BadSignature, Malformed, TooLarge, TxRejected
@@ -84,21 +82,9 @@ class BlockResult:
     next_validators: tuple[int, list[list[Any]]] | None = field(default=None)
 
 
-@lru_cache(maxsize=16)
-def _sign_prefix(chain_id: str) -> bytes:
-    return b"\x93" + codec.encode(TX_TAG) + codec.encode(chain_id) + b"\x84"
-
-
 def tx_sign_bytes(env: Envelope, chain_id: str) -> bytes:
-    """`env.sign_bytes(chain_id)` cut from the canonical raw envelope instead of re-encoding it.
-
-    The canonical envelope is a 5-map whose first key is "auth" (keys sort), followed by
-    body, nonce, signer, type — exactly the canonical 4-map of the unsigned fields. auth is
-    n [bin32, bin64] pairs: 101 bytes each after a 1-byte (n <= 15) or 3-byte array header.
-    """
-    n = len(env.auth)
-    start = 1 + 5 + (1 if n <= 15 else 3) + 101 * n
-    return _sign_prefix(chain_id) + env.raw[start:]
+    """The tx's sign bytes (cut from its raw bytes: see Envelope.sign_bytes)."""
+    return env.sign_bytes(chain_id)
 
 
 def _refused(ctx: Ctx, env: Envelope) -> None:
@@ -110,14 +96,16 @@ def _refused(ctx: Ctx, env: Envelope) -> None:
         state.commit()
 
 
-def _run(ctx: Ctx, raw: bytes, verify_sigs: bool) -> TxResult:
-    """Run one transaction on ctx.state, committing its effects (or only its nonce) or nothing."""
+def _run(ctx: Ctx, raw: bytes, verify_sigs: bool, env: Envelope | None = None) -> TxResult:
+    """Run one transaction on ctx.state, committing its effects (or only its nonce) or nothing.
+    `env`: `raw` already parsed by the caller (the same bytes: parse_envelope(raw))."""
     if len(raw) > MAX_TX_BYTES:
         return TxResult(H(raw), False, TooLarge.code, f"transaction is {len(raw)} bytes; the limit is {MAX_TX_BYTES}")
-    try:
-        env = parse_envelope(raw)
-    except DecodeError as e:
-        return TxResult(H(raw), False, Malformed.code, str(e))
+    if env is None or env.raw is not raw:
+        try:
+            env = parse_envelope(raw)
+        except DecodeError as e:
+            return TxResult(H(raw), False, Malformed.code, str(e))
     msg = tx_sign_bytes(env, ctx.chain_id)
     txid = H(msg)
     try:
@@ -160,12 +148,14 @@ def check_tx(
     *,
     verify_sigs: bool = True,
     height: int = 0,
+    env: Envelope | None = None,
 ) -> TxResult:
     """Would `raw` succeed on top of `view` at `block_time`? Nothing is written anywhere.
 
-    The mempool calls this against the committed state (or an overlay of its own pending txs).
+    The mempool calls this against the committed state (or an overlay of its own pending txs);
+    `env` is `raw` already parsed, when the caller has it.
     """
-    return _run(Ctx(chain_id, height, block_time, Overlay(view)), raw, verify_sigs)
+    return _run(Ctx(chain_id, height, block_time, Overlay(view)), raw, verify_sigs, env)
 
 
 def execute_block(
@@ -176,16 +166,21 @@ def execute_block(
     txs: Sequence[bytes],
     *,
     sigs_checked: bool = False,
+    envs: Sequence[Envelope | None] | None = None,
 ) -> BlockResult:
     """Run a block's transactions in order; return each result and the block's state writes.
 
     `sigs_checked=True` skips envelope signature checks (the caller verified them, e.g. in the
     mempool); stateful signatures (cp.claim's device_sig, attestations) are always checked.
+    `envs[i]`, when given, is `txs[i]` already parsed (used only if its raw is that very object).
     """
     overlay = Overlay(view)
     ctx = Ctx(chain_id, height, block_time, overlay)
     verify_sigs = not sigs_checked
-    results = [_run(ctx, raw, verify_sigs) for raw in txs]
+    if envs is None or len(envs) != len(txs):
+        results = [_run(ctx, raw, verify_sigs) for raw in txs]
+    else:
+        results = [_run(ctx, raw, verify_sigs, env) for raw, env in zip(txs, envs)]
     writes = overlay.writes()
     nv = None
     if GOV_VALIDATORS in overlay.dirty:
