@@ -245,7 +245,11 @@ def test_transactions_and_meter_values_end_to_end(tmp_path: Path) -> None:
         await until(lambda: r.d.state.transactions, what="TransactionEvent Started")
         await until(lambda: (r.d.state.meters.get(2) or None) and (r.d.state.meters[2].energy_wh or 0) > 0, what="energy")
         m = await r.d.act("meter.read", {}, origin(), now_ms())
-        assert m["power_w"] == 7400 and m["energy_wh"] > 0 and m["connectors"][1]["connector"] == 2
+        # two EVSEs reported: each gets half of the charge point's 7.4 kW plan (OCPP applies a
+        # TxDefaultProfile on EVSE 0 to each EVSE), so the charge point stays within it
+        [sent] = st.calls("SetChargingProfile")
+        assert sent["chargingProfile"]["chargingSchedule"][0]["chargingSchedulePeriod"][0]["limit"] == 3700
+        assert m["power_w"] == 3700 and m["energy_wh"] > 0 and m["connectors"][1]["connector"] == 2
         s = await r.d.act("status.read", {}, origin(), now_ms())
         assert s["sessions"][0]["session"] == started["session"] and s["sessions"][0]["connector"] == 2
         stopped = await r.d.act("charging.stop", {}, origin(), now_ms())

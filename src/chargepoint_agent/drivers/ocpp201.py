@@ -445,7 +445,7 @@ class OcppDriver:
         async with self._profiles:
             self.book.check_room(key)
             sid = self.book.station_id(key)
-            payload = plan_payload(sid, profile, origin.stack_level)
+            payload = plan_payload(sid, profile, origin.stack_level, self.state.evse_count())
             await self._accepted("SetChargingProfile", payload)
             self.book.track(key, origin, max_w, profile["valid_to"], payload)
             self.to_clear.discard(sid)

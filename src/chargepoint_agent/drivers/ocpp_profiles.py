@@ -50,7 +50,9 @@ def _check_range(*ms: int) -> None:
         raise DriverError("an instant beyond 9999-12-31 cannot be written in OCPP")
 
 
-def plan_payload(station_id: int, profile: dict[str, Any], stack_level: int) -> dict[str, Any]:
+def plan_payload(station_id: int, profile: dict[str, Any], stack_level: int, evses: int = 1) -> dict[str, Any]:
+    """A TxDefaultProfile on evseId 0. OCPP applies such a profile to each EVSE on its own, while
+    a §7 plan (and the grant's cap) is for the whole charge point: each EVSE gets 1/evses of it."""
     vf, vt = profile["valid_from"], profile["valid_to"]
     _check_range(vf, vt)
     return {"evseId": 0, "chargingProfile": {
@@ -58,7 +60,7 @@ def plan_payload(station_id: int, profile: dict[str, Any], stack_level: int) -> 
         "chargingProfileKind": "Absolute", "validFrom": iso(vf), "validTo": iso(vt),
         "chargingSchedule": [{"id": station_id, "startSchedule": iso(vf), "chargingRateUnit": "W",
                               "duration": min(MAX_DURATION_S, (vt - vf + 999) // 1000),
-                              "chargingSchedulePeriod": [{"startPeriod": min(off, MAX_DURATION_S), "limit": w}
+                              "chargingSchedulePeriod": [{"startPeriod": min(off, MAX_DURATION_S), "limit": w // max(1, evses)}
                                                          for off, w in profile["periods"]]}]}}  # fmt: skip
 
 

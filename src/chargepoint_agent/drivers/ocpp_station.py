@@ -84,6 +84,10 @@ class StationState:
     transactions: dict[str, Transaction] = field(default_factory=dict)  # active
     ended: list[Transaction] = field(default_factory=list)
 
+    def evse_count(self) -> int:
+        """EVSEs the station has reported (StatusNotification, meter values), at least 1."""
+        return max(1, len({e for e, _ in self.connectors if e > 0} | {e for e in self.meters if e > 0}))
+
     def on_call(self, action: str, p: dict[str, Any], now_ms: int) -> dict[str, Any]:
         self.last_seen = now_ms
         if action == "BootNotification":

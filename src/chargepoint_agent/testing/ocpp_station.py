@@ -77,8 +77,10 @@ class Station(ChargePoint):  # type: ignore[misc]
 
     # ------------------------------------------------------------------ limits
 
-    def limit_w(self) -> float:
-        """The effective limit now: the highest-stack TxDefault plan, capped by StationMax."""
+    def limits(self) -> tuple[float, float]:
+        """(per-EVSE limit, station-wide cap) now, as OCPP 2.0.1 reads them: the highest-stack
+        TxDefaultProfile on EVSE 0 limits each EVSE on its own; ChargingStationMaxProfile caps
+        the whole station."""
         now = time.time()
 
         def current(p: dict[str, Any]) -> float | None:
@@ -92,13 +94,16 @@ class Station(ChargePoint):  # type: ignore[misc]
                     lim = per["limit"]
             return lim
 
+        if not self.available:
+            return 0.0, 0.0
         tx = [(p["stackLevel"], current(p)) for p in self.profiles.values() if p["chargingProfilePurpose"] == "TxDefaultProfile"]
         tx = [t for t in tx if t[1] is not None]
-        limit = float(EV_MAX_W) if not tx else max(tx)[1]
+        per_evse = float(EV_MAX_W) if not tx else min(max(tx)[1], EV_MAX_W)
+        cap = float("inf")
         for p in self.profiles.values():
             if p["chargingProfilePurpose"] == "ChargingStationMaxProfile" and (c := current(p)) is not None:
-                limit = min(limit, c)
-        return min(limit, EV_MAX_W) if self.available else 0.0
+                cap = min(cap, c)
+        return per_evse, cap
 
     def meter_value(self, evse: int, power: float) -> dict[str, Any]:
         return {"timestamp": _iso(), "sampledValue": [
@@ -203,9 +208,10 @@ class Station(ChargePoint):  # type: ignore[misc]
         await self.call(call.StatusNotification(timestamp=_iso(), connector_status=status, evse_id=evse, connector_id=1))
 
     async def send_meters(self, dt_s: float) -> None:
-        share = self.limit_w() / max(1, len(self.tx))
+        per_evse, cap = self.limits()
+        each = min(per_evse, cap / max(1, len(self.tx)))  # the station cap is shared by the sessions
         for evse in range(1, self.evses + 1):
-            power = min(share, EV_MAX_W) if evse in self.tx else 0.0
+            power = each if evse in self.tx else 0.0
             self.energy_wh[evse] += power * dt_s / 3600
             await self.call(call.MeterValues(evse_id=evse, meter_value=[self.meter_value(evse, power)]))
 
