@@ -108,6 +108,6 @@ class Ctx:
         acct = self.state.get(acct_key(pub))
         return new_account() if acct is None else acct
 
-    def params(self) -> dict[str, int]:
+    def params(self) -> dict[str, Any]:
         stored = self.state.get(GOV_PARAMS)
         return DEFAULT_PARAMS if stored is None else {**DEFAULT_PARAMS, **stored}
