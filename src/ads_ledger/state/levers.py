@@ -227,7 +227,8 @@ def _sweep_expired(ctx: Ctx, budget: int) -> None:
             break
     cur = st.get(LEV_EXPIRY)
     # an idle chain does not rewrite the cursor every block: empty seconds are cheap to re-probe
-    if cur is not None and cur["next"] != s and (cur["n"] != n0 or s - cur["next"] >= CURSOR_SLACK):
+    progressed = cur is not None and (cur["n"] != n0 or budget == 0 or s - cur["next"] >= CURSOR_SLACK)
+    if cur is not None and cur["next"] != s and progressed:
         st.put(LEV_EXPIRY, {"n": cur["n"], "next": s})
 
 
