@@ -30,9 +30,11 @@ from ads_ledger.state.records import (
     GOV_ANCHORS,
     GOV_MEMBERS,
     GOV_PARAMS,
+    GOV_PROVIDERS,
     GOV_REVOKED,
     GOV_VALIDATORS,
     LEV_SUSPENDING,
+    MAX_PROVIDERS,
     MAX_REVOKED,
     ROLES,
     anchors_of,
@@ -189,6 +191,10 @@ def _providers_set(ctx: Ctx, args: dict[str, Any]) -> None:
         raise BadGovArgs("cap_w must be nil (no cap) or watts, an unsigned integer")
     old = ctx.state.get(prov_key(pub))
     if old is None:
+        listed: list[bytes] = ctx.state.get(GOV_PROVIDERS) or []
+        if len(listed) >= MAX_PROVIDERS:
+            raise BadGovArgs(f"the register holds {MAX_PROVIDERS} providers, the limit")
+        ctx.state.put(GOV_PROVIDERS, sorted([*listed, pub]))
         counted = ctx.state.get(lev_grantee_key(pub))  # grants it already holds count at once
         suspended, live_w = False, 0 if counted is None else counted["w"]
     else:

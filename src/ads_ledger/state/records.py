@@ -21,6 +21,8 @@ __all__ = [
     "GOV_ANCHORS",
     "GOV_REVOKED",
     "GOV_PARAMS",
+    "GOV_PROVIDERS",
+    "MAX_PROVIDERS",
     "ANCHOR_PURPOSES",
     "MAX_REVOKED",
     "anchors_of",
@@ -63,6 +65,8 @@ GOV_ANCHORS = b"gov/anchors"  # {"device": [DER, ...], "eid": [DER, ...]}, each 
 GOV_REVOKED = b"gov/revoked"  # [H(leaf DER), ...] sorted: broker and manufacturer certs ended
 ANCHOR_PURPOSES = ("device", "eid")  # sorted: the map's canonical key order
 MAX_REVOKED = 1024  # gov/revoked is read by every identity check: keep it one small record
+GOV_PROVIDERS = b"gov/providers"  # [pub, ...] sorted: every key with a prov/ record
+MAX_PROVIDERS = 4096  # gov/providers is one record
 GOV_PARAMS = b"gov/params"  # {name: uint, "scope_roles": {scope: [role, ...]}}
 PROV = b"prov/"  # + pub: {"cap_w", "height", "live_w", "name", "roles", "suspended"} (levers.py)
 
