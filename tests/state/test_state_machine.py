@@ -150,6 +150,7 @@ class LedgerMachine(RuleBasedStateMachine):
             assert nonces == list(range(n0 + 1, n0 + 1 + len(nonces)))
             assert self.nonce(signer) == n0 + len(nonces)
         sweeping = bool(decode(pre.get(LEV_SUSPENDING)))  # the block starts with suspension work
+        REACHED["suspension_sweeps"] += sweeping and any(k.startswith(b"cp/") for k in res.writes)
         if not any(r.ok for r in res.results):
             for k in res.writes:
                 if k.startswith((b"lev/", b"prov/")) or (sweeping and k.startswith(b"cp/")):
@@ -379,7 +380,8 @@ class LedgerMachine(RuleBasedStateMachine):
                     assert not shared or hold(a) == hold(b), "two live exclusive holders"
 
 
-REACHED = {"depth": 0, "sub_grants": 0, "ends_with_parent": 0, "exclusive_sub": 0, "live_w": 0}  # what the draws exercised
+REACHED = {"depth": 0, "sub_grants": 0, "ends_with_parent": 0, "exclusive_sub": 0, "live_w": 0,
+           "suspension_sweeps": 0}  # what the draws exercised
 
 TestLedgerMachine = LedgerMachine.TestCase
 TestLedgerMachine.settings = settings(
@@ -421,15 +423,17 @@ def test_planted_bug_is_caught(monkeypatch: pytest.MonkeyPatch, module: Any, mut
 
 
 def test_machine_reaches_deep_and_boundary_sub_grants() -> None:
-    """The draws must exercise what the invariants guard: accepted sub-grants two levels deep
-    and sub-grants ending exactly with their parent (not only refusals). The keys and
+    """The draws must exercise what the invariants guard: accepted sub-grants two levels deep,
+    sub-grants ending exactly with their parent (not only refusals), counted control power and
+    suspension sweeps that revoke grants. The keys and
     attestations are fresh per process, so grant ids (and what the draws reach) vary: up to
     three rounds of 40 examples until everything was reached."""
-    REACHED.update(depth=0, sub_grants=0, ends_with_parent=0, exclusive_sub=0)
+    REACHED.update(depth=0, sub_grants=0, ends_with_parent=0, exclusive_sub=0, live_w=0, suspension_sweeps=0)
     for derandomize in (True, False, False):  # the fixed sequence first, then fresh draws
         run_state_machine_as_test(LedgerMachine, settings=settings(
             max_examples=40, stateful_step_count=25, deadline=None, derandomize=derandomize, database=None,
             suppress_health_check=list(HealthCheck)))  # fmt: skip
-        if REACHED["depth"] >= 2 and REACHED["ends_with_parent"] > 0 and REACHED["exclusive_sub"] > 0:
+        if all(REACHED[k] > 0 for k in ("ends_with_parent", "exclusive_sub", "live_w", "suspension_sweeps")) \
+                and REACHED["depth"] >= 2:
             break
-    assert REACHED["depth"] >= 2 and REACHED["ends_with_parent"] > 0 and REACHED["exclusive_sub"] > 0, REACHED
+    assert REACHED["depth"] >= 2 and all(REACHED[k] > 0 for k in REACHED), REACHED
