@@ -226,3 +226,8 @@ def test_provider_builders_and_cli_options() -> None:
                 lambda: build_args("providers.set", (), None, None, None, (), None, (), {"name": "A"})):  # fmt: skip
         with pytest.raises(WalletError):
             bad()
+    roles = build_args("params.set", (), None, None, None, (), None, ('scope_roles={"flex": ["dso", "tso"]}',))
+    assert roles == {"scope_roles": {"flex": ["dso", "tso"]}}
+    for p in ('scope_roles={"flex": ["king"]}', "scope_roles=nope"):
+        with pytest.raises(WalletError):
+            build_args("params.set", (), None, None, None, (), None, (p,))

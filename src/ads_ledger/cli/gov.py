@@ -10,6 +10,7 @@ The draft file (ads_ledger.wallet.gov.Draft) holds no secret; it travels between
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -139,9 +140,16 @@ def build_args(action: str, updates: tuple[str, ...], cert: Path | None, purpose
         if threshold is None:
             raise WalletError("members.set needs --threshold K")
         return members_set([parse_pub(m, "--member") for m in members], threshold)
-    values: dict[str, int] = {}
+    values: dict[str, Any] = {}
     for p in params:
         name, _, value = p.partition("=")
+        if name.strip() == "scope_roles":  # the one map-valued parameter: JSON {scope: [role, ...]}
+            try:
+                values["scope_roles"] = json.loads(value)
+            except ValueError:
+                raise WalletError(f"--param {p!r}: expected scope_roles=JSON, e.g. "
+                                  'scope_roles=\'{"flex": ["aggregator", "dso", "tso"]}\'') from None  # fmt: skip
+            continue
         try:
             values[name.strip()] = int(value)
         except ValueError:

@@ -19,7 +19,7 @@ from ads_ledger.core import codec
 from ads_ledger.core.crypto import H, SigningKey, sign_bytes, verify
 from ads_ledger.core.errors import DecodeError
 from ads_ledger.state.envelope import MAX_AUTH, TX_TAG
-from ads_ledger.state.records import ANCHOR_PURPOSES, PARAMS, ROLES
+from ads_ledger.state.records import ANCHOR_PURPOSES, PARAMS, ROLES, param_error
 from ads_ledger.wallet.errors import WalletError
 
 __all__ = ["Draft", "Tally", "ACTIONS", "validators_set", "anchors_change", "issuers_revoke", "members_set",
@@ -58,16 +58,22 @@ def members_set(members: list[bytes], threshold: int) -> dict[str, Any]:
     return {"members": sorted(members), "threshold": threshold}
 
 
-def params_set(values: dict[str, int]) -> dict[str, Any]:
+def params_set(values: dict[str, Any]) -> dict[str, Any]:
     if not values:
         raise WalletError("give at least one --param NAME=VALUE")
-    unknown = sorted(set(values) - set(PARAMS))
+    known = sorted([*PARAMS, "scope_roles"])
+    unknown = sorted(set(values) - set(known))
     if unknown:
-        raise WalletError(f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(PARAMS))}")
+        raise WalletError(f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(known)}")
     for k, v in sorted(values.items()):  # DESIGN §6 ranges: the ledger refuses others as bad_gov_args
-        lo, hi, _ = PARAMS[k]
-        if not lo <= v <= hi:
-            raise WalletError(f"{k} = {v} is out of range {lo}..{hi}")
+        if k in PARAMS:
+            lo, hi, _ = PARAMS[k]
+            if not lo <= v <= hi:
+                raise WalletError(f"{k} = {v} is out of range {lo}..{hi}")
+        else:
+            why = param_error(k, v)
+            if why is not None:
+                raise WalletError(why)
     return dict(values)
 
 
