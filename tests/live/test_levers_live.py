@@ -34,12 +34,14 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
         yield n
 
 
-def ads(keyring: Path, *args: str) -> tuple[int, Any]:
+def ads(keyring: Path, *args: str, as_json: bool = True) -> tuple[int, Any]:
     env = {**os.environ, "ADS_KEYRING": str(keyring), "ADS_PASSPHRASE": PASS,
            "ADS_LIGHT_DIR": str(keyring.parent / "light")}  # fmt: skip
     env.pop("ADS_NODE", None)
-    p = subprocess.run([sys.executable, "-m", "ads_ledger.cli.main", *args, "--json"], capture_output=True, text=True,
-                       timeout=120, env=env)  # fmt: skip
+    p = subprocess.run([sys.executable, "-m", "ads_ledger.cli.main", *args, *(["--json"] if as_json else [])],
+                       capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+    if not as_json:
+        return p.returncode, p.stdout + p.stderr
     try:
         return p.returncode, json.loads(p.stdout)
     except ValueError:
@@ -105,6 +107,8 @@ def test_register_grant_refuse_suspend(net: Network, tmp_path: Path) -> None:
     assert rc == 0, rep
     row = next(p for p in rep["providers"] if p["pub"] == agg.pub.hex())
     assert (row["live_w"], row["chargepoints"], row["grants"], row["suspended"]) == (33_000, 3, 3, False), row
+    rc, text = ads(kr, "providers", "report", "--node", node, as_json=False)
+    assert rc == 0 and "Agg One" in text and "33 kW" in text and "66%" in text, text
 
     gov(kr, node, tmp_path / "suspend.msgpack", "providers.suspend", "--pub", agg.pub.hex(), "--suspended")
     deadline = time.monotonic() + 20
@@ -118,6 +122,8 @@ def test_register_grant_refuse_suspend(net: Network, tmp_path: Path) -> None:
     with pytest.raises(ApiResponseError) as ei:
         grant(devices[0], agg, ["charging.control"])
     assert ei.value.code == "suspended", ei.value
+    rc, text = ads(kr, "providers", "list", "--node", node, as_json=False)
+    assert rc == 0 and "1 registered provider," in text and "suspended" in text, text
     rc, shown = ads(kr, "providers", "show", agg.pub.hex(), "--node", node)
     assert rc == 0 and shown["record"]["suspended"] and shown["record"]["live_w"] == 0 and shown["grants"] == 0
     assert time.monotonic() - t0 < 60

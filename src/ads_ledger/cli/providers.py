@@ -104,7 +104,7 @@ def providers_list(nodes: tuple[str, ...], trust_height: int | None, trust_hash:
     out = {"height": head.height, "providers": [_row(p, r, n) for p, r, n in rows], "verified": head.to_json_obj()}
 
     def human() -> str:
-        lines = [f"{len(rows)} registered providers, verified at height {head.height}{trust_note(head)}"]
+        lines = [f"{len(rows)} registered provider{'' if len(rows) == 1 else 's'}, verified at height {head.height}{trust_note(head)}"]
         if rows:
             lines.append(table(["provider", "name", "roles", "cap", "live", "state"], [
                 [p.hex()[:16] + "…", r["name"], ",".join(r["roles"]) or "-", _cap(r), format_power(r["live_w"]),
@@ -138,7 +138,7 @@ def providers_report(max_reads: int, nodes: tuple[str, ...], trust_height: int |
 
     def human() -> str:
         lines = [f"regulator report at height {head.height} ({format_when(head.header.time)}): "
-                 f"{len(report)} providers, {format_power(total)} live controllable power{trust_note(head)}"]
+                 f"{len(report)} provider{'' if len(report) == 1 else 's'}, {format_power(total)} live controllable power{trust_note(head)}"]
         if report:
             lines.append(table(["provider", "name", "roles", "cap", "live", "use", "grants", "charge points", "state"], [
                 [r["pub"].hex()[:16] + "…", r["name"], ",".join(r["roles"]) or "-", _cap(r), format_power(r["live_w"]),
