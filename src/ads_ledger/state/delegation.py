@@ -10,6 +10,10 @@ exclusively, so it is re-delegated along one hold.
 A sub-grant is attenuated (§4): scopes ⊆, window ⊆, every limit the parent has present and ≤,
 `priority ≤` the parent's (a delegate never outranks the grant it came from in OCPP stack-level
 conflicts), `exclusive` only under an exclusive parent, `redelegate <` the parent's.
+
+The regulator levers (levers.py) add the register's refusals — `suspended`, `role_required`,
+`capacity_cap` — and every record write goes through `levers.put_cp`, which keeps each
+grantee's live_w and the grant indexes exact.
 """
 
 from __future__ import annotations
