@@ -14,6 +14,7 @@ import pytest
 from livenet import running_devnet
 
 from ads_ledger.core.crypto import SigningKey
+from ads_ledger.node.config import load_key
 from ads_ledger.state.envelope import make_envelope
 from ads_ledger.testing.devnet import Network, agent_get
 from ads_ledger.testing.trustlist import issue_attestation, load_trust_list
@@ -49,6 +50,12 @@ def test_armed_frequency_response(net: Network) -> None:
              "not_after": now + 3_600_000, "limits": {"max_power_w": 11_000}, "exclusive": True, "priority": 50,
              "redelegate": 0, "parent": None}  # fmt: skip
     with net.client(0) as c:
+        # flex is reserved for aggregators, DSOs and TSOs (gov/params.scope_roles): register it
+        m0, m1 = (load_key(Path(p)) for p in net.info["gov"][:2])
+        reg = {"cap_w": None, "name": "aggregator", "pub": aggregator.pub, "roles": ["aggregator"]}
+        r = c.submit_tx(make_envelope(chain, "gov", m0, 1, {"action": "providers.set", "args": reg}, [m1]),
+                        wait_commit=True)  # fmt: skip
+        assert r["ok"], r
         att = issue_attestation(tl, chain, owner.pub, issued_at=now - 60_000, expires_at=now + 86_400_000)
         r = None
         for n, (t, b) in enumerate([("attest", att), ("cp.accept", {"cp": cp}), ("grant", grant)], start=1):

@@ -140,6 +140,7 @@ def test_real_responses_validate_against_the_document() -> None:
             ("/state/{key}", f"/state/{(b'cp/' + CP_KEY.pub).hex()}?height=2"),
             ("/state/{key}", "/state/00ff"), ("/chargepoints/{cp}", f"/chargepoints/{cp}"),
             ("/chargepoints/{cp}", "/chargepoints/" + "ee" * 32), ("/openapi.json", "/openapi.json"),
+            ("/providers/{pub}", "/providers/" + "ee" * 32),
         ]  # fmt: skip
         for template, path in calls:
             out.append((template, "get", 200, c._json("GET", path)))

@@ -10,6 +10,7 @@ import trio
 from test_api_fake import (
     CHAIN,
     CP_KEY,
+    KEYS,
     OWNER_KEY,
     FakeBackend,
     make_tx,
@@ -138,6 +139,27 @@ def test_unknown_chargepoint_is_200_with_non_inclusion_proof() -> None:
     assert verify_proof(root, b"cp/" + cp, None, proof_from_json(r["proof"]))
 
 
+def test_provider_record_decoded_with_proof() -> None:
+    fake = FakeBackend()
+    prov = {"cap_w": 50_000, "height": 3, "live_w": 11_000, "name": "agg", "roles": ["aggregator"],
+            "suspended": False}  # fmt: skip
+    fake.state[b"prov/" + KEYS[0].pub] = codec.encode(prov)
+    fake.commit_block()
+    from ads_ledger.client.jsonenc import proof_from_json
+
+    r = with_client(fake, lambda c: c.provider(KEYS[0].pub))
+    assert r["pub"] == KEYS[0].pub.hex() and r["height"] == 4
+    # `height` is the height read (as for /chargepoints); the record's own height is in `value`
+    assert {k: r[k] for k in prov if k != "height"} == {k: v for k, v in prov.items() if k != "height"}
+    value = bytes.fromhex(r["value"])
+    assert codec.decode(value) == prov
+    assert verify_proof(fake.blocks[3].header.state_root, b"prov/" + KEYS[0].pub, value, proof_from_json(r["proof"]))
+    unknown = with_client(fake, lambda c: c.provider(KEYS[1].pub, height=2))
+    assert set(unknown) == {"pub", "value", "proof", "height"} and unknown["value"] is None
+    assert verify_proof(fake.blocks[1].header.state_root, b"prov/" + KEYS[1].pub, None,
+                        proof_from_json(unknown["proof"]))  # fmt: skip
+
+
 def test_submit_tx_then_wait_commit_then_lookup() -> None:
     fake = FakeBackend()
     tx1, tx2 = make_tx(1), make_tx(2)
@@ -244,6 +266,7 @@ BAD_REQUESTS = [
     ("GET", "/state/00?" + "&".join(f"a{i}=1" for i in range(20)), 400, "bad_query"),
     ("GET", "/chargepoints/" + "ab" * 33, 400, "bad_length"),
     ("GET", "/chargepoints/xyz", 400, "bad_hex"),
+    ("GET", "/providers/" + "ab" * 31, 400, "bad_length"),
     ("GET", "/status?verbose=1", 400, "bad_query"),
     ("GET", "/grants", 400, "bad_query"),
     ("GET", "/grants?grantee=zz", 400, "bad_hex"),

@@ -75,6 +75,9 @@ def test_failed_rule_of_a_fresh_key_writes_nothing(h: LedgerHarness) -> None:
 
 def test_failed_tx_in_block_leaves_no_partial_changes(h: LedgerHarness) -> None:
     # the second grant fails; the third sees the first's effects but nothing of the second's
+    m = [key(f"member{j}") for j in range(2)]
+    reg = {"pub": PROV.pub, "name": "prov", "roles": ["aggregator"], "cap_w": None}
+    assert h.run(m[0], "gov", {"action": "providers.set", "args": reg}, [m[1]]).ok  # flex needs a role
     g1 = h.tx(OWNER, "grant", grant_body(scopes=["flex"], exclusive=True))
     g2 = h.tx(OWNER, "grant", grant_body(scopes=["flex"], exclusive=True, grantee=OWNER.pub))
     g3 = h.tx(OWNER, "grant", grant_body(grantee=DEV.pub))

@@ -14,11 +14,15 @@ Invariants after every block:
 - nonces rise by exactly one per consumed tx and a (signer, nonce) is never consumed twice; a
   refused tx of a key with no account consumes nothing (fresh keys cannot grow the state);
 - a block whose txs all fail changes nothing but nonces;
-- execute_block is deterministic (twice, and over a view built in another dict order).
+- execute_block is deterministic (twice, and over a view built in another dict order);
+- regulator levers: every key's live_w (and a registered provider's prov/ live_w) equals the sum
+  recomputed from all cp records' unexpired control grants naming it; a suspended provider whose
+  revocation has finished holds no live grant; a cp record changes without an entitled signer
+  only in a block that starts with suspension work.
 
 Budget: 100 examples × 25 steps by default (~10 s on a loaded 2-core box); set
 ADS_FUZZ_EXAMPLES to run longer. Each planted bug (revoke without cascade, and each dropped
-attenuation check) must be caught.
+attenuation check, and the levers' forgotten expiry and forgotten sub-grants) must be caught.
 """
 
 from __future__ import annotations
@@ -33,13 +37,21 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
 from ads_ledger.core import codec
-from ads_ledger.state import delegation
+from ads_ledger.state import delegation, levers
 from ads_ledger.state.context import DictView
 from ads_ledger.state.envelope import make_envelope, parse_envelope
 from ads_ledger.state.identity import ms_to_datetime
 from ads_ledger.state.machine import BlockResult, execute_block
 from ads_ledger.state.ownership import owner_sig_body
-from ads_ledger.state.records import SCOPES, acct_key, cp_key
+from ads_ledger.state.records import (
+    LEV_SUSPENDING,
+    SCOPES,
+    acct_key,
+    control_watts,
+    cp_key,
+    lev_grantee_key,
+    prov_key,
+)
 from ads_ledger.testing import device_attestation, key, make_test_genesis, test_device_ca
 from ads_ledger.testing.trustlist import issue_attestation, make_trust_list
 
@@ -85,6 +97,12 @@ class LedgerMachine(RuleBasedStateMachine):
             sig = dev.sign_tagged("ads/own/1", CHAIN, owner_sig_body(dev.pub, owner.pub, 0))
             body = {"cp": dev.pub, "device": device_attestation(dev.pub), "device_sig": sig}
             txs.append(make_envelope(CHAIN, "cp.claim", owner, 2, body))
+        # provider0 an aggregator capped at 30 kW, provider1 a DSO without cap; provider2 and
+        # the owners are unregistered (refused flex)
+        for n, (p, roles, cap) in enumerate([(PROVIDERS[0], ["aggregator"], 30_000), (PROVIDERS[1], ["dso"], None)]):
+            args = {"cap_w": cap, "name": f"provider{n}", "pub": p.pub, "roles": roles}
+            txs.append(make_envelope(CHAIN, "gov", MEMBERS[0], n + 1, {"action": "providers.set", "args": args},
+                                     [MEMBERS[1]]))  # fmt: skip
         res = self._execute(txs)
         assert all(r.ok for r in res.results)
 
@@ -131,14 +149,18 @@ class LedgerMachine(RuleBasedStateMachine):
             n0 = 0 if before is None else before["nonce"]
             assert nonces == list(range(n0 + 1, n0 + 1 + len(nonces)))
             assert self.nonce(signer) == n0 + len(nonces)
+        sweeping = bool(decode(pre.get(LEV_SUSPENDING)))  # the block starts with suspension work
+        REACHED["suspension_sweeps"] += sweeping and any(k.startswith(b"cp/") for k in res.writes)
         if not any(r.ok for r in res.results):
             for k in res.writes:
+                if k.startswith((b"lev/", b"prov/")) or (sweeping and k.startswith(b"cp/")):
+                    continue  # the block-start sweeps (expiry, suspension)
                 assert k.startswith(b"acct/"), f"a failed block changed {k!r}"
                 old, new = decode(pre.get(k)), decode(res.writes[k])
                 assert (old or {"identity": None})["identity"] == new["identity"]
         # who may change a charge point record
         for k, v in res.writes.items():
-            if not k.startswith(b"cp/"):
+            if not k.startswith(b"cp/") or sweeping:
                 continue
             cp, old = k[3:], decode(pre.get(k))
             signers = ok_signers.get(cp, set())
@@ -215,7 +237,17 @@ class LedgerMachine(RuleBasedStateMachine):
         else:
             signer = MEMBERS[0]
             ttype = "gov"
-            body = {"action": "params.set", "args": {"max_grants_per_cp": data.draw(st.integers(2, 6))}}
+            action = data.draw(st.sampled_from(["params.set", "providers.suspend", "providers.set"]))
+            p = data.draw(st.sampled_from(PROVIDERS)).pub
+            if action == "params.set":
+                args: dict[str, Any] = {"max_grants_per_cp": data.draw(st.integers(2, 6))}
+            elif action == "providers.suspend":
+                prov = decode(self.view.get(prov_key(p)))
+                args = {"pub": p, "suspended": not prov["suspended"] if prov else True}
+            else:
+                args = {"cap_w": data.draw(st.sampled_from([None, 0, 14_000, 30_000])), "name": "p", "pub": p,
+                        "roles": data.draw(st.sampled_from([["aggregator"], ["cpo"], ["dso", "tso"]]))}  # fmt: skip
+            body = {"action": action, "args": args}
         cosigners = MEMBERS[1 : data.draw(st.integers(1, 3))] if ttype == "gov" else []
         nonce = self.nonce(signer.pub) + pending.get(signer.pub, 0) + 1
         wrong_nonce = data.draw(st.integers(0, 19)) == 0
@@ -279,7 +311,28 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule()
     def empty_block(self) -> None:
-        assert self._execute([]).writes == {}
+        sweeping = bool(decode(self.view.get(LEV_SUSPENDING)))
+        for k in self._execute([]).writes:  # only the block-start sweeps write
+            assert k.startswith((b"lev/", b"prov/")) or (sweeping and k.startswith(b"cp/")), k
+
+    @invariant()
+    def live_w_matches_the_records(self) -> None:
+        live: dict[bytes, int] = {}
+        for d in DEVICES:
+            for g in (self.rec(d.pub) or {"grants": []})["grants"]:
+                if g["not_after"] > self.time:
+                    live[g["grantee"]] = live.get(g["grantee"], 0) + control_watts(g)
+                    REACHED["live_w"] = max(REACHED["live_w"], control_watts(g))
+        queue = decode(self.view.get(LEV_SUSPENDING)) or []
+        for k in ALL:
+            counted = decode(self.view.get(lev_grantee_key(k.pub)))
+            w = 0 if counted is None else counted["w"]
+            assert w == live.get(k.pub, 0), f"live_w of {k.pub.hex()[:8]} is {w}, the records say {live.get(k.pub, 0)}"
+            prov = decode(self.view.get(prov_key(k.pub)))
+            if prov is not None:
+                assert prov["live_w"] == w, "prov/ live_w differs from the grantee's count"
+                if prov["suspended"] and k.pub not in queue:
+                    assert k.pub not in live, "a suspended provider kept a live grant"
 
     @invariant()
     def records_are_consistent(self) -> None:
@@ -327,7 +380,8 @@ class LedgerMachine(RuleBasedStateMachine):
                     assert not shared or hold(a) == hold(b), "two live exclusive holders"
 
 
-REACHED = {"depth": 0, "sub_grants": 0, "ends_with_parent": 0, "exclusive_sub": 0}  # what the draws exercised
+REACHED = {"depth": 0, "sub_grants": 0, "ends_with_parent": 0, "exclusive_sub": 0, "live_w": 0,
+           "suspension_sweeps": 0}  # what the draws exercised
 
 TestLedgerMachine = LedgerMachine.TestCase
 TestLedgerMachine.settings = settings(
@@ -340,17 +394,19 @@ TestLedgerMachine.settings = settings(
 
 
 @pytest.mark.parametrize(
-    "mutant,symptom",
+    "module,mutant,symptom",
     [
-        ("MUTANT_REVOKE_NO_CASCADE", "outlived its parent"),
-        ("MUTANT_NO_PRIORITY_CAP", "outranks its parent"),
-        ("MUTANT_NO_EXCLUSIVE_CAP", "exclusive sub-grant under a shared parent"),
-        ("MUTANT_NO_LIMIT_PRESENCE", "dropped its parent's limit"),
+        (delegation, "MUTANT_REVOKE_NO_CASCADE", "outlived its parent"),
+        (delegation, "MUTANT_NO_PRIORITY_CAP", "outranks its parent"),
+        (delegation, "MUTANT_NO_EXCLUSIVE_CAP", "exclusive sub-grant under a shared parent"),
+        (delegation, "MUTANT_NO_LIMIT_PRESENCE", "dropped its parent's limit"),
+        (levers, "MUTANT_NO_EXPIRY_SWEEP", "live_w of"),
+        (levers, "MUTANT_FORGET_SUB_GRANTS", "live_w of"),
     ],
 )
-def test_planted_bug_is_caught(monkeypatch: pytest.MonkeyPatch, mutant: str, symptom: str) -> None:
+def test_planted_bug_is_caught(monkeypatch: pytest.MonkeyPatch, module: Any, mutant: str, symptom: str) -> None:
     """Each planted bug (a test-only switch that drops one rule) must break its invariant."""
-    monkeypatch.setattr(delegation, mutant, True)
+    monkeypatch.setattr(module, mutant, True)
     with pytest.raises(AssertionError, match=symptom):
         run_state_machine_as_test(
             LedgerMachine,
@@ -367,15 +423,17 @@ def test_planted_bug_is_caught(monkeypatch: pytest.MonkeyPatch, mutant: str, sym
 
 
 def test_machine_reaches_deep_and_boundary_sub_grants() -> None:
-    """The draws must exercise what the invariants guard: accepted sub-grants two levels deep
-    and sub-grants ending exactly with their parent (not only refusals). The keys and
+    """The draws must exercise what the invariants guard: accepted sub-grants two levels deep,
+    sub-grants ending exactly with their parent (not only refusals), counted control power and
+    suspension sweeps that revoke grants. The keys and
     attestations are fresh per process, so grant ids (and what the draws reach) vary: up to
-    three rounds of 40 examples until everything was reached."""
-    REACHED.update(depth=0, sub_grants=0, ends_with_parent=0, exclusive_sub=0)
-    for derandomize in (True, False, False):  # the fixed sequence first, then fresh draws
+    five rounds of 40 examples until everything was reached."""
+    REACHED.update(depth=0, sub_grants=0, ends_with_parent=0, exclusive_sub=0, live_w=0, suspension_sweeps=0)
+    for derandomize in (True, False, False, False, False):  # the fixed sequence first, then fresh draws
         run_state_machine_as_test(LedgerMachine, settings=settings(
             max_examples=40, stateful_step_count=25, deadline=None, derandomize=derandomize, database=None,
             suppress_health_check=list(HealthCheck)))  # fmt: skip
-        if REACHED["depth"] >= 2 and REACHED["ends_with_parent"] > 0 and REACHED["exclusive_sub"] > 0:
+        if all(REACHED[k] > 0 for k in ("ends_with_parent", "exclusive_sub", "live_w", "suspension_sweeps")) \
+                and REACHED["depth"] >= 2:
             break
-    assert REACHED["depth"] >= 2 and REACHED["ends_with_parent"] > 0 and REACHED["exclusive_sub"] > 0, REACHED
+    assert REACHED["depth"] >= 2 and all(REACHED[k] > 0 for k in REACHED), REACHED

@@ -60,6 +60,12 @@ class World:
         m = members()
         return self.h.run(m[0], "gov", {"action": action, "args": args}, [m[1]])
 
+    def register(self, *provs: SigningKey, roles: tuple[str, ...] = ("aggregator",), cap_w: int | None = None) -> None:
+        """Register providers (flex needs the aggregator, dso or tso role)."""
+        for p in provs:
+            args = {"pub": p.pub, "name": "p", "roles": list(roles), "cap_w": cap_w}
+            assert self.gov("providers.set", args).ok
+
     def grant(self, signer: SigningKey, grantee: SigningKey, **kw: Any) -> Any:
         body = {
             "cp": self.dev.pub, "grantee": grantee.pub, "scopes": ["charging.control", "meter.read"],
@@ -219,6 +225,7 @@ def test_owner_grant_needs_live_identity(w: World) -> None:
 
 
 def test_exclusive_scope_held_once_per_window(w: World) -> None:
+    w.register(w.prov, w.other, w.sub)
     a = w.grant(w.owner, w.prov, scopes=["flex"], exclusive=True, not_after=T0 + 10 * DAY)
     assert a.ok
     refused(w.grant(w.owner, w.other, scopes=["flex", "meter.read"], exclusive=True), "exclusive_held")
@@ -386,6 +393,7 @@ def test_unknown_type(w: World) -> None:
 def test_exclusive_sub_grant_shares_its_parents_hold(w: World) -> None:
     """§4: a sub-grant shares its parent's exclusive hold; it is not a second holder, so flex
     can be re-delegated along one hold — and never made exclusive under a shared parent."""
+    w.register(w.prov, w.other, w.sub)
     p = w.grant(w.owner, w.prov, scopes=["flex", "meter.read"], exclusive=True, redelegate=2)
     assert p.ok
     pid = p.txid[:16]

@@ -202,3 +202,32 @@ def test_cli_cert_actions(tmp_path: Path) -> None:
                    "--out", str(tmp_path / "x"), *base, "--json"])  # fmt: skip
     assert r.exit_code == 1 and "not an X.509 certificate" in json.loads(r.output)["error"]["message"]
     assert not (tmp_path / "x").exists()
+
+
+def test_provider_builders_and_cli_options() -> None:
+    from ads_ledger.cli.gov import build_args
+    from ads_ledger.wallet.gov import providers_set, providers_suspend
+    from ads_ledger.wallet.txs import describe_gov_args
+
+    pub = b"\x02" * 32
+    args = build_args("providers.set", (), None, None, None, (), None, (),
+                      {"pub": pub.hex(), "name": "Agg", "roles": ("tso", "aggregator"), "cap": "50kW"})  # fmt: skip
+    assert args == {"cap_w": 50_000, "name": "Agg", "pub": pub, "roles": ["aggregator", "tso"]}
+    assert build_args("providers.set", (), None, None, None, (), None, (),
+                      {"pub": pub.hex(), "name": "A", "roles": ()})["cap_w"] is None  # fmt: skip
+    assert "cap 50 kW" in describe_gov_args("providers.set", args) and "aggregator, tso" in describe_gov_args(
+        "providers.set", args)
+    off = build_args("providers.suspend", (), None, None, None, (), None, (), {"pub": pub.hex(), "suspended": True})
+    assert off == providers_suspend(pub, True) == {"pub": pub, "suspended": True}
+    assert describe_gov_args("providers.suspend", off).startswith("suspend provider")
+    for bad in (lambda: providers_set(pub, "A", ["king"], None), lambda: providers_set(pub, "", [], None),
+                lambda: providers_set(pub, "A", ["dso", "dso"], None), lambda: providers_set(b"x", "A", [], None),
+                lambda: build_args("providers.suspend", (), None, None, None, (), None, (), {"pub": pub.hex()}),
+                lambda: build_args("providers.set", (), None, None, None, (), None, (), {"name": "A"})):  # fmt: skip
+        with pytest.raises(WalletError):
+            bad()
+    roles = build_args("params.set", (), None, None, None, (), None, ('scope_roles={"flex": ["dso", "tso"]}',))
+    assert roles == {"scope_roles": {"flex": ["dso", "tso"]}}
+    for p in ('scope_roles={"flex": ["king"]}', "scope_roles=nope"):
+        with pytest.raises(WalletError):
+            build_args("params.set", (), None, None, None, (), None, (p,))

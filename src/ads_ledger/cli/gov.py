@@ -10,6 +10,7 @@ The draft file (ads_ledger.wallet.gov.Draft) holds no secret; it travels between
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -37,10 +38,13 @@ from ads_ledger.wallet.gov import (
     issuers_revoke,
     members_set,
     params_set,
+    providers_set,
+    providers_suspend,
     validators_set,
 )
 from ads_ledger.wallet.ledger import Ledger
 from ads_ledger.wallet.txs import describe_gov_args, parse_pub
+from ads_ledger.wallet.units import parse_power
 
 __all__ = ["gov"]
 
@@ -94,8 +98,23 @@ def read_cert(path: Path) -> bytes:
 
 
 def build_args(action: str, updates: tuple[str, ...], cert: Path | None, purpose: str | None, issuer: str | None,
-               members: tuple[str, ...], threshold: int | None, params: tuple[str, ...]) -> dict[str, Any]:  # fmt: skip
+               members: tuple[str, ...], threshold: int | None, params: tuple[str, ...],
+               provider: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """The action's args from its options; a WalletError names what is missing or wrong."""
+    prov = provider or {}
+    if action in ("providers.set", "providers.suspend"):
+        if not prov.get("pub"):
+            raise WalletError(f"{action} needs --pub PROVIDER")
+        pub = parse_pub(prov["pub"], "--pub")
+        if action == "providers.suspend":
+            if prov.get("suspended") is None:
+                raise WalletError("providers.suspend needs --suspended or --unsuspended")
+            return providers_suspend(pub, prov["suspended"])
+        if not prov.get("name"):
+            raise WalletError("providers.set needs --name NAME (and --role, repeatable; --cap for a capacity cap)")
+        cap = prov.get("cap")
+        cap_w = None if cap in (None, "none") else 0 if cap in ("0", "0W") else parse_power(cap)
+        return providers_set(pub, prov["name"], list(prov.get("roles", ())), cap_w)
     if action == "validators.set":
         ups = []
         for u in updates:
@@ -121,9 +140,16 @@ def build_args(action: str, updates: tuple[str, ...], cert: Path | None, purpose
         if threshold is None:
             raise WalletError("members.set needs --threshold K")
         return members_set([parse_pub(m, "--member") for m in members], threshold)
-    values: dict[str, int] = {}
+    values: dict[str, Any] = {}
     for p in params:
         name, _, value = p.partition("=")
+        if name.strip() == "scope_roles":  # the one map-valued parameter: JSON {scope: [role, ...]}
+            try:
+                values["scope_roles"] = json.loads(value)
+            except ValueError:
+                raise WalletError(f"--param {p!r}: expected scope_roles=JSON, e.g. "
+                                  'scope_roles=\'{"flex": ["aggregator", "dso", "tso"]}\'') from None  # fmt: skip
+            continue
         try:
             values[name.strip()] = int(value)
         except ValueError:
@@ -164,6 +190,14 @@ def check(d: Draft, ledger: Ledger) -> dict[str, Any]:
 @click.option("--member", "members", multiple=True, metavar="PUB", help="members.set (repeatable).")
 @click.option("--threshold", type=int, default=None, help="members.set: signatures needed.")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="params.set (repeatable, integers).")
+@click.option("--pub", "prov_pub", default=None, metavar="PUB", help="providers.*: the provider's public key.")
+@click.option("--name", "prov_name", default=None, help="providers.set: the provider's name.")
+@click.option("--role", "prov_roles", multiple=True, help="providers.set (repeatable): cpo, emsp, aggregator, dso, "
+              "tso, supplier.")
+@click.option("--cap", "prov_cap", default=None, metavar="POWER", help="providers.set: capacity cap on live control "
+              "grants, e.g. 50kW (default: none).")
+@click.option("--suspended/--unsuspended", "prov_suspended", default=None,
+              help="providers.suspend: suspend (revokes its grants) or lift.")
 @click.option("--signer", required=True, metavar="NAME|PUB", help="The proposing member (keyring name, pub or key file).")
 @click.option("--out", required=True, type=click.Path(path_type=Path, dir_okay=False), help="The draft file to create.")
 @click.option("--nonce", type=click.IntRange(1), default=None, help="With --chain-id: propose offline.")
@@ -172,14 +206,17 @@ def check(d: Draft, ledger: Ledger) -> dict[str, Any]:
 @keyring_option
 @wallet_command
 def gov_propose(action: str, updates: tuple[str, ...], cert: Path | None, purpose: str | None, issuer: str | None,
-                members: tuple[str, ...], threshold: int | None, params: tuple[str, ...], signer: str, out: Path,
-                nonce: int | None, chain_id: str | None, nodes: tuple[str, ...], keyring: Path | None,
-                as_json: bool) -> None:  # fmt: skip
+                members: tuple[str, ...], threshold: int | None, params: tuple[str, ...], prov_pub: str | None,
+                prov_name: str | None, prov_roles: tuple[str, ...], prov_cap: str | None, prov_suspended: bool | None,
+                signer: str, out: Path, nonce: int | None, chain_id: str | None, nodes: tuple[str, ...],
+                keyring: Path | None, as_json: bool) -> None:  # fmt: skip
     """Write a draft for ACTION (validators.set, anchors.add, anchors.remove, issuers.revoke, members.set,
-    params.set) to --out; members then sign it with `ads gov sign`."""
+    params.set, providers.set, providers.suspend) to --out; members then sign it with `ads gov sign`."""
     if out.exists():
         raise WalletError(f"{out} exists; not overwriting it", code="exists", hint="choose another --out")
-    args = build_args(action, updates, cert, purpose, issuer, members, threshold, params)
+    provider = {"pub": prov_pub and str(resolve_pub(prov_pub, keyring, "--pub").hex()), "name": prov_name,
+                "roles": prov_roles, "cap": prov_cap, "suspended": prov_suspended}  # fmt: skip
+    args = build_args(action, updates, cert, purpose, issuer, members, threshold, params, provider)
     pub = resolve_pub(signer, keyring, "--signer")
     if nonce is None or chain_id is None:  # the node fills in what was not given
         with open_ledger(nodes) as ledger:

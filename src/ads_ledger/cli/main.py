@@ -195,8 +195,10 @@ from ads_ledger.cli.key import key as _key  # noqa: E402
 main.add_command(_key)
 
 from ads_ledger.cli.gov import gov as _gov  # noqa: E402
+from ads_ledger.cli.providers import providers as _providers  # noqa: E402
 
 main.add_command(_gov)
+main.add_command(_providers)
 
 try:
     from ads_ledger.cli.sim import sim as _sim

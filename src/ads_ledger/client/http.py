@@ -151,6 +151,11 @@ class NodeClient:
         q = "" if height is None else f"?height={height}"
         return self._dict(self._json("GET", f"/chargepoints/{cp.hex()}{q}"))
 
+    def provider(self, pub: bytes, height: int | None = None) -> dict[str, Any]:
+        """GET /providers/{pub}: the register record (bytes as hex) plus `value`, `proof`, `height`."""
+        q = "" if height is None else f"?height={height}"
+        return self._dict(self._json("GET", f"/providers/{pub.hex()}{q}"))
+
     def light(self, cp: bytes, height: int | None = None) -> dict[str, Any]:
         """GET /light/{cp}: the decoded msgpack bundle (typed parts are the caller's to parse)."""
         q = "" if height is None else f"?height={height}"

@@ -18,7 +18,8 @@ MAX_UINT = 2**64 - 1
 MAX_SCOPES = 16
 MAX_MODEL_BYTES = 64
 GOV_ACTIONS = frozenset(
-    {"validators.set", "anchors.add", "anchors.remove", "issuers.revoke", "members.set", "params.set"}
+    {"validators.set", "anchors.add", "anchors.remove", "issuers.revoke", "members.set", "params.set",
+     "providers.set", "providers.suspend"}
 )
 
 

@@ -103,11 +103,19 @@ class Ctx:
     height: int
     time: int
     state: Overlay
+    _merged: tuple[Any, dict[str, Any]] | None = None  # (the stored gov/params object, merged)
 
     def account(self, pub: bytes) -> dict[str, Any]:
         acct = self.state.get(acct_key(pub))
         return new_account() if acct is None else acct
 
-    def params(self) -> dict[str, int]:
+    def params(self) -> dict[str, Any]:
+        """gov/params over the defaults (do not mutate). Cached by the stored record's identity:
+        rules never mutate a record, so a params.set puts a new object and misses the cache."""
         stored = self.state.get(GOV_PARAMS)
-        return DEFAULT_PARAMS if stored is None else {**DEFAULT_PARAMS, **stored}
+        if stored is None:
+            return DEFAULT_PARAMS
+        m = self._merged
+        if m is None or m[0] is not stored:
+            m = self._merged = (stored, {**DEFAULT_PARAMS, **stored})
+        return m[1]

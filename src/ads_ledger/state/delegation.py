@@ -10,6 +10,10 @@ exclusively, so it is re-delegated along one hold.
 A sub-grant is attenuated (§4): scopes ⊆, window ⊆, every limit the parent has present and ≤,
 `priority ≤` the parent's (a delegate never outranks the grant it came from in OCPP stack-level
 conflicts), `exclusive` only under an exclusive parent, `redelegate <` the parent's.
+
+The regulator levers (levers.py) add the register's refusals — `suspended`, `role_required`,
+`capacity_cap` — and every record write goes through `levers.put_cp`, which keeps each
+grantee's live_w and the grant indexes exact.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 from ads_ledger.state.account import require_identity
 from ads_ledger.state.context import Ctx
 from ads_ledger.state.envelope import Envelope
+from ads_ledger.state.levers import check_provider_rules, put_cp
 from ads_ledger.state.ownership import load_cp
 from ads_ledger.state.reasons import (
     BadWindow,
@@ -33,7 +38,7 @@ from ads_ledger.state.reasons import (
     NotOwner,
     TooManyGrants,
 )
-from ads_ledger.state.records import EXCLUSIVE_SCOPES, cp_key, find_grant, prune_grants, short
+from ads_ledger.state.records import EXCLUSIVE_SCOPES, find_grant, prune_grants, short
 
 __all__ = ["apply_grant", "apply_revoke", "remove_subtree", "attenuation_error"]
 
@@ -120,6 +125,7 @@ def apply_grant(ctx: Ctx, env: Envelope, txid: bytes) -> None:
                     f"{sorted(set(g['scopes']) & set(scopes))} exclusively until {g['not_after']}; "
                     "revoke it or choose a window after it"
                 )
+    check_provider_rules(ctx, signer, b, scopes)
     if len(grants) >= ctx.params()["max_grants_per_cp"]:
         raise TooManyGrants(
             f"charge point {short(cp)} has {len(grants)} live grants, the limit; revoke some first"
@@ -141,7 +147,7 @@ def apply_grant(ctx: Ctx, env: Envelope, txid: bytes) -> None:
     }
     new = list(grants)
     new.insert(bisect_left([g["id"] for g in grants], gid), grant)
-    ctx.state.put(cp_key(cp), {**rec, "grants": new, "updated": ctx.height})
+    put_cp(ctx, cp, rec["grants"], {**rec, "grants": new, "updated": ctx.height})
 
 
 def _hold(grants: list[dict[str, Any]], gid: bytes | None) -> bytes | None:
@@ -182,4 +188,4 @@ def apply_revoke(ctx: Ctx, env: Envelope, txid: bytes) -> None:
             f"only the owner {short(rec['owner'])}, the issuer {short(g['issuer'])} or the grantee "
             f"{short(g['grantee'])} can revoke grant {gid.hex()}"
         )
-    ctx.state.put(cp_key(cp), {**rec, "grants": remove_subtree(grants, gid), "updated": ctx.height})
+    put_cp(ctx, cp, rec["grants"], {**rec, "grants": remove_subtree(grants, gid), "updated": ctx.height})

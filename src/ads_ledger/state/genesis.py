@@ -38,7 +38,7 @@ from ads_ledger.state.records import (
     GOV_MEMBERS,
     GOV_PARAMS,
     GOV_VALIDATORS,
-    PARAMS,
+    param_error,
 )
 
 __all__ = ["Genesis", "GenesisError"]
@@ -84,7 +84,7 @@ class Genesis:
     members: list[bytes]
     threshold: int
     anchors: list[bytes] = field(default_factory=list)  # eid anchors, DER
-    params: dict[str, int] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
     note: str = ""
     device_anchors: list[bytes] = field(default_factory=list)  # manufacturer roots, DER
 
@@ -115,16 +115,14 @@ class Genesis:
             if len(anchors) > MAX_ANCHORS:
                 raise GenesisError(f"at most {MAX_ANCHORS} {what} trust anchors")
         for name, value in self.params.items():
-            spec = PARAMS.get(name)
-            if spec is None:
-                raise GenesisError(f"unknown parameter {name!r}; known: {', '.join(sorted(PARAMS))}")
-            if type(value) is not int or not spec[0] <= value <= spec[1]:
-                raise GenesisError(f"parameter {name} must be an integer in {spec[0]}..{spec[1]}")
+            why = param_error(name, value)
+            if why is not None:
+                raise GenesisError(why)
 
     def validator_set(self) -> ValidatorSet:
         return ValidatorSet(tuple(self.validators))
 
-    def full_params(self) -> dict[str, int]:
+    def full_params(self) -> dict[str, Any]:
         merged = {**DEFAULT_PARAMS, **self.params}
         return {k: merged[k] for k in sorted(merged)}
 

@@ -1,5 +1,5 @@
 """Governance (`gov`, DESIGN §4): k-of-n member multisig over validators, anchors, revoked
-issuers, members, params.
+issuers, members, params, and the register of service providers (regulator levers).
 
 Trust anchors have a purpose: `eid` anchors root the eID brokers' chains (`attest`), `device`
 anchors the manufacturers' (device attestations). `issuers.revoke` lists a compromised broker's
@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from ads_ledger.core.crypto import H
 from ads_ledger.core.types import MAX_VALIDATORS, ValidatorSet
+from ads_ledger.state.bodies import MAX_UINT
 from ads_ledger.state.context import Ctx
 from ads_ledger.state.envelope import MAX_AUTH, Envelope
 from ads_ledger.state.identity import parse_anchor
@@ -29,11 +30,17 @@ from ads_ledger.state.records import (
     GOV_ANCHORS,
     GOV_MEMBERS,
     GOV_PARAMS,
+    GOV_PROVIDERS,
     GOV_REVOKED,
     GOV_VALIDATORS,
+    LEV_SUSPENDING,
+    MAX_PROVIDERS,
     MAX_REVOKED,
-    PARAMS,
+    ROLES,
     anchors_of,
+    lev_grantee_key,
+    param_error,
+    prov_key,
     short,
 )
 
@@ -153,13 +160,70 @@ def _params_set(ctx: Ctx, args: dict[str, Any]) -> None:
     if not args:
         raise BadGovArgs("params.set needs at least one {name: value}")
     for name, value in args.items():
-        spec = PARAMS.get(name)
-        if spec is None:
-            raise BadGovArgs(f"unknown parameter {name!r}; known: {', '.join(sorted(PARAMS))}")
-        if type(value) is not int or not spec[0] <= value <= spec[1]:
-            raise BadGovArgs(f"parameter {name} must be an integer in {spec[0]}..{spec[1]}")
+        why = param_error(name, value)
+        if why is not None:
+            raise BadGovArgs(why)
     merged = {**ctx.params(), **args}
     ctx.state.put(GOV_PARAMS, {k: merged[k] for k in sorted(merged)})
+
+
+MAX_PROVIDER_NAME = 64  # bytes of UTF-8
+
+
+def _pub_arg(v: Any) -> bytes:
+    if type(v) is not bytes or len(v) != 32:
+        raise BadGovArgs("pub must be the provider's 32-byte public key")
+    return v
+
+
+def _providers_set(ctx: Ctx, args: dict[str, Any]) -> None:
+    """Register a provider or change its name, roles and cap (suspension and live_w are kept).
+
+    A cap below the provider's live_w is allowed: its live grants stay, new control grants are
+    refused until enough of them end."""
+    _args(args, {"cap_w", "name", "pub", "roles"}, "providers.set")
+    pub, name, roles, cap = _pub_arg(args["pub"]), args["name"], args["roles"], args["cap_w"]
+    if type(name) is not str or not 0 < len(name.encode()) <= MAX_PROVIDER_NAME:
+        raise BadGovArgs(f"name must be a string of 1..{MAX_PROVIDER_NAME} bytes")
+    if type(roles) is not list or any(r not in ROLES for r in roles) or len(set(roles)) != len(roles):
+        raise BadGovArgs(f"roles must be distinct roles of {', '.join(ROLES)}")
+    if cap is not None and (type(cap) is not int or not 0 <= cap <= MAX_UINT):
+        raise BadGovArgs("cap_w must be nil (no cap) or watts, an unsigned integer")
+    old = ctx.state.get(prov_key(pub))
+    if old is None:
+        listed: list[bytes] = ctx.state.get(GOV_PROVIDERS) or []
+        if len(listed) >= MAX_PROVIDERS:
+            raise BadGovArgs(f"the register holds {MAX_PROVIDERS} providers, the limit")
+        ctx.state.put(GOV_PROVIDERS, sorted([*listed, pub]))
+        counted = ctx.state.get(lev_grantee_key(pub))  # grants it already holds count at once
+        suspended, live_w = False, 0 if counted is None else counted["w"]
+    else:
+        suspended, live_w = old["suspended"], old["live_w"]
+    ctx.state.put(prov_key(pub), {"cap_w": cap, "height": ctx.height, "live_w": live_w, "name": name,
+                                  "roles": sorted(roles), "suspended": suspended})  # fmt: skip
+
+
+def _providers_suspend(ctx: Ctx, args: dict[str, Any]) -> None:
+    """Suspend (new grants refused at once, live ones revoked over the next blocks) or lift.
+
+    Lifting restores nothing, and waits until the revocation has finished."""
+    _args(args, {"pub", "suspended"}, "providers.suspend")
+    pub, on = _pub_arg(args["pub"]), args["suspended"]
+    if type(on) is not bool:
+        raise BadGovArgs("suspended must be a bool")
+    prov = ctx.state.get(prov_key(pub))
+    if prov is None:
+        raise BadGovArgs(f"{short(pub)} is not a registered provider; register it first (providers.set)")
+    if prov["suspended"] == on:
+        raise BadGovArgs(f"provider {short(pub)} is already {'suspended' if on else 'not suspended'}")
+    queue: list[bytes] = ctx.state.get(LEV_SUSPENDING) or []
+    if on:
+        ctx.state.put(LEV_SUSPENDING, [*queue, pub])
+    elif pub in queue:
+        left = (ctx.state.get(lev_grantee_key(pub)) or {"n": 0})["n"]
+        raise BadGovArgs(f"provider {short(pub)}'s grants are still being revoked ({left} left); "
+                         "lift the suspension once that has finished")  # fmt: skip
+    ctx.state.put(prov_key(pub), {**prov, "height": ctx.height, "suspended": on})
 
 
 _ACTIONS: dict[str, Callable[[Ctx, dict[str, Any]], None]] = {
@@ -169,6 +233,8 @@ _ACTIONS: dict[str, Callable[[Ctx, dict[str, Any]], None]] = {
     "issuers.revoke": _issuers_revoke,
     "members.set": _members_set,
     "params.set": _params_set,
+    "providers.set": _providers_set,
+    "providers.suspend": _providers_suspend,
 }
 
 

@@ -35,6 +35,7 @@ from ads_ledger.state.context import Ctx, DictView, Overlay, StateView
 from ads_ledger.state.delegation import apply_grant, apply_revoke
 from ads_ledger.state.envelope import MAX_TX_BYTES, Envelope, parse_envelope
 from ads_ledger.state.governance import apply_gov
+from ads_ledger.state.levers import begin_block
 from ads_ledger.state.ownership import apply_accept, apply_claim, apply_propose, apply_transfer
 from ads_ledger.state.reasons import BadNonce, BadSignature, Malformed, TooLarge, TxRejected
 from ads_ledger.state.records import GOV_VALIDATORS, acct_key, short
@@ -176,6 +177,7 @@ def execute_block(
     """
     overlay = Overlay(view)
     ctx = Ctx(chain_id, height, block_time, overlay)
+    begin_block(ctx)  # regulator levers: expiry and suspension sweeps (levers.py)
     verify_sigs = not sigs_checked
     if envs is None or len(envs) != len(txs):
         results = [_run(ctx, raw, verify_sigs) for raw in txs]

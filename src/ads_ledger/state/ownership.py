@@ -15,6 +15,7 @@ from ads_ledger.state.account import require_identity
 from ads_ledger.state.context import Ctx
 from ads_ledger.state.device import verify_device_attestation
 from ads_ledger.state.envelope import Envelope
+from ads_ledger.state.levers import put_cp
 from ads_ledger.state.reasons import (
     BadDeviceSig,
     CpOwned,
@@ -49,8 +50,9 @@ def _owned(cp: bytes, owner: bytes) -> CpOwned:
 def _take(ctx: Ctx, cp: bytes, rec: dict[str, Any], owner: bytes) -> None:
     """`owner` becomes the owner (cp.accept / cp.claim): epoch+1; a transfer drops all grants."""
     grants = [] if rec["owner"] is not None else prune_grants(rec["grants"], ctx.time)
-    ctx.state.put(
-        cp_key(cp),
+    old = ctx.state.get(cp_key(cp))
+    put_cp(
+        ctx, cp, [] if old is None else old["grants"],
         {**rec, "epoch": rec["epoch"] + 1, "grants": grants, "owner": owner, "pending": None,
          "updated": ctx.height},
     )  # fmt: skip
@@ -79,8 +81,9 @@ def _base(ctx: Ctx, cp: bytes, body: dict[str, Any]) -> dict[str, Any]:
 def apply_propose(ctx: Ctx, env: Envelope, txid: bytes) -> None:
     cp = env.signer
     base = _base(ctx, cp, env.body)
-    ctx.state.put(
-        cp_key(cp),
+    old = ctx.state.get(cp_key(cp))
+    put_cp(
+        ctx, cp, [] if old is None else old["grants"],
         {**base, "grants": prune_grants(base["grants"], ctx.time), "owner": None,
          "pending": env.body["owner"], "updated": ctx.height},
     )  # fmt: skip
@@ -130,8 +133,8 @@ def apply_transfer(ctx: Ctx, env: Envelope, txid: bytes) -> None:
             f"charge point {short(cp)} is owned by {short(rec['owner'])}; only the owner can "
             "transfer it"
         )
-    ctx.state.put(
-        cp_key(cp),
+    put_cp(
+        ctx, cp, rec["grants"],
         {**rec, "grants": prune_grants(rec["grants"], ctx.time),
          "pending": None if to == rec["owner"] else to, "updated": ctx.height},
     )  # fmt: skip

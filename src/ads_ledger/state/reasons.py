@@ -47,6 +47,9 @@ __all__ = [
     "IdentityRevoked",
     "DeviceRequired",
     "DeviceMismatch",
+    "RoleRequired",
+    "Suspended",
+    "CapacityCap",
     "CODES",
 ]
 
@@ -233,6 +236,27 @@ class DeviceMismatch(TxRejected):
     """The device attestation vouches for another key than the charge point's."""
 
     code = "device_mismatch"
+
+
+# regulator levers (levers.py, DESIGN §4)
+
+
+class RoleRequired(TxRejected):
+    """gov/params.scope_roles reserves a scope for registered providers with certain roles."""
+
+    code = "role_required"
+
+
+class Suspended(TxRejected):
+    """The grantee (or the re-delegating signer) is a provider suspended by governance."""
+
+    code = "suspended"
+
+
+class CapacityCap(TxRejected):
+    """The grant would take the grantee's live control power over its cap_w (or omits max_power_w)."""
+
+    code = "capacity_cap"
 
 
 def _all_codes() -> frozenset[str]:

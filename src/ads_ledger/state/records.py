@@ -21,6 +21,8 @@ __all__ = [
     "GOV_ANCHORS",
     "GOV_REVOKED",
     "GOV_PARAMS",
+    "GOV_PROVIDERS",
+    "MAX_PROVIDERS",
     "ANCHOR_PURPOSES",
     "MAX_REVOKED",
     "anchors_of",
@@ -28,6 +30,20 @@ __all__ = [
     "EXCLUSIVE_SCOPES",
     "PARAMS",
     "DEFAULT_PARAMS",
+    "DEFAULT_SCOPE_ROLES",
+    "ROLES",
+    "CONTROL_SCOPES",
+    "PROV",
+    "prov_key",
+    "LEV_EXPIRY",
+    "LEV_SUSPENDING",
+    "lev_grantee_key",
+    "lev_pg_key",
+    "lev_gi_key",
+    "lev_xn_key",
+    "lev_x_key",
+    "param_error",
+    "control_watts",
     "acct_key",
     "cp_key",
     "new_account",
@@ -49,7 +65,10 @@ GOV_ANCHORS = b"gov/anchors"  # {"device": [DER, ...], "eid": [DER, ...]}, each 
 GOV_REVOKED = b"gov/revoked"  # [H(leaf DER), ...] sorted: broker and manufacturer certs ended
 ANCHOR_PURPOSES = ("device", "eid")  # sorted: the map's canonical key order
 MAX_REVOKED = 1024  # gov/revoked is read by every identity check: keep it one small record
-GOV_PARAMS = b"gov/params"  # {name: uint}
+GOV_PROVIDERS = b"gov/providers"  # [pub, ...] sorted: every key with a prov/ record
+MAX_PROVIDERS = 4096  # gov/providers is one record
+GOV_PARAMS = b"gov/params"  # {name: uint, "scope_roles": {scope: [role, ...]}}
+PROV = b"prov/"  # + pub: {"cap_w", "height", "live_w", "name", "roles", "suspended"} (levers.py)
 
 # DESIGN §7: the scopes a grant may name; `flex` is exclusive.
 SCOPES = frozenset(
@@ -63,6 +82,9 @@ SCOPES = frozenset(
     }
 )
 EXCLUSIVE_SCOPES = frozenset({"flex"})
+# DESIGN §4 regulator levers: scopes that control power (capped by a provider's cap_w) and roles
+CONTROL_SCOPES = frozenset({"charging.control", "charging.profile", "flex"})
+ROLES = ("aggregator", "cpo", "dso", "emsp", "supplier", "tso")  # sorted
 
 # name -> (min, max, default). All parameters are unsigned integers (DESIGN §6). Consensus
 # timing and block limits in force at height H are those in state after block H−2.
@@ -81,8 +103,77 @@ PARAMS: dict[str, tuple[int, int, int]] = {
     "evidence_max_age": (1, 1_000_000, 100_000),
     "max_grants_per_cp": (1, 1_000, 64),
     "staleness_limit_ms": (1_000, 86_400_000, 60_000),
+    # regulator levers (levers.py): work done at the start of each block, in index entries
+    "expiry_batch": (1, 100_000, 2_000),  # expired grants taken out of live_w and the indexes
+    "suspension_batch": (1, 10_000, 256),  # cp/ records a suspension sweep rewrites
 }
-DEFAULT_PARAMS = {name: spec[2] for name, spec in sorted(PARAMS.items())}
+# `scope_roles` is the one map-valued parameter: {scope: [role, ...]}; a scope listed here may
+# only be granted to a registered provider holding one of its roles. Unlisted scopes need none.
+DEFAULT_SCOPE_ROLES: dict[str, list[str]] = {"flex": ["aggregator", "dso", "tso"]}
+_DEFAULTS: dict[str, Any] = {**{name: spec[2] for name, spec in PARAMS.items()}, "scope_roles": DEFAULT_SCOPE_ROLES}
+DEFAULT_PARAMS: dict[str, Any] = {name: _DEFAULTS[name] for name in sorted(_DEFAULTS)}
+
+
+def param_error(name: str, value: Any) -> str | None:
+    """Why `value` is not a valid gov/params `name` (None when it is). Strict: exact types,
+    documented ranges; scope_roles must map known scopes to sorted, distinct, known roles."""
+    if name == "scope_roles":
+        if type(value) is not dict or any(type(k) is not str for k in value):
+            return "scope_roles must be a map {scope: [role, ...]}"
+        for scope, roles in value.items():
+            if scope not in SCOPES:
+                return f"scope_roles names unknown scope {scope!r}; known: {', '.join(sorted(SCOPES))}"
+            if (type(roles) is not list or not 1 <= len(roles) <= len(ROLES)
+                    or any(r not in ROLES for r in roles) or roles != sorted(set(roles))):  # fmt: skip
+                return f"scope_roles[{scope!r}] must list 1..{len(ROLES)} distinct roles, sorted, of {', '.join(ROLES)}"
+        return None
+    spec = PARAMS.get(name)
+    if spec is None:
+        return f"unknown parameter {name!r}; known: {', '.join(sorted([*PARAMS, 'scope_roles']))}"
+    if type(value) is not int or not spec[0] <= value <= spec[1]:
+        return f"parameter {name} must be an integer in {spec[0]}..{spec[1]}"
+    return None
+
+
+def prov_key(pub: bytes) -> bytes:
+    return PROV + pub
+
+
+# Lever indexes (levers.py): keys reached by get only, so every cost is O(1) state operations.
+LEV_GRANTEE = b"lev/g/"  # + pub: {"n": grants indexed for this grantee, "w": their control W}
+LEV_PG = b"lev/pg/"  # + pub + u32 i (dense, 0..n-1): [cp, gid] — the grantee's grants
+LEV_GI = b"lev/gi/"  # + cp + gid: {"i", "p": grantee, "s": expiry second, "w", "x"} — back-pointers
+LEV_XN = b"lev/xn/"  # + u64 second: how many grants end in that second
+LEV_X = b"lev/x/"  # + u64 second + u32 x (dense): [cp, gid, not_after]
+LEV_EXPIRY = b"lev/expiry"  # {"n": grants indexed, "next": first second not yet swept}; absent: none
+LEV_SUSPENDING = b"lev/suspending"  # [pub, ...]: suspended providers whose grants are being revoked
+
+
+def lev_grantee_key(pub: bytes) -> bytes:
+    return LEV_GRANTEE + pub
+
+
+def lev_pg_key(pub: bytes, i: int) -> bytes:
+    return LEV_PG + pub + i.to_bytes(4, "big")
+
+
+def lev_gi_key(cp: bytes, gid: bytes) -> bytes:
+    return LEV_GI + cp + gid
+
+
+def lev_xn_key(second: int) -> bytes:
+    return LEV_XN + second.to_bytes(8, "big")
+
+
+def lev_x_key(second: int, x: int) -> bytes:
+    return LEV_X + second.to_bytes(8, "big") + x.to_bytes(4, "big")
+
+
+def control_watts(grant: dict[str, Any]) -> int:
+    """What a grant adds to its grantee's live_w: its max_power_w if it names a control scope."""
+    if CONTROL_SCOPES.isdisjoint(grant["scopes"]):
+        return 0
+    return int(grant["limits"].get("max_power_w", 0))
 
 
 def acct_key(pub: bytes) -> bytes:

@@ -73,6 +73,12 @@ _HINTS = {
     "not_allowed": "only the owner, the grant's issuer or its grantee can revoke it",
     "bad_window": "the window must end after it starts, and in the future: check --from/--for",
     "too_many_grants": "the charge point has its maximum of grants: revoke unused ones first",
+    "role_required": "this scope is reserved for registered providers with certain roles (gov/params "
+                     "scope_roles): see `ads providers show PUB`; governance registers providers",
+    "suspended": "governance suspended this provider: it can neither receive nor re-delegate grants "
+                 "until the suspension is lifted (`ads providers show PUB`)",
+    "capacity_cap": "the provider's live control grants would exceed its capacity cap: state "
+                    "limits.max_power_w, revoke some grants, or ask governance to raise the cap",
     "bad_device_sig": "the device signature does not match: run `chargepoint-agent sign-ownership --owner YOUR_KEY` again",
     "quorum": "more governance members must sign: `ads gov show FILE` says how many",
     "not_member": "only governance members may sign governance transactions",

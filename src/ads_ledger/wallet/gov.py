@@ -19,13 +19,14 @@ from ads_ledger.core import codec
 from ads_ledger.core.crypto import H, SigningKey, sign_bytes, verify
 from ads_ledger.core.errors import DecodeError
 from ads_ledger.state.envelope import MAX_AUTH, TX_TAG
-from ads_ledger.state.records import ANCHOR_PURPOSES, PARAMS
+from ads_ledger.state.records import ANCHOR_PURPOSES, PARAMS, ROLES, param_error
 from ads_ledger.wallet.errors import WalletError
 
 __all__ = ["Draft", "Tally", "ACTIONS", "validators_set", "anchors_change", "issuers_revoke", "members_set",
-           "params_set"]  # fmt: skip
+           "params_set", "providers_set", "providers_suspend"]  # fmt: skip
 
-ACTIONS = ("validators.set", "anchors.add", "anchors.remove", "issuers.revoke", "members.set", "params.set")
+ACTIONS = ("validators.set", "anchors.add", "anchors.remove", "issuers.revoke", "members.set", "params.set",
+           "providers.set", "providers.suspend")  # fmt: skip
 MAX_DRAFT = 64 * 1024
 
 
@@ -57,17 +58,46 @@ def members_set(members: list[bytes], threshold: int) -> dict[str, Any]:
     return {"members": sorted(members), "threshold": threshold}
 
 
-def params_set(values: dict[str, int]) -> dict[str, Any]:
+def params_set(values: dict[str, Any]) -> dict[str, Any]:
     if not values:
         raise WalletError("give at least one --param NAME=VALUE")
-    unknown = sorted(set(values) - set(PARAMS))
+    known = sorted([*PARAMS, "scope_roles"])
+    unknown = sorted(set(values) - set(known))
     if unknown:
-        raise WalletError(f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(PARAMS))}")
+        raise WalletError(f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(known)}")
     for k, v in sorted(values.items()):  # DESIGN §6 ranges: the ledger refuses others as bad_gov_args
-        lo, hi, _ = PARAMS[k]
-        if not lo <= v <= hi:
-            raise WalletError(f"{k} = {v} is out of range {lo}..{hi}")
+        if k in PARAMS:
+            lo, hi, _ = PARAMS[k]
+            if not lo <= v <= hi:
+                raise WalletError(f"{k} = {v} is out of range {lo}..{hi}")
+        else:
+            why = param_error(k, v)
+            if why is not None:
+                raise WalletError(why)
     return dict(values)
+
+
+def providers_set(pub: bytes, name: str, roles: list[str], cap_w: int | None) -> dict[str, Any]:
+    """Register a service provider, or change its name, roles and capacity cap (regulator levers)."""
+    if len(pub) != 32:
+        raise WalletError("--pub must be the provider's public key (64 hex characters)")
+    if not 0 < len(name.encode()) <= 64:
+        raise WalletError("--name must be 1..64 bytes")
+    unknown = sorted(set(roles) - set(ROLES))
+    if unknown:
+        raise WalletError(f"unknown role(s) {', '.join(unknown)}; roles: {', '.join(ROLES)}")
+    if len(set(roles)) != len(roles):
+        raise WalletError("a --role is listed twice")
+    if cap_w is not None and cap_w < 0:
+        raise WalletError("--cap must be a power, e.g. 50kW")
+    return {"cap_w": cap_w, "name": name, "pub": pub, "roles": sorted(roles)}
+
+
+def providers_suspend(pub: bytes, suspended: bool) -> dict[str, Any]:
+    """Suspend a provider (its live grants are revoked over the next blocks) or lift it."""
+    if len(pub) != 32:
+        raise WalletError("--pub must be the provider's public key (64 hex characters)")
+    return {"pub": pub, "suspended": suspended}
 
 
 @dataclass

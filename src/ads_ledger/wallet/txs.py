@@ -156,4 +156,12 @@ def describe_gov_args(action: str, args: dict[str, Any]) -> str:
         return f"{len(args.get('members', []))} members, threshold {args.get('threshold')}"
     if action == "params.set":
         return ", ".join(f"{k} = {v}" for k, v in sorted(args.items()))
+    if action == "providers.set":
+        cap = args.get("cap_w")
+        roles = ", ".join(args.get("roles", [])) or "no roles"
+        return (f"provider {short(args.get('pub', b''))} {args.get('name')!r}: {roles}; "
+                f"cap {'none' if cap is None else format_power(cap)}")  # fmt: skip
+    if action == "providers.suspend":
+        verb = "suspend" if args.get("suspended") else "lift the suspension of"
+        return f"{verb} provider {short(args.get('pub', b''))}"
     return codec.encode(args).hex()[:64]

@@ -106,6 +106,12 @@ SCHEMAS: dict[str, Any] = {
          "value": _nullable(HEX), "proof": _ref("Proof"), "height": HEIGHT},
         required=["cp", "value", "proof", "height"], extra=True,
     ),  # fmt: skip
+    "Provider": _obj(
+        {"pub": HEX32, "name": {"type": "string"}, "roles": {"type": "array", "items": {"type": "string"}},
+         "cap_w": _nullable(UINT), "suspended": {"type": "boolean"}, "live_w": UINT, "height": HEIGHT,
+         "value": _nullable(HEX), "proof": _ref("Proof")},
+        required=["pub", "value", "proof", "height"], extra=True,
+    ),  # fmt: skip
 }
 
 
@@ -186,6 +192,12 @@ def _doc() -> dict[str, Any]:
         "/chargepoints/{cp}": {"get": _op(
             "A charge point record (its whole access list) with proof; unknown: value null",
             "ChargePoint", [_hex_param("cp", HEX32, "charge point public key"), state_h],
+            (400, 404, 410))},
+        "/providers/{pub}": {"get": _op(
+            "A service provider's register record (prov/: name, roles, cap_w, suspended, live_w, height) "
+            "with proof; unknown: value null. `height` is the height read; the record's own height (its last "
+            "change) is in `value`. The list of providers is the proven record gov/providers",
+            "Provider", [_hex_param("pub", HEX32, "provider public key"), state_h],
             (400, 404, 410))},
         "/light/{cp}": {"get": _op(
             "One round trip for a charge point's light client, at the latest height H: canonical msgpack "

@@ -356,6 +356,21 @@ async def get_chargepoint(ctx: ApiContext, req: Request, p: Mapping[str, str],
     return json_response(out)
 
 
+async def get_provider(ctx: ApiContext, req: Request, p: Mapping[str, str],
+                       q: Mapping[str, str]) -> Response:  # fmt: skip
+    """A service provider's register record (regulator levers) with proof; unknown: value null."""
+    pub = parse_hex_param(p["pub"], "provider key", length=32)
+    r = _state_read(ctx, b"prov/" + pub, _height_query(q))
+    out: dict[str, Any] = {"pub": pub}
+    if r.value is not None:
+        record = codec.decode(r.value)
+        if not isinstance(record, dict):
+            raise TypeError("a provider record is not a map")
+        out.update(record)
+    out.update({"value": r.value, "proof": _proof_json(r.proof), "height": r.height})
+    return json_response(out)
+
+
 MSGPACK = "application/msgpack"
 
 
@@ -454,6 +469,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/validators/{height}", get_validators),
     Route("GET", "/state/{key}", get_state, frozenset({"height"})),
     Route("GET", "/chargepoints/{cp}", get_chargepoint, frozenset({"height"})),
+    Route("GET", "/providers/{pub}", get_provider, frozenset({"height"})),
     Route("GET", "/grants", get_grants, frozenset({"grantee"})),
     Route("GET", "/light/{cp}", get_light, frozenset({"height"}), produces=MSGPACK),
     Route("GET", "/events", get_events, produces=SSE),
