@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from typing import Any
 
 import pytest
@@ -405,21 +406,29 @@ TestLedgerMachine.settings = settings(
     ],
 )
 def test_planted_bug_is_caught(monkeypatch: pytest.MonkeyPatch, module: Any, mutant: str, symptom: str) -> None:
-    """Each planted bug (a test-only switch that drops one rule) must break its invariant."""
+    """Each planted bug (a test-only switch that drops one rule) must break its invariant. Keys
+    and attestations are fresh per process, so what one fixed sequence reaches varies: up to
+    four rounds (the fixed sequence, then fresh draws) until the invariant breaks."""
     monkeypatch.setattr(module, mutant, True)
-    with pytest.raises(AssertionError, match=symptom):
-        run_state_machine_as_test(
-            LedgerMachine,
-            settings=settings(
-                max_examples=300,
-                stateful_step_count=30,
-                deadline=None,
-                derandomize=True,
-                phases=[Phase.generate],
-                suppress_health_check=list(HealthCheck),
-                report_multiple_bugs=False,
-            ),
-        )
+    for derandomize in (True, False, False, False):
+        try:
+            run_state_machine_as_test(
+                LedgerMachine,
+                settings=settings(
+                    max_examples=300,
+                    stateful_step_count=30,
+                    deadline=None,
+                    derandomize=derandomize,
+                    database=None,
+                    phases=[Phase.generate],
+                    suppress_health_check=list(HealthCheck),
+                    report_multiple_bugs=False,
+                ),
+            )
+        except AssertionError as e:
+            assert re.search(symptom, str(e)), f"{mutant} broke another invariant: {e}"
+            return
+    pytest.fail(f"{mutant} was not caught in four rounds of 300 examples")
 
 
 def test_machine_reaches_deep_and_boundary_sub_grants() -> None:
@@ -427,9 +436,9 @@ def test_machine_reaches_deep_and_boundary_sub_grants() -> None:
     sub-grants ending exactly with their parent (not only refusals), counted control power and
     suspension sweeps that revoke grants. The keys and
     attestations are fresh per process, so grant ids (and what the draws reach) vary: up to
-    five rounds of 40 examples until everything was reached."""
+    ten rounds of 40 examples until everything was reached (most runs need one or two)."""
     REACHED.update(depth=0, sub_grants=0, ends_with_parent=0, exclusive_sub=0, live_w=0, suspension_sweeps=0)
-    for derandomize in (True, False, False, False, False):  # the fixed sequence first, then fresh draws
+    for derandomize in (True, *[False] * 9):  # the fixed sequence first, then fresh draws
         run_state_machine_as_test(LedgerMachine, settings=settings(
             max_examples=40, stateful_step_count=25, deadline=None, derandomize=derandomize, database=None,
             suppress_health_check=list(HealthCheck)))  # fmt: skip
