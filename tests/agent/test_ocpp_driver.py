@@ -237,6 +237,7 @@ def test_reconnect_and_restart_restore_the_current_profiles(tmp_path: Path) -> N
 def test_transactions_and_meter_values_end_to_end(tmp_path: Path) -> None:
     async def go(r: Rig) -> None:
         st = await r.station("--evses", "2")
+        await until(lambda: r.d.state.evse_count() == 2, what="both EVSEs reported")  # the plan is shared by them
         await r.d.act("charging.profile.set", plan(limit=7400), origin(), now_ms())
         started = await r.d.act("charging.start", {"connector": 2}, origin(), now_ms())
         assert started["connector"] == 2 and started["session"]

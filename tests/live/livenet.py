@@ -13,9 +13,9 @@ from ads_ledger.testing.devnet import Network, create
 
 @contextmanager
 def running_devnet(tmp: pytest.TempPathFactory, name: str, *, height: int = 2, validators: int = 4,
-                   agent: bool = False) -> Iterator[Network]:  # fmt: skip
+                   agent: bool = False, params: dict[str, int] | None = None) -> Iterator[Network]:  # fmt: skip
     d = tmp.mktemp(name) / "net"
-    create(d, validators)
+    create(d, validators, params=params)
     net = Network(d)
     try:
         net.start_all()

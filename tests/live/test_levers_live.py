@@ -110,6 +110,20 @@ def test_register_grant_refuse_suspend(net: Network, tmp_path: Path) -> None:
     rc, text = ads(kr, "providers", "report", "--node", node, as_json=False)
     assert rc == 0 and "Agg One" in text and "33 kW" in text and "66%" in text, text
 
+    # the 50 kW cap: a fourth 11 kW grant fits (44 kW), a fifth does not, until one is revoked
+    fourth = grant(devices[0], agg, ["charging.profile"])
+    assert fourth["ok"], fourth
+    with pytest.raises(ApiResponseError) as ei:
+        grant(devices[1], agg, ["charging.profile"])
+    assert ei.value.code == "capacity_cap" and all(w in ei.value.message for w in ("50000", "44000", "11000")), ei.value
+    nonces["owner"] -= 1
+    with net.client(0) as c:
+        r = c.submit_tx(make_envelope(chain, "revoke", owner, nxt(), {"cp": devices[0].pub,
+                                                                       "grant": bytes.fromhex(fourth["txid"])[:16]}),
+                        wait_commit=True)  # fmt: skip
+    assert r["ok"], r
+    assert grant(devices[1], agg, ["charging.profile"])["ok"]  # 33 + 11 = 44 kW again
+
     gov(kr, node, tmp_path / "suspend.msgpack", "providers.suspend", "--pub", agg.pub.hex(), "--suspended")
     deadline = time.monotonic() + 20
     while True:

@@ -1,0 +1,144 @@
+"""Suspension at scale on a real devnet (issue: regulator levers): an aggregator holding 1,000
+grants on 21 charge points — one of them a real agent's — is suspended by governance; the sweep
+revokes every grant over the following blocks, no block rewriting more cp/ records than
+`suspension_batch` allows, and the agent then answers the provider `no_grant`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from livenet import running_devnet
+
+from ads_ledger.client.http import NodeClient
+from ads_ledger.core.crypto import SigningKey
+from ads_ledger.node.config import load_key
+from ads_ledger.state.envelope import make_envelope
+from ads_ledger.testing import propose_tx
+from ads_ledger.testing.devnet import Network, agent_get
+from ads_ledger.testing.trustlist import issue_attestation, load_device_ca, load_trust_list
+from ads_ledger.wallet import Ledger
+from ads_ledger.wallet.commands import check_receipt, post_command, sign_command
+
+BATCH = 6  # suspension_batch: 21 records take at least four blocks
+PER_CP = 50  # 20 × 50 grants, plus one on the agent's charge point: 1,001
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
+    with running_devnet(tmp_path_factory, "suspend", agent=True, params={"suspension_batch": BATCH}) as n:
+        yield n
+
+
+@pytest.mark.slow
+def test_suspension_sweeps_a_thousand_grants_in_bounded_blocks(net: Network) -> None:
+    chain = net.info["chain_id"]
+    members = [load_key(Path(p)) for p in net.info["gov"]]
+    tl, ca = load_trust_list(Path(net.info["eid"])), load_device_ca(Path(net.info["device_ca"]))
+    now = int(time.time() * 1000)
+    agg = SigningKey.generate()
+    owners = [SigningKey.generate() for _ in range(21)]
+    devices = [SigningKey.generate() for _ in range(20)]
+    agent_cp = bytes.fromhex(json.loads((net.agent_home / "device_key.json").read_text())["pub"])
+    ledger = Ledger(net.apis, commit_timeout_s=60)
+
+    def gov(action: str, args: dict[str, Any]) -> None:
+        n = ledger.nonce(members[0].pub) + 1
+        ledger.submit_raw(make_envelope(chain, "gov", members[0], n, {"action": action, "args": args}, [members[1]]))
+
+    def grant(owner: SigningKey, nonce: int, cp: bytes) -> bytes:
+        body = {"cp": cp, "grantee": agg.pub, "scopes": ["charging.profile"], "not_before": now - 60_000,
+                "not_after": now + 3_600_000, "limits": {"max_power_w": 1000}, "exclusive": False,
+                "priority": 5, "redelegate": 0, "parent": None}  # fmt: skip
+        return make_envelope(chain, "grant", owner, nonce, body)
+
+    gov("providers.set", {"pub": agg.pub, "name": "Big Agg", "roles": ["aggregator"], "cap_w": None})
+    # owners: attested, each with one charge point (the last owns the agent's)
+    setup = []
+    for i, o in enumerate(owners):
+        att = issue_attestation(tl, chain, o.pub, issued_at=now - 60_000, expires_at=now + 86_400_000)
+        setup.append(make_envelope(chain, "attest", o, 1, att))
+        setup += [propose_tx(chain, devices[i], o.pub, ca=ca)] if i < 20 else []
+    with NodeClient(net.apis[0], timeout_s=60) as c:
+        for raw in setup:
+            c.submit_tx(raw)
+    p = subprocess.run([sys.executable, "-m", "chargepoint_agent.cli", "propose-owner", "--home", str(net.agent_home),
+                        "--owner", owners[20].pub.hex(), "--json"], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert p.returncode == 0, p.stdout + p.stderr
+    cps = [d.pub for d in devices] + [agent_cp]
+    for o, cp in zip(owners, cps):
+        ledger.submit(o, "cp.accept", {"cp": cp})
+    # 1,001 grants: each owner streams its grants (nonces in sequence, no waiting per tx)
+    last: list[bytes] = []
+    with NodeClient(net.apis[1], timeout_s=60) as c:
+        for k, (o, cp) in enumerate(zip(owners, cps)):
+            n = ledger.nonce(o.pub)
+            raws = [grant(o, n + 1 + j, cp) for j in range(PER_CP if k < 20 else 1)]
+            for raw in raws:
+                c.submit_tx(raw)
+            last.append(raws[-1])
+    for raw in last:
+        ledger.submit_raw(raw)  # already sent: waits for its commit (the owner's earlier ones are in by then)
+    rec = ledger.state(b"prov/" + agg.pub)
+    assert rec["live_w"] == 1001 * 1000, rec
+
+    # the provider commands the agent's charge point under its grant
+    gid = next(g["id"] for g in ledger.record(agent_cp)["grants"] if g["grantee"] == agg.pub)
+    seq = iter(range(1, 10_000))
+
+    def command() -> str:
+        t = int(time.time() * 1000)
+        plan = {"profile": {"id": 1, "valid_from": t - 1000, "valid_to": t + 600_000, "periods": [[0, 1000]]}}
+        env = sign_command(agg, chain, cp=agent_cp, action="charging.profile.set", params=plan, seq=next(seq),
+                           issued_at=t, expires_at=t + 60_000, grant=gid)  # fmt: skip
+        return str(check_receipt(agent_cp, chain, env, post_command(net.agent_api, env))["code"])
+
+    deadline = time.monotonic() + 20
+    while not agent_get(net.agent_api, "/status")["grants"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert command() == "ok"
+
+    # watch every block's changed cp/ records while the sweep runs
+    changed: dict[int, int] = {}
+    stop = threading.Event()
+
+    def watch() -> None:
+        with NodeClient(net.apis[2], timeout_s=5) as c:
+            try:
+                for ev in c.events(max_events=10_000):
+                    changed[int(ev["height"])] = len(ev["changed_cps"] or [])
+                    if stop.is_set():
+                        return
+            except Exception:  # noqa: BLE001 — the stream ends with the test
+                return
+
+    th = threading.Thread(target=watch, daemon=True)
+    th.start()
+    time.sleep(0.5)
+    h0 = ledger.height()
+    gov("providers.suspend", {"pub": agg.pub, "suspended": True})
+    deadline = time.monotonic() + 60
+    while any(g["grantee"] == agg.pub for cp in cps for g in (ledger.record(cp) or {}).get("grants", [])):
+        assert time.monotonic() < deadline, "the sweep did not finish within 60 s"
+        time.sleep(0.3)
+    h1 = ledger.height()
+    stop.set()
+    sweep = {h: n for h, n in changed.items() if h0 < h <= h1 and n}
+    assert max(sweep.values()) <= BATCH + 1, sweep  # the batch, plus at most the gov tx's block's own writes
+    assert sum(sweep.values()) >= len(cps) and len(sweep) >= len(cps) // BATCH, sweep
+    assert ledger.state(b"prov/" + agg.pub)["live_w"] == 0
+
+    # the agent, once its record is refreshed, refuses the suspended provider
+    deadline = time.monotonic() + 20
+    while (code := command()) == "ok":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert code == "no_grant"
+    ledger.close()
