@@ -20,9 +20,10 @@ from ads_ledger.light.errors import LightError
 from ads_ledger.wallet.errors import TxRefused, WalletError
 from ads_ledger.wallet.keystore import Keyring, KeystoreError
 from ads_ledger.wallet.ledger import Ledger
+from ads_ledger.wallet.verified import Verified, Verifier
 
 __all__ = ["node_option", "key_options", "wallet_command", "open_ledger", "load_key", "trust_options", "resolve_pub",
-           "write_new"]
+           "write_new", "verifier", "trust_note"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -100,6 +101,19 @@ def write_new(path: Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+
+
+def verifier(ledger: Ledger, trust_height: int | None, trust_hash: str | None) -> Verifier:
+    try:
+        h = None if trust_hash is None else bytes.fromhex(trust_hash)
+    except ValueError:
+        raise WalletError("--trust-hash must be hex (a block id)") from None
+    return Verifier(ledger, trust_height=trust_height, trust_hash=h)
+
+
+def trust_note(v: Verified) -> str:
+    return ("\n  (trust on first use: block 1 as this node served it; pin a block you know with "
+            "--trust-height/--trust-hash)" if v.first_use else "")  # fmt: skip
 
 
 def wallet_command(f: F) -> F:

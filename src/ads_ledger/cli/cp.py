@@ -22,7 +22,9 @@ from ads_ledger.cli.common import (
     node_option,
     open_ledger,
     resolve_pub,
+    trust_note,
     trust_options,
+    verifier,
     wallet_command,
 )
 from ads_ledger.cli.table import table
@@ -33,9 +35,8 @@ from ads_ledger.wallet import txs
 from ads_ledger.wallet.errors import WalletError
 from ads_ledger.wallet.ledger import Ledger
 from ads_ledger.wallet.units import format_power, format_when
-from ads_ledger.wallet.verified import Verified, Verifier
 
-__all__ = ["cp", "submit_and_say", "verifier", "grant_rows"]
+__all__ = ["cp", "submit_and_say", "grant_rows"]
 
 
 def submit_and_say(ledger: Ledger, key_ref: str, keyring: Path | None, passphrase_file: Path | None,
@@ -48,19 +49,6 @@ def submit_and_say(ledger: Ledger, key_ref: str, keyring: Path | None, passphras
     emit(as_json, {"type": ttype, "txid": out.txid, "height": out.height, "code": out.code, "signer": key.pub,
                    "node": out.node, "summary": words, **(extra or {})},  # fmt: skip
          f"{words}\n  committed at height {out.height} (tx {out.txid.hex()[:16]}…, via {out.node})")
-
-
-def verifier(ledger: Ledger, trust_height: int | None, trust_hash: str | None) -> Verifier:
-    try:
-        h = None if trust_hash is None else bytes.fromhex(trust_hash)
-    except ValueError:
-        raise WalletError("--trust-hash must be hex (a block id)") from None
-    return Verifier(ledger, trust_height=trust_height, trust_hash=h)
-
-
-def trust_note(v: Verified) -> str:
-    return ("\n  (trust on first use: block 1 as this node served it; pin a block you know with "
-            "--trust-height/--trust-hash)" if v.first_use else "")  # fmt: skip
 
 
 def grant_rows(grants: list[dict[str, Any]], now: int) -> list[list[str]]:

@@ -19,10 +19,12 @@ from ads_ledger.cli.common import (
     node_option,
     open_ledger,
     resolve_pub,
+    trust_note,
     trust_options,
+    verifier,
     wallet_command,
 )
-from ads_ledger.cli.cp import GRANT_HEADERS, grant_rows, submit_and_say, trust_note, verifier
+from ads_ledger.cli.cp import GRANT_HEADERS, grant_rows, submit_and_say
 from ads_ledger.cli.key import keyring_option
 from ads_ledger.cli.table import table
 from ads_ledger.client.output import emit
@@ -100,7 +102,6 @@ def grants(grantee: str, keyring: Path | None, nodes: tuple[str, ...], trust_hei
         if len(cps) > 1000:
             raise WalletError(f"the index lists {len(cps)} charge points; over 1000 is more than one read verifies")
         found: list[tuple[bytes, dict[str, Any]]] = []
-        unproven = 0
         proofs = verifier(ledger, trust_height, trust_hash).states([cp_key(c) for c in cps]) if cps else []
     for c, v in zip(cps, proofs):
         mine = [g for g in (v.value or {}).get("grants", []) if g["grantee"] == who]

@@ -21,6 +21,7 @@ from ads_ledger.cli.common import (
     open_ledger,
     resolve_pub,
     trust_options,
+    verifier,
     wallet_command,
     write_new,
 )
@@ -34,7 +35,6 @@ from ads_ledger.wallet import txs
 from ads_ledger.wallet.errors import WalletError
 from ads_ledger.wallet.keystore import is_test_chain
 from ads_ledger.wallet.units import format_when, parse_duration
-from ads_ledger.wallet.verified import Verifier
 
 __all__ = ["eid", "identity"]
 
@@ -142,7 +142,7 @@ def identity_show(account: str, keyring: Path | None, nodes: tuple[str, ...], tr
     """An account's identity, verified as a light client: level, issuer, expiry, and whether it counts."""
     pub = resolve_pub(account, keyring)
     with open_ledger(nodes) as ledger:
-        v = Verifier(ledger, trust_height=trust_height, trust_hash=None if trust_hash is None else bytes.fromhex(trust_hash))
+        v = verifier(ledger, trust_height, trust_hash)
         acct, anchors, revoked = v.states([acct_key(pub), GOV_ANCHORS, GOV_REVOKED])
     ident = None if acct.value is None else acct.value.get("identity")
     ok, why = identity_status(ident, anchors.value, revoked.value, acct.header.time)

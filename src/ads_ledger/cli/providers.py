@@ -15,8 +15,14 @@ from typing import Any
 
 import click
 
-from ads_ledger.cli.common import node_option, open_ledger, trust_options, wallet_command
-from ads_ledger.cli.cp import trust_note, verifier
+from ads_ledger.cli.common import (
+    node_option,
+    open_ledger,
+    trust_note,
+    trust_options,
+    verifier,
+    wallet_command,
+)
 from ads_ledger.cli.table import table
 from ads_ledger.client.output import emit
 from ads_ledger.state.records import (

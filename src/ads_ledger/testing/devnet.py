@@ -47,6 +47,7 @@ class Network:
         self.agent: AgentProcess | None = None
         self.agent_home = directory / "chargepoint"
         self.agent_api = ""
+        self.station: Any = None  # the TEST-ONLY OCPP station process (start_agent(driver="ocpp201"))
 
     def start(self, i: int, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
         """Start node i (`args` are extra `ads node start` options, e.g. `--byzantine NAME`)."""
@@ -123,7 +124,7 @@ class Network:
         return self.agent_api
 
     def stop_agent(self) -> None:
-        station, self.station = getattr(self, "station", None), None
+        station, self.station = self.station, None
         if station is not None:
             station.stop()
         agent, self.agent = self.agent, None
@@ -254,7 +255,7 @@ def walkthrough(net: Network, say: Callable[[str], None]) -> dict[str, Any]:
         f"staleness {st['staleness_ms']} ms (after {time.monotonic() - t0:.2f} s)")  # fmt: skip
     say("6. the provider signs a 7.4 kW charge plan and sends it straight to the charge point")
     r1 = command(provider, "charging.profile.set", plan(7400, 1), gid)
-    station = getattr(net, "station", None)
+    station = net.station
     if station is None:
         charger = command(owner, "status.read", {}, None)["data"]
         say(f"  receipt: {r1['code']} (signed by the charge point); the simulated charger now limits to "

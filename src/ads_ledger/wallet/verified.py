@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ads_ledger.client.http import ApiResponseError, TransportError
 from ads_ledger.core import codec
 from ads_ledger.core.errors import DecodeError
 from ads_ledger.core.merkle import SparseProof
@@ -178,8 +179,8 @@ class Verifier:
             except ConflictingHeaders as e:
                 raise NotVerified(f"{url} and {self.ledger.node} serve different blocks at height "
                                   f"{block.header.height}: one of them lies; report it") from e  # fmt: skip
-            except Exception:  # noqa: BLE001 — an unreachable or behind witness only weakens the check
-                continue
+            except (LightError, TransportError, ApiResponseError, DecodeError, OSError):
+                continue  # an unreachable, behind or broken witness only weakens the check
 
     def _save(self, lc: LightClient) -> None:
         p = self._path()
