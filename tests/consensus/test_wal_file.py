@@ -209,6 +209,7 @@ def test_crash_during_rotation(tmp_path: Path) -> None:
     # a crash after creating the next segment, before its marker reached the disk
     (tmp_path / "000000000003.wal").write_bytes(b"")
     w = FileWAL(tmp_path)
+    assert [p.name for p in seg_files(tmp_path)] == ["000000000002.wal"]  # the empty one went
     assert w.replay() == (1, [b"h2"])
     w.append(b"more", sync=True)
     w.close()

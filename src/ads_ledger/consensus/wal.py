@@ -340,6 +340,18 @@ class FileWAL:
             os.ftruncate(self._fd, good)
             os.fsync(self._fd)
         self._size = good
+        if good == 0 and len(segs) > 1:
+            # a crash after creating the next segment, before its marker was written: the
+            # marker is already durable in the previous one, so drop the empty file and go on there
+            prev = self._seg_path(segs[-2])
+            with open(prev, "rb") as f:
+                _scan(prev, f.read(), tail=False)  # it was whole before the next one existed
+            os.close(self._fd)
+            self._fd = -1
+            os.unlink(last_path)
+            _fsync_dir(self.path)
+            self._open()
+            return
         if len(segs) > 1 and entries and entries[0].ended is not None:
             # a crash during rotation left older segments after the new one was durable
             self._delete_before(self._index)
