@@ -9,7 +9,7 @@ the same run (bench/limits.py). Everything runs on this machine: the validators,
 generator and the measurement share its cores, as they would on a one-box devnet.
 
   .venv/bin/python bench/bench_devnet.py [--mode all|throughput|latency|sync] [--txs 6000]
-      [--procs 4 --threads 4] [--rate 500 --seconds 10] [--behind 5000]
+      [--procs 4 --threads 4] [--rate 500 --seconds 10] [--behind 5000] [--profile OUT.svg]
 
 The load generator is `--procs` spawned processes of `--threads` threads, each POSTing signed
 transactions over keep-alive HTTP (one Python process is GIL-bound below what the nodes take).
@@ -22,8 +22,10 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -303,7 +305,23 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bench_throughput(root: Path, total: int, procs: int, threads: int) -> dict[str, Any]:
+def start_profile(pid: int, out: str) -> "subprocess.Popen[bytes]":
+    """py-spy sampling one validator until stopped: the thread holding the GIL (the Python CPU
+    work; kernel time in syscalls is not in it)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    fmt = {".json": "speedscope", ".txt": "raw"}.get(Path(out).suffix, "flamegraph")
+    return subprocess.Popen([spy, "record", "-p", str(pid), "-o", out, "--format", fmt, "--threads",
+                             "--rate", "200", "--nonblocking", "--gil"], stdout=subprocess.DEVNULL)  # fmt: skip
+
+
+def stop_profile(spy: "subprocess.Popen[bytes] | None") -> None:
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        spy.wait(timeout=60)
+
+
+def bench_throughput(root: Path, total: int, procs: int, threads: int,
+                     profile: str | None = None) -> dict[str, Any]:  # fmt: skip
     owners = 400
     net, actors = setup_net(root, owners)
     clock = BlockClock(net)
@@ -314,6 +332,7 @@ def bench_throughput(root: Path, total: int, procs: int, threads: int) -> dict[s
         sent: dict[bytes, float] = {}
         time.sleep(1.0)
         pids = [net.procs[i].pid for i in sorted(net.procs)]
+        spy = start_profile(pids[0], profile) if profile else None
         cpu0 = [cpu_s(p) for p in pids]
         t0 = time.monotonic()
         errs = submit_streams(net, streams, procs, threads, None, sent)
@@ -324,6 +343,7 @@ def bench_throughput(root: Path, total: int, procs: int, threads: int) -> dict[s
         heights = wait_included(net, list(sent), 300, h0 + 1)
         h1 = max(heights.values()) if heights else h0
         cpu1 = [cpu_s(p) for p in pids]  # before the idle second below: load only (plus heartbeats)
+        stop_profile(spy)
         time.sleep(1.0)
         t_all = clock.seen.get(h1, time.monotonic()) - t0  # when the last tx's block reached us
         per_tx_us = [round(1e6 * (b - a) / max(1, len(heights)), 1) for a, b in zip(cpu0, cpu1)]
@@ -418,13 +438,15 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=500.0)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--behind", type=int, default=5000)
+    ap.add_argument("--profile", metavar="OUT", help="throughput: py-spy flame graph of validator 0 "
+                    "(.svg; .json: speedscope; .txt: collapsed stacks) over the loaded interval")
     a = ap.parse_args()
     lim = limits()
     root = Path(tempfile.mkdtemp(prefix="ads-bench-"))
     try:
         results = []
         if a.mode in ("all", "throughput"):
-            results.append(bench_throughput(root / "t", a.txs, a.procs, a.threads))
+            results.append(bench_throughput(root / "t", a.txs, a.procs, a.threads, a.profile))
         if a.mode in ("all", "latency"):
             results.append(bench_latency(root / "l", a.rate, a.seconds, a.procs, a.threads))
         if a.mode in ("all", "sync"):
