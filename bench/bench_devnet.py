@@ -453,25 +453,27 @@ def main() -> None:
             results.append(bench_sync(root / "s", a.behind))
         for r in results:
             r["limits"] = lim
-            print(json.dumps(r, sort_keys=True))
         ed = lim.get("ed25519_verify_per_s")
         for r in results:
             f = r["figure"]
             if f == "committed_tx_per_s":
                 print(f"committed {r['tx_per_s']} tx/s ({r['committed']}/{r['txs']} txs, 4 validators, "
                       f"{r['blocks']} blocks) — target ≥ 1500; raw Ed25519 {ed} verify/s")
-                if ed:
-                    verify_us = 1e6 / ed
+                verify_us = lim.get("ed25519_verify_cpu_us")  # CPU time, as the nodes' figure is
+                if verify_us:
                     ratios = [round(u / verify_us, 1) for u in r["cpu_us_per_tx"]]
                     r["cpu_per_tx_over_verify"] = ratios
                     print(f"CPU per committed tx per validator: {r['cpu_us_per_tx']} µs = {ratios} × one "
-                          f"Ed25519 verify ({verify_us:.1f} µs) — target ≤ 3.5×")
+                          f"Ed25519 verify ({verify_us} µs of CPU; {1e6 / ed if ed else 0:.1f} µs wall) "
+                          f"— target ≤ 3.5×")
             elif f == "submit_to_commit_ms":
                 print(f"latency at {r['achieved_tx_per_s']} tx/s: p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms "
                       f"— targets at 200 tx/s: ≤ 150 / ≤ 500 ms")
             else:
                 print(f"block sync: {r['blocks']} blocks in {r['seconds']} s = {r['blocks_per_s']} blocks/s "
                       f"— target ≥ 1000")
+        for r in results:
+            print(json.dumps(r, sort_keys=True))
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -2,6 +2,8 @@
 
 `measure_limits(seconds)` returns, each measured for about `seconds` on one core:
 - `ed25519_verify_per_s`: strict Ed25519 verifications/s (PyNaCl / libsodium, 200-byte message);
+- `ed25519_verify_cpu_us`: the CPU time of one such verification (the thread's own CPU clock,
+  so other processes on a busy machine do not inflate it; the unit for CPU-per-tx ratios);
 - `sha256_32b_per_s`: SHA-256 digests/s of 32-byte inputs, called from a Python loop (the
   unit cost of a Merkle proof step in Python);
 - `lmdb_put_per_s`: puts/s of random 32-byte keys (32-byte values) batched in one write
@@ -54,6 +56,19 @@ def _ed25519(seconds: float) -> float:
     return rate(batch, seconds) * 100  # each call does 100
 
 
+def _ed25519_cpu_us(seconds: float) -> float:
+    key = nacl.signing.SigningKey(b"\x07" * 32)
+    msg = b"m" * 200
+    pub, signed = bytes(key.verify_key), key.sign(msg).signature + msg
+    check = nacl.bindings.crypto_sign_open
+    n, c0, t0 = 0, time.thread_time(), time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for _ in range(100):
+            check(signed, pub)
+        n += 100
+    return (time.thread_time() - c0) * 1e6 / n
+
+
 def _sha256(seconds: float) -> float:
     data = [os.urandom(32) for _ in range(1000)]
     sha = hashlib.sha256
@@ -89,6 +104,7 @@ def measure_limits(seconds: float = 1.0) -> dict[str, float]:
     """Raw rates of this machine right now (see the module docstring)."""
     return {
         "ed25519_verify_per_s": round(_ed25519(seconds)),
+        "ed25519_verify_cpu_us": round(_ed25519_cpu_us(seconds), 1),
         "sha256_32b_per_s": round(_sha256(seconds)),
         "lmdb_put_per_s": round(_lmdb_puts(seconds)),
     }

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 
 from ads_ledger.consensus.evidence import InvalidEvidence
 from ads_ledger.core import codec
-from ads_ledger.core.crypto import H, SigningKey
+from ads_ledger.core.crypto import SigningKey
 from ads_ledger.core.types import (
     PRECOMMIT,
     PREVOTE,
@@ -78,7 +78,7 @@ def test_forged_cosigner_cannot_pass_a_governance_takeover(ledger: Ledger) -> No
     """The critical attack: one member's members.set, a garbage second `auth` entry added by
     the proposer. Honest validators had the original (same txid) in their mempools."""
     honest = make_envelope(CHAIN, "gov", GOV[0], 1, MEMBERS_SET)
-    ledger.note_verified(H(honest))  # as the node's intake does for the tx it admitted
+    ledger.note_verified(parse_envelope(honest))  # as the node's intake does for the tx it admitted
     forged = forge(honest, [[GOV[0].pub, parse_envelope(honest).auth[0][1]], [GOV[1].pub, b"\x00" * 64]])
     assert parse_envelope(forged).txid(CHAIN) == parse_envelope(honest).txid(CHAIN)
     block = naive_block(ledger, [forged])
@@ -96,7 +96,7 @@ def test_forged_cosigner_cannot_pass_a_governance_takeover(ledger: Ledger) -> No
 def test_swapped_signature_is_invalid_even_when_the_txid_is_known(ledger: Ledger) -> None:
     user = SigningKey.generate()
     honest = make_envelope(CHAIN, "cp.transfer", user, 1, {"cp": b"\x01" * 32, "to": b"\x02" * 32})
-    ledger.note_verified(H(honest))
+    ledger.note_verified(parse_envelope(honest))
     swapped = forge(honest, [[user.pub, b"\x11" * 64]])
     assert not ledger.validate_block(naive_block(ledger, [swapped]))
 
@@ -196,3 +196,50 @@ def test_evidence_bytes_are_bounded_and_limits_come_before_decoding(ledger: Ledg
     with pytest.raises(Exception, match="max_block_txs"):
         ledger.check_block(flood)
     assert time.perf_counter() - t < 0.5
+
+
+def test_own_proposal_is_not_executed_twice_but_a_byte_changed_copy_is_checked(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """check_block reuses propose_block's execution only for the very same bytes: a copy with
+    the same header (same block id: txids leave out `auth`) but a garbage cosignature is
+    checked from scratch and refused."""
+    import ads_ledger.node.ledger as ledger_mod
+
+    user = SigningKey.generate()
+    honest = _tx(user, 1)
+    ledger.host = StaticHost([honest])
+    block = ledger.propose_block(1, 0, T0 + 1000, VALS[0].pub, None)
+    assert block.txs == (honest,)
+    runs = []
+    real = ledger_mod.execute_block
+    monkeypatch.setattr(ledger_mod, "execute_block", lambda *a, **k: runs.append(1) or real(*a, **k))
+    ledger.check_block(block)
+    assert runs == []  # our own proposal: checked and executed when built
+    forged = forge(honest, [[user.pub, parse_envelope(honest).auth[0][1]], [GOV[1].pub, b"\x00" * 64]])
+    copy = Block(block.header, (forged,), block.evidence, block.last_commit)
+    assert copy.block_id() == block.block_id()
+    assert not ledger.validate_block(copy)
+    # a bare assemble (what the Byzantine kit uses) is never trusted as checked
+    bad = naive_block(ledger, [_tx(user, 5)])
+    assert not ledger.validate_block(bad)
+
+
+def test_cached_parse_is_used_only_for_equal_bytes(ledger: Ledger) -> None:
+    """The intake's parse (note_verified) is reused by a block holding equal bytes — a new
+    bytes object, as a block decoded from the network carries — and a block check of an
+    uncached tx fills the cache only after its signatures and body shape passed."""
+    user = SigningKey.generate()
+    raw = _tx(user, 1)
+    env = parse_envelope(raw)
+    ledger.note_verified(env)
+    copy = bytes(bytearray(raw))
+    assert copy is not raw and ledger._verified.get(copy) == (env, env.txid(CHAIN))
+    block = naive_block(ledger, [copy])
+    assert ledger.validate_block(block)
+    other = _tx(SigningKey.generate(), 1)
+    assert ledger._verified.get(other) is None
+    bad_sig = forge(other, [[parse_envelope(other).signer, b"\x22" * 64]])
+    assert not ledger.validate_block(naive_block(ledger, [bad_sig]))
+    assert ledger._verified.get(bad_sig) is None
+    assert ledger.validate_block(naive_block(ledger, [other]))
+    assert other in ledger._verified

@@ -137,8 +137,8 @@ class TxIntake:
                         it.result = Refusal("bad_signature", f"auth[{i}] signature by {pub.hex()} does "
                                                f"not verify; sign it for chain {self.chain_id!r}")  # fmt: skip
                         break
-                else:  # keyed by the whole envelope's bytes: block checks may skip these
-                    self.ledger.note_verified(H(it.env.raw))
+                else:  # keyed by the whole envelope's bytes: block checks reuse the parse
+                    self.ledger.note_verified(it.env, it.txid)
         with self.lock:  # nonce reads and adds see one consistent (store, mempool)
             was_empty = len(self.mempool) == 0
             view, t, next_h = self.check_context(self.now())

@@ -28,7 +28,6 @@ from ads_ledger.consensus.evidence import EvidencePool, InvalidEvidence, evidenc
 from ads_ledger.consensus.proposer import ProposerPriorities
 from ads_ledger.consensus.timeouts import ConsensusParams
 from ads_ledger.core import codec
-from ads_ledger.core.crypto import H
 from ads_ledger.core.errors import DecodeError, RemoteError
 from ads_ledger.core.merkle import SparseProof, list_root
 from ads_ledger.core.types import (
@@ -44,10 +43,12 @@ from ads_ledger.core.types import (
 from ads_ledger.node.logs import kv
 from ads_ledger.node.storage import schema as S
 from ads_ledger.node.storage.store import Staged, Store
+from ads_ledger.state.bodies import check_body
 from ads_ledger.state.context import StateView
 from ads_ledger.state.envelope import MAX_TX_BYTES, Envelope, parse_envelope
 from ads_ledger.state.genesis import Genesis
 from ads_ledger.state.machine import BlockResult, DictView, TxResult, check_tx, execute_block
+from ads_ledger.state.reasons import TxRejected
 from ads_ledger.state.records import CP, DEFAULT_PARAMS, GOV_PARAMS, acct_key, cp_key, decode_record
 
 __all__ = ["Ledger", "LedgerHost", "StaticHost", "InvalidBlock", "BlockInfo", "StoredResult"]
@@ -70,7 +71,7 @@ class InvalidBlock(RemoteError):
 # that is not a valid tx at all.
 INVALID_TX_CODES = frozenset({"malformed", "too_large", "bad_signature", "unknown_type", "bad_nonce"})
 EVIDENCE_SHARE = 16  # evidence may take at most 1/16 of max_block_bytes (256 KiB by default)
-VERIFIED_CACHE = 65_536  # H(raw tx) of envelopes whose auth signatures verified, at most
+VERIFIED_CACHE = 32_768  # envelopes whose auth signatures verified (more than a full mempool), at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +94,7 @@ class _Executed:
     block: Block
     result: BlockResult
     staged: Staged
+    checked: bool  # every check of check_block passed on these very bytes (not a bare assemble)
 
 
 class _GenesisFolded:
@@ -155,9 +157,10 @@ class Ledger:
         self._priorities: tuple[int, ProposerPriorities] | None = None  # (height, at its start)
         self._last_info: BlockInfo | None = None
         self._lock = threading.Lock()  # guards _executed against the API's readers
-        # H(raw envelope) → its auth signatures verified: keyed by every byte the check read
-        # (never by txid, which leaves out `auth`); filled by the node's intake and by blocks
-        self._sig_ok: dict[bytes, None] = {}
+        # raw envelope → (parsed, txid) once its auth signatures verified and its body's shape
+        # passed: keyed by every byte the checks read (never by txid, which leaves out `auth`);
+        # filled by the node's intake and by blocks, so a block reuses the intake's parse
+        self._verified: dict[bytes, tuple[Envelope, bytes]] = {}
         self._sig_lock = threading.Lock()
         self._params: dict[int, dict[str, int]] = {}
         self.evidence_lock = threading.Lock()  # the pool is fed by P2P and read by consensus
@@ -340,21 +343,24 @@ class Ledger:
 
     def _build(self, height: int, time_ms: int, proposer: bytes, last_commit: Commit | None,
                txs: Sequence[bytes]) -> Block:  # fmt: skip
-        txs, envs = self._valid_txs(txs)
+        txs, envs, txids = self._valid_txs(txs)
         view = self.state_view(height - 1)
-        result = execute_block(view, self.chain_id, height, time_ms, txs, sigs_checked=True, envs=envs)
+        result = execute_block(view, self.chain_id, height, time_ms, txs, sigs_checked=True, envs=envs,
+                               txids=txids)  # fmt: skip
         bad = {i for i, r in enumerate(result.results) if r.code in INVALID_TX_CODES}
         if bad:  # a stale mempool entry (its nonce moved on): our block must stay valid
             txs = [t for i, t in enumerate(txs) if i not in bad]
             envs = [e for i, e in enumerate(envs) if i not in bad]
-            result = execute_block(view, self.chain_id, height, time_ms, txs, sigs_checked=True, envs=envs)
+            txids = [t for i, t in enumerate(txids) if i not in bad]
+            result = execute_block(view, self.chain_id, height, time_ms, txs, sigs_checked=True, envs=envs,
+                                   txids=txids)  # fmt: skip
         with self.evidence_lock:
             evidence = tuple(self.evidence.pending(evidence_limit(self.params_at(height))))
-        return self.assemble(height, time_ms, proposer, last_commit, txs, evidence, result)
+        return self.assemble(height, time_ms, proposer, last_commit, txs, evidence, result, built=True)
 
     def assemble(self, height: int, time_ms: int, proposer: bytes, last_commit: Commit | None,
                  txs: Sequence[bytes], evidence: Sequence[DuplicateVoteEvidence] = (),
-                 result: BlockResult | None = None) -> Block:  # fmt: skip
+                 result: BlockResult | None = None, *, built: bool = False) -> Block:  # fmt: skip
         """The block of exactly these txs and evidence, its header from executing them without
         envelope signature checks (`result`, if already done), remembered for commit_block.
         It checks nothing: `propose_block` filters first; tests and the Byzantine kit do not."""
@@ -377,23 +383,27 @@ class Ledger:
             last_commit=ZERO32 if last_commit is None else last_commit.hash(),
         )
         block = Block(header, tuple(txs), tuple(evidence), last_commit)
-        self._remember(block, result, staged)
+        # `built`: propose_block's txs passed every per-tx check of check_block on these bytes
+        self._remember(block, result, staged, txs_checked=built)
         return block
 
-    def _valid_txs(self, txs: Sequence[bytes]) -> tuple[list[bytes], list[Envelope]]:
+    def _valid_txs(self, txs: Sequence[bytes]) -> tuple[list[bytes], list[Envelope], list[bytes | None]]:
         """The txs a proposer may put in a block (and each parsed once): within the limits, well
         signed, and neither committed nor repeated (the mempool should hold only such; this
         makes sure)."""
         out: list[bytes] = []
         envs: list[Envelope] = []
+        txids: list[bytes | None] = []  # None: execution checks the body and hashes itself
         seen: set[bytes] = set()
         for raw in txs:
             try:
-                envs.append(self._check_tx_bytes(raw, seen))
+                env, txid, shaped = self._check_tx_bytes(raw, seen)
             except InvalidBlock:
                 continue
             out.append(raw)
-        return out, envs
+            envs.append(env)
+            txids.append(txid if shaped else None)
+        return out, envs, txids
 
     def _stage(self, height: int, result: BlockResult) -> Staged:
         writes: dict[bytes, bytes | None] = dict(result.writes)
@@ -401,11 +411,22 @@ class Ledger:
             writes = {**self.genesis.state_writes(), **writes}
         return self.store.stage(writes, height)
 
-    def _remember(self, block: Block, result: BlockResult, staged: Staged) -> None:
+    def _remember(self, block: Block, result: BlockResult, staged: Staged, *, txs_checked: bool) -> None:
         with self._lock:
             if len(self._executed) > 64:  # proposals of abandoned rounds
                 self._executed.clear()
-            self._executed[block.block_id()] = _Executed(block, result, staged)
+            self._executed[block.block_id()] = _Executed(block, result, staged, txs_checked)
+
+    def _checked_execution(self, block: Block) -> _Executed | None:
+        """Our own execution of exactly these block bytes on our latest state, if every per-tx
+        check already passed on them (our own proposal, or a block checked in an earlier round)."""
+        with self._lock:
+            ex = self._executed.get(block.block_id())
+        if ex is None or not ex.checked or ex.staged.base_version != self.height:
+            return None
+        if ex.block is not block and ex.block != block:  # every byte, not only the header's hash
+            return None
+        return ex
 
     def check_block(self, block: Block) -> None:
         """Raise InvalidBlock unless `block` extends our chain and re-executes to its roots."""
@@ -415,8 +436,12 @@ class Ledger:
         if why:
             raise InvalidBlock(why)
         self._check_limits(block, height)  # before any per-tx decoding: cheap bounds first
-        envs = self._parse_txs(block)  # once: the roots, the signatures and execution share them
-        block.check_roots([e.txid(self.chain_id) for e in envs])
+        done = self._checked_execution(block)
+        if done is not None:  # our own proposal: txs checked and executed when we built it
+            block.check_roots([r.txid for r in done.result.results])
+        else:
+            prepared = self._prepare_txs(block)  # parsed once: roots, signatures and execution share it
+            block.check_roots([txid for _, txid, _ in prepared])
         if block.evidence:
             self._evidence_age(height)
             try:
@@ -433,16 +458,21 @@ class Ledger:
                               height=height - 1, block_id=prev.block_id)  # fmt: skip
             except CommitError as e:
                 raise InvalidBlock(f"last_commit: {e}") from e
-        self._verify_tx_signatures(block, envs)
-        result = execute_block(self.state_view(height - 1), self.chain_id, height, h.time,
-                               block.txs, sigs_checked=True, envs=envs)  # fmt: skip
+        if done is not None:
+            if done.staged.root != h.state_root:  # assembled by us with this root: never differs
+                raise InvalidBlock(f"state_root {h.state_root.hex()} differs from ours {done.staged.root.hex()}")
+            return
+        self._verify_tx_signatures(block, prepared)
+        result = execute_block(self.state_view(height - 1), self.chain_id, height, h.time, block.txs,
+                               sigs_checked=True, envs=[e for e, _, _ in prepared],
+                               txids=[txid if known else None for _, txid, known in prepared])  # fmt: skip
         for i, r in enumerate(result.results):
             if r.code in INVALID_TX_CODES:
                 raise InvalidBlock(f"tx {i} is not a valid transaction ({r.code}): {r.log}")
         staged = self._stage(height, result)
         if staged.root != h.state_root:
             raise InvalidBlock(f"state_root {h.state_root.hex()} differs from ours {staged.root.hex()}")
-        self._remember(block, result, staged)
+        self._remember(block, result, staged, txs_checked=True)
 
     def _header_problem(self, h: Header, height: int) -> str:
         prev = self.last_info()
@@ -475,58 +505,78 @@ class Ledger:
             raise InvalidBlock(f"{size} bytes of txs and evidence; max_block_bytes in force is "
                                f"{p['max_block_bytes']}")  # fmt: skip
 
-    def _parse_txs(self, block: Block) -> list[Envelope]:
-        envs = []
+    def _prepare_txs(self, block: Block) -> list[tuple[Envelope, bytes, bool]]:
+        """(envelope, txid, verified) per tx: from the verified cache when these very bytes
+        passed intake or an earlier block check, else parsed here (verified later)."""
+        out = []
+        cache = self._verified
         for i, raw in enumerate(block.txs):
+            hit = cache.get(raw)
+            if hit is not None:
+                out.append((hit[0], hit[1], True))
+                continue
             try:
-                envs.append(parse_envelope(raw))
+                env = parse_envelope(raw)
             except DecodeError as e:
                 raise InvalidBlock(f"tx {i} does not decode: {e}") from e
-        return envs
+            out.append((env, env.txid(self.chain_id), False))
+        return out
 
-    def _verify_tx_signatures(self, block: Block, envs: Sequence[Envelope]) -> None:
+    def _verify_tx_signatures(self, block: Block, prepared: Sequence[tuple[Envelope, bytes, bool]]) -> None:
         """Every tx decodes, is within 32 KiB, every `auth` signature verifies over its sign
         bytes, and its txid is neither committed nor earlier in the block — from the block's
         bytes alone (a cache hit needs the very same bytes)."""
         seen: set[bytes] = set()
-        for i, (raw, env) in enumerate(zip(block.txs, envs)):
+        for i, (raw, (env, txid, _)) in enumerate(zip(block.txs, prepared)):
             try:
-                self._check_tx_bytes(raw, seen, env)
+                self._check_tx_bytes(raw, seen, env, txid)  # a cache miss verifies here
             except InvalidBlock as e:
                 raise InvalidBlock(f"tx {i}: {e}") from e
 
-    def _check_tx_bytes(self, raw: bytes, seen: set[bytes], env: Envelope | None = None) -> Envelope:
-        """`raw` parsed (`env`, if the caller parsed it already), checked as the docstring above says."""
+    def _check_tx_bytes(self, raw: bytes, seen: set[bytes], env: Envelope | None = None,
+                        txid: bytes | None = None) -> tuple[Envelope, bytes, bool]:  # fmt: skip
+        """`raw` parsed (`env` and its `txid`, if the caller has them), checked as the docstring
+        above says; returns (envelope, txid, whether its body's shape is known to pass)."""
         if len(raw) > MAX_TX_BYTES:
             raise InvalidBlock(f"{len(raw)} bytes; a transaction is at most {MAX_TX_BYTES}")
-        if env is None:
+        hit = self._verified.get(raw)
+        if hit is not None:
+            env, txid = hit
+        elif env is None:
             try:
                 env = parse_envelope(raw)
             except DecodeError as e:
                 raise InvalidBlock(f"does not decode: {e}") from e
-        txid = env.txid(self.chain_id)
+        if txid is None:
+            txid = env.txid(self.chain_id)
         if txid in seen:
             raise InvalidBlock(f"txid {txid.hex()[:16]} appears twice in the block")
         seen.add(txid)
         if self.tx_location(txid) is not None:
             raise InvalidBlock(f"txid {txid.hex()[:16]} is already committed")
-        key = H(raw)
-        if key in self._sig_ok:
-            return env
+        if hit is not None:
+            return env, txid, True
         try:
             env.verify_signatures(self.chain_id)
         except RemoteError as e:
             raise InvalidBlock(f"a signature does not verify: {e}") from e
-        self.note_verified(key)
-        return env
+        try:
+            check_body(env.type, env.body)
+        except TxRejected:
+            return env, txid, False  # not cached: execution reports it in the tx's result
+        self.note_verified(env, txid)
+        return env, txid, True
 
-    def note_verified(self, raw_hash: bytes) -> None:
-        """Remember that the envelope whose bytes hash to `raw_hash` has valid signatures."""
+    def note_verified(self, env: Envelope, txid: bytes | None = None) -> None:
+        """Remember that `env` (parsed from `env.raw`, its body's shape checked by `check_body`)
+        has valid auth signatures; a block holding these very bytes reuses the parse and check."""
+        if txid is None:
+            txid = env.txid(self.chain_id)
         with self._sig_lock:
-            self._sig_ok[raw_hash] = None
-            if len(self._sig_ok) > VERIFIED_CACHE:
-                for k in list(self._sig_ok)[: VERIFIED_CACHE // 4]:  # oldest first
-                    del self._sig_ok[k]
+            self._verified[env.raw] = (env, txid)
+            if len(self._verified) > VERIFIED_CACHE:
+                for k in list(self._verified)[: VERIFIED_CACHE // 4]:  # oldest first
+                    del self._verified[k]
 
     def validate_block(self, block: Block) -> bool:
         """valid(v) of Algorithm 1."""

@@ -97,20 +97,25 @@ def _refused(ctx: Ctx, env: Envelope) -> None:
         state.commit()
 
 
-def _run(ctx: Ctx, raw: bytes, verify_sigs: bool, env: Envelope | None = None) -> TxResult:
+def _run(ctx: Ctx, raw: bytes, verify_sigs: bool, env: Envelope | None = None,
+         txid: bytes | None = None) -> TxResult:  # fmt: skip
     """Run one transaction on ctx.state, committing its effects (or only its nonce) or nothing.
-    `env`: `raw` already parsed by the caller (the same bytes: parse_envelope(raw))."""
+    `env`: `raw` already parsed by the caller (the same bytes: parse_envelope(raw)); `txid`:
+    given with `env` when the caller also hashed it and `check_body` passed on it."""
     if len(raw) > MAX_TX_BYTES:
         return TxResult(H(raw), False, TooLarge.code, f"transaction is {len(raw)} bytes; the limit is {MAX_TX_BYTES}")
-    if env is None or env.raw is not raw:
+    if env is None or (env.raw is not raw and env.raw != raw):  # a cached parse of equal bytes is fine
         try:
             env = parse_envelope(raw)
         except DecodeError as e:
             return TxResult(H(raw), False, Malformed.code, str(e))
-    msg = tx_sign_bytes(env, ctx.chain_id)
-    txid = H(msg)
+        txid = None
+    shaped = txid is not None
+    if txid is None:
+        txid = H(tx_sign_bytes(env, ctx.chain_id))
     try:
-        check_body(env.type, env.body)
+        if not shaped:
+            check_body(env.type, env.body)
         if verify_sigs:
             try:
                 env.verify_signatures(ctx.chain_id)
@@ -168,12 +173,14 @@ def execute_block(
     *,
     sigs_checked: bool = False,
     envs: Sequence[Envelope | None] | None = None,
+    txids: Sequence[bytes | None] | None = None,
 ) -> BlockResult:
     """Run a block's transactions in order; return each result and the block's state writes.
 
     `sigs_checked=True` skips envelope signature checks (the caller verified them, e.g. in the
     mempool); stateful signatures (cp.claim's device_sig, attestations) are always checked.
-    `envs[i]`, when given, is `txs[i]` already parsed (used only if its raw is that very object).
+    `envs[i]`, when given, is `txs[i]` already parsed (used only if its raw equals `txs[i]`);
+    `txids[i]`, when given and not None, is its txid and says `check_body` passed on it.
     """
     overlay = Overlay(view)
     ctx = Ctx(chain_id, height, block_time, overlay)
@@ -181,8 +188,10 @@ def execute_block(
     verify_sigs = not sigs_checked
     if envs is None or len(envs) != len(txs):
         results = [_run(ctx, raw, verify_sigs) for raw in txs]
-    else:
+    elif txids is None or len(txids) != len(txs):
         results = [_run(ctx, raw, verify_sigs, env) for raw, env in zip(txs, envs)]
+    else:
+        results = [_run(ctx, raw, verify_sigs, env, txid) for raw, env, txid in zip(txs, envs, txids)]
     writes = overlay.writes()
     nv = None
     if GOV_VALIDATORS in overlay.dirty:
