@@ -160,6 +160,45 @@ def test_huge_headers_get_431() -> None:
     assert run_server(FakeBackend(), body, FAST) == [431, 431]
 
 
+def test_an_unfinished_head_arriving_in_pieces_is_bounded() -> None:
+    """A head that never ends, sent in pieces faster than the request deadline: 431 once the
+    pieces exceed the limit, not buffered until the deadline (the parser holds what it got)."""
+
+    async def body(port: int) -> tuple[int, float]:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        t0 = time.monotonic()
+        got = b""
+        async with stream:
+            try:
+                await stream.send_all(b"GET /status HTTP/1.1\r\nHost: x\r\nX-Pad: ")
+                for _ in range(8):  # 8 × 1,500 bytes of one header value, 20 ms apart
+                    await trio.sleep(0.02)
+                    await stream.send_all(b"a" * 1500)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+            with trio.move_on_after(3):
+                while chunk := await stream.receive_some(4096):
+                    got += chunk
+        return status_of(got), time.monotonic() - t0
+
+    status, took = run_server(FakeBackend(), body, FAST)
+    assert status == 431 and took < FAST.request_timeout_s + 0.4
+
+
+def test_pipelining_is_bounded_and_earlier_requests_are_answered() -> None:
+    from ads_ledger.node.api.server import MAX_PIPELINED
+
+    reqs = GET_STATUS * (MAX_PIPELINED + 10)
+
+    async def body(port: int) -> bytes:
+        return await raw_exchange(port, reqs)
+
+    resp = run_server(FakeBackend(), body, FAST)
+    statuses = [int(part[:3]) for part in resp.split(b"HTTP/1.1 ")[1:]]
+    assert statuses[:MAX_PIPELINED] == [200] * MAX_PIPELINED and statuses[-1] == 400, statuses
+    assert b"pipelined requests" in resp
+
+
 def test_oversized_bodies_get_413_declared_or_chunked() -> None:
     head = b"POST /txs HTTP/1.1\r\nHost: x\r\nContent-Type: application/msgpack\r\n"
     declared = head + b"Content-Length: 70000\r\n\r\n" + b"\x00" * 1000
