@@ -126,8 +126,10 @@ class TxIntake:
     def verify_and_admit(self, batch: Sequence[Intake]) -> bool:
         """(any thread) Sets each item's `result`; True if the mempool went from empty to not."""
         with self.lock:  # cheap filters first: no signature check for what we already have
+            fresh = [it for it in batch if not self.mempool.seen(it.txid)]
+            done = self.ledger.committed_txids([it.txid for it in fresh])
             for it in batch:
-                if self.mempool.seen(it.txid) or self.ledger.tx_location(it.txid) is not None:
+                if it.txid in done or self.mempool.seen(it.txid):
                     it.result = False
         for it in batch:
             if it.result is None:

@@ -230,6 +230,10 @@ class Ledger:
         raw = self.store.read(S.TXS, txid)
         return None if raw is None else S.decode_tx_location(raw)
 
+    def committed_txids(self, txids: Sequence[bytes]) -> set[bytes]:
+        """Those of `txids` already in the chain (one store read for all)."""
+        return {t for t, raw in zip(txids, self.store.read_many(S.TXS, txids)) if raw is not None}
+
     def tx_result(self, height: int, index: int) -> StoredResult | None:
         raw = self.store.read(S.RESULTS, S.height_key(height))
         if raw is None:

@@ -10,6 +10,7 @@ their /64, the block one subscriber usually holds.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 from collections import OrderedDict
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 __all__ = ["ClientRateLimiter", "client_key"]
 
 
+@functools.lru_cache(maxsize=4096)  # parsed once per address, not on every POST
 def client_key(address: str) -> str:
     """The bucket an address draws from: itself for IPv4 (and non-IP names), its /64 for IPv6."""
     try:

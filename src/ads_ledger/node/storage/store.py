@@ -259,8 +259,8 @@ class Store:
         """(version, latest); VersionUnavailable unless the version is retained."""
         latest = self._meta_int(txn, S.META_LATEST)
         v = latest if version is None else version
-        if v == latest == 0:
-            return 0, 0
+        if v == latest:  # the latest is always retained (0: nothing written yet)
+            return v, latest
         if not self._meta_int(txn, S.META_OLDEST) <= v <= latest:
             raise VersionUnavailable(f"version {v} is not retained (latest {latest})")
         return v, latest
@@ -343,6 +343,12 @@ class Store:
         """One record of an extra table (`blocks`, `commits`, `txs`)."""
         with self._env.begin() as txn:
             return txn.get(key, db=self._table(table))
+
+    def read_many(self, table: str, keys: Sequence[bytes]) -> list[bytes | None]:
+        """Records of an extra table for each key, None where absent: one read transaction."""
+        db = self._table(table)
+        with self._env.begin() as txn:
+            return [txn.get(k, db=db) for k in keys]
 
     def items(
         self, table: str, start: bytes = b"", limit: int = 1000, reverse: bool = False
