@@ -222,6 +222,9 @@ def test_own_proposal_is_not_executed_twice_but_a_byte_changed_copy_is_checked(
     # a bare assemble (what the Byzantine kit uses) is never trusted as checked
     bad = naive_block(ledger, [_tx(user, 5)])
     assert not ledger.validate_block(bad)
+    assert honest in ledger._verified  # the proposer verified it while building
+    commit(ledger, block)
+    assert honest not in ledger._verified  # committed: its cache entry goes
 
 
 def test_cached_parse_is_used_only_for_equal_bytes(ledger: Ledger) -> None:

@@ -630,6 +630,9 @@ class Ledger:
             self.store.commit(ex.staged, extra)
             self._priorities = (height + 1, nxt)
             self.host.after_commit(block, [r.txid for r in results])
+        with self._sig_lock:  # committed: a later block holding them is invalid anyway
+            for raw in block.txs:
+                self._verified.pop(raw, None)
         with self._lock:
             self._executed.clear()
             self._changed_cps[height] = [k[len(CP):] for k in ex.result.writes if k.startswith(CP)]
