@@ -1,0 +1,132 @@
+"""A block stored in parts (schema.py, `blocks` and `bodies`): nothing twice, and an empty
+block costs little more than its header's hashes.
+
+`split` turns a block into its `blocks` value and its `bodies` value (None for a block without
+txs or evidence); `join` rebuilds the very block, so `Block.encode()` and the block id are
+those of the block that was split. Both need the commit stored for the height below
+(`commits[h − 1]`, None at height 1), which the block's `last_commit` is written against.
+
+The `blocks` value is `[header, last_commit ref]`:
+- header: its values in `HEADER_KEYS` order, where a value the reader can tell is nil:
+  `chain_id` (the chain's), `height` (the key's), `txs_root` and `evidence_root` when they are
+  the root of an empty list, `next_validators` when it equals `validators`;
+- ref: nil (no last commit), a list whose entries are a validator index (that validator's
+  signature in `commits[h − 1]`) or `[index, sig]`, the height, round and block id being those
+  of `commits[h − 1]`; or the whole commit map when height, round or block id differ.
+A `blocks` value that is a map is a whole block, as stores written before this layout hold.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ads_ledger.core import codec
+from ads_ledger.core.merkle import list_root
+from ads_ledger.core.types import HEADER_KEYS, Block, Commit, DuplicateVoteEvidence, Header
+
+__all__ = ["EMPTY_ROOT", "MAX_BLOCK_RECORD", "split", "join", "header_of", "is_whole", "has_body"]
+
+EMPTY_ROOT = list_root([])
+MAX_BLOCK_RECORD = 64 * 1024 * 1024  # decode bound of a stored block or body (blocks are ≤ 32 MiB)
+_TX, _EV, _NEXT, _VALS = (HEADER_KEYS.index(k) for k in ("txs_root", "evidence_root", "next_validators",
+                                                         "validators"))  # fmt: skip
+_CHAIN, _HEIGHT = HEADER_KEYS.index("chain_id"), HEADER_KEYS.index("height")
+
+
+def is_whole(raw: bytes) -> bool:
+    """Whether a `blocks` value is a whole block (the older layout: a map)."""
+    return raw[:1] != b"\x92"  # a 2-array; a block is a 4-map (0x84)
+
+
+def has_body(header: Header) -> bool:
+    """Whether a block with this header has txs or evidence (a `bodies` record)."""
+    return header.txs_root != EMPTY_ROOT or header.evidence_root != EMPTY_ROOT
+
+
+def _compact_header(h: Header) -> list[Any]:
+    vals: list[Any] = [getattr(h, k) for k in HEADER_KEYS]
+    vals[_CHAIN] = vals[_HEIGHT] = None
+    if vals[_TX] == EMPTY_ROOT:
+        vals[_TX] = None
+    if vals[_EV] == EMPTY_ROOT:
+        vals[_EV] = None
+    if vals[_NEXT] == vals[_VALS]:
+        vals[_NEXT] = None
+    return vals
+
+
+def _header_obj(vals: Any, chain_id: str, height: int) -> dict[str, Any]:
+    if type(vals) is not list or len(vals) != len(HEADER_KEYS):
+        raise codec.DecodeError("bad stored header")
+    out = dict(zip(HEADER_KEYS, vals))
+    out["chain_id"], out["height"] = chain_id, height
+    for k in ("txs_root", "evidence_root"):
+        if out[k] is None:
+            out[k] = EMPTY_ROOT
+    if out["next_validators"] is None:
+        out["next_validators"] = out["validators"]
+    return out
+
+
+def _commit_ref(lc: Commit, prev: Commit | None) -> Any:
+    if prev is None or (lc.height, lc.round, lc.block) != (prev.height, prev.round, prev.block):
+        return lc.to_obj()
+    have = dict(prev.sigs)
+    ref = [i if have.get(i) == s else [i, s] for i, s in lc.sigs]
+    if _commit_of(ref, prev) != lc:  # cannot differ; a wrong rebuild must never be stored
+        return lc.to_obj()
+    return ref
+
+
+def _commit_of(ref: Any, prev: Commit | None) -> Commit | None:
+    if ref is None:
+        return None
+    if type(ref) is dict:
+        return Commit.from_obj(ref)
+    if prev is None or type(ref) is not list:
+        raise codec.DecodeError("a stored last commit refers to a commit that is not there")
+    have = dict(prev.sigs)
+    sigs = tuple((e, have[e]) if type(e) is int else (e[0], e[1]) for e in ref)
+    return Commit(prev.height, prev.round, prev.block, sigs)
+
+
+def split(block: Block, prev: Commit | None) -> tuple[bytes, bytes | None]:
+    """(`blocks` value, `bodies` value or None) of `block`; `prev` is `commits[h − 1]`."""
+    ref = None if block.last_commit is None else _commit_ref(block.last_commit, prev)
+    row = codec.encode([_compact_header(block.header), ref])
+    body = None
+    if block.txs or block.evidence:
+        body = codec.encode([list(block.txs), [e.to_obj() for e in block.evidence]])
+    return row, body
+
+
+def header_of(raw: bytes, chain_id: str, height: int) -> Header:
+    """The header in a `blocks` value (either layout)."""
+    obj = codec.decode(raw, max_size=MAX_BLOCK_RECORD)
+    if type(obj) is dict:
+        return Header.from_obj(obj.get("header"))
+    if type(obj) is not list or len(obj) != 2:
+        raise codec.DecodeError("bad stored block")
+    return Header.from_obj(_header_obj(obj[0], chain_id, height))
+
+
+def join(raw: bytes, body: bytes | None, prev: Commit | None, chain_id: str, height: int) -> Block:
+    """The block from its `blocks` value, its `bodies` value (None: none stored) and
+    `commits[h − 1]`. LookupError if the header names txs or evidence and no body is given."""
+    obj = codec.decode(raw, max_size=MAX_BLOCK_RECORD)
+    if type(obj) is dict:
+        return Block.from_obj(obj)
+    if type(obj) is not list or len(obj) != 2:
+        raise codec.DecodeError("bad stored block")
+    header = Header.from_obj(_header_obj(obj[0], chain_id, height))
+    txs: tuple[bytes, ...] = ()
+    evidence: tuple[DuplicateVoteEvidence, ...] = ()
+    if has_body(header):
+        if body is None:
+            raise LookupError(f"the body of block {height} is not stored (pruned)")
+        parts = codec.decode(body, max_size=MAX_BLOCK_RECORD)
+        if type(parts) is not list or len(parts) != 2 or type(parts[0]) is not list:
+            raise codec.DecodeError("bad stored block body")
+        txs = tuple(parts[0])
+        evidence = tuple(DuplicateVoteEvidence.from_obj(e) for e in parts[1])
+    return Block(header, txs, evidence, _commit_of(obj[1], prev))
