@@ -274,3 +274,16 @@ def test_pruning_is_in_the_blocks_own_transaction(path: Path, monkeypatch) -> No
         assert led.bodies_from() > 1
     finally:
         led.close()
+
+
+def test_keep_blocks_is_a_storage_setting(tmp_path: Path) -> None:
+    from ads_ledger.node.config import ConfigError, NodeConfig, load_config, write_config
+
+    cfg = NodeConfig(home=tmp_path)
+    assert cfg.keep_blocks == 0  # default: every body kept, as before
+    cfg.keep_blocks = 5000
+    assert "keep_blocks = 5000" in write_config(cfg).read_text()
+    assert load_config(tmp_path).keep_blocks == 5000
+    (tmp_path / "config.toml").write_text("[storage]\nkeep_blocks = -1\n")
+    with pytest.raises(ConfigError, match="keep_blocks"):
+        load_config(tmp_path)
