@@ -70,8 +70,13 @@ def add(led: Ledger, txs: Sequence[bytes] = (), evidence: Sequence[DuplicateVote
     lc = led.commit_at(h - 1) if last_commit == "stored" else last_commit
     assert not isinstance(lc, str)
     block = led.assemble(h, T0 + 1000 * h, VALS[0].pub, lc, txs, evidence)
-    led.commit_block(block, commit_of(led, block))
+    c = commit_of(led, block, VALS[h % 2:])  # three or four precommits
+    led.commit_block(block, c)
+    COMMITS[(led.chain_id, block.block_id())] = c.to_obj()
     return block
+
+
+COMMITS: dict[tuple[str, bytes], object] = {}  # (chain, block id) → the commit stored with it
 
 
 def double_vote(h: int) -> DuplicateVoteEvidence:
@@ -109,6 +114,8 @@ def check_chain(led: Ledger, blocks: dict[int, bytes]) -> None:
         assert b.block_id() == Block.decode(raw).block_id()
         hdr = led.header(h)
         assert hdr is not None and hdr.encode() == Block.decode(raw).header.encode()
+        c = led.commit_at(h)
+        assert c is not None and codec.encode(c.to_obj()) == codec.encode(COMMITS[(CHAIN, hdr.block_id())])
 
 
 def test_blocks_read_back_byte_identical_and_empty_ones_cost_a_header(led: Ledger, path: Path) -> None:
@@ -126,6 +133,10 @@ def test_blocks_read_back_byte_identical_and_empty_ones_cost_a_header(led: Ledge
         assert row is not None
         # the header's hashes and little else: the last commit is not stored a second time
         assert len(row) < len(Block.decode(blocks[h]).header.encode()), h
+    for h in blocks:  # a commit keeps its round, indices and signatures; the rest is the header's
+        c = led.commit_at(h)
+        raw = led.store.read(S.COMMITS, S.height_key(h))
+        assert c is not None and raw is not None and len(raw) < len(codec.encode(c.to_obj())) - 50
     led.close()
     again = Ledger.open(path, genesis())
     try:
@@ -139,13 +150,16 @@ def test_blocks_read_back_byte_identical_and_empty_ones_cost_a_header(led: Ledge
 
 def to_older_layout(led: Ledger, heights: list[int]) -> None:
     """Rewrite blocks as a store written before the split holds them: whole blocks in
-    `blocks`, a results record for every block, no `bodies`."""
+    `blocks`, commit maps in `commits`, a results record for every block, no `bodies`."""
     raws = {h: led.block_bytes(h) for h in heights}
+    commits = {h: led.commit_at(h) for h in heights}
     env, dbs = led.store._env, led.store._dbs
     with env.begin(write=True) as txn:
         for h, raw in raws.items():
-            assert raw is not None
+            c = commits[h]
+            assert raw is not None and c is not None
             txn.put(S.height_key(h), raw, db=dbs[S.BLOCKS])
+            txn.put(S.height_key(h), codec.encode(c.to_obj()), db=dbs[S.COMMITS])
             txn.delete(S.height_key(h), db=dbs[S.BODIES])
             if txn.get(S.height_key(h), db=dbs[S.RESULTS]) is None:
                 txn.put(S.height_key(h), codec.encode([]), db=dbs[S.RESULTS])

@@ -223,7 +223,13 @@ class Ledger:
 
     def commit_at(self, height: int) -> Commit | None:
         raw = self.store.read(S.COMMITS, S.height_key(height)) if height >= 1 else None
-        return None if raw is None else Commit.from_obj(codec.decode(raw))
+        if raw is None:
+            return None
+        bid = None
+        if blockparts.commit_needs_header(raw):
+            hdr = self.header(height)
+            bid = None if hdr is None else hdr.block_id()
+        return blockparts.commit_from_record(raw, height, bid)
 
     def header(self, height: int) -> Header | None:
         """The header of block `height`, kept whether or not its body is pruned."""
@@ -591,7 +597,7 @@ class Ledger:
         row, body = blockparts.split(block, self.commit_at(height - 1))
         extra: dict[str, list[tuple[bytes, bytes | None]]] = {
             S.BLOCKS: [(hk, row)],
-            S.COMMITS: [(hk, codec.encode(commit.to_obj()))],
+            S.COMMITS: [(hk, blockparts.commit_record(commit, block.header, bid))],
             S.TXS: [(r.txid, S.encode_tx_location(height, i)) for i, r in enumerate(results)],
         }
         if body is not None:

@@ -14,6 +14,10 @@ The `blocks` value is `[header, last_commit ref]`:
   signature in `commits[h − 1]`) or `[index, sig]`, the height, round and block id being those
   of `commits[h − 1]`; or the whole commit map when height, round or block id differ.
 A `blocks` value that is a map is a whole block, as stores written before this layout hold.
+
+The `commits` value (`commit_record`) of the commit that decided block h is `[round, indices,
+sigs]`: the validator indices, and their 64-byte signatures one after the other, its height
+and block id those of header h; or the whole commit map (if they differ, and in older stores).
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from ads_ledger.core import codec
 from ads_ledger.core.merkle import list_root
 from ads_ledger.core.types import HEADER_KEYS, Block, Commit, DuplicateVoteEvidence, Header
 
-__all__ = ["EMPTY_ROOT", "MAX_BLOCK_RECORD", "split", "join", "header_of", "is_whole", "has_body"]
+__all__ = ["EMPTY_ROOT", "MAX_BLOCK_RECORD", "split", "join", "header_of", "is_whole", "has_body",
+           "commit_record", "commit_from_record", "commit_needs_header"]
 
 EMPTY_ROOT = list_root([])
 MAX_BLOCK_RECORD = 64 * 1024 * 1024  # decode bound of a stored block or body (blocks are ≤ 32 MiB)
@@ -130,3 +135,28 @@ def join(raw: bytes, body: bytes | None, prev: Commit | None, chain_id: str, hei
         txs = tuple(parts[0])
         evidence = tuple(DuplicateVoteEvidence.from_obj(e) for e in parts[1])
     return Block(header, txs, evidence, _commit_of(obj[1], prev))
+
+
+def commit_record(commit: Commit, header: Header, block_id: bytes) -> bytes:
+    """The `commits` value of `commit`, which decided the block of `header` (id `block_id`)."""
+    if commit.height != header.height or commit.block != block_id:
+        return codec.encode(commit.to_obj())
+    return codec.encode([commit.round, [i for i, _ in commit.sigs], b"".join(s for _, s in commit.sigs)])
+
+
+def commit_needs_header(raw: bytes) -> bool:
+    """Whether a `commits` value takes its height and block id from the header (else: a map)."""
+    return raw[:1] == b"\x93"  # a 3-array; a commit map is 0x84
+
+
+def commit_from_record(raw: bytes, height: int, block_id: bytes | None) -> Commit:
+    """The commit in a `commits` value; `block_id` of block `height` if `commit_needs_header`."""
+    obj = codec.decode(raw)
+    if type(obj) is dict:
+        return Commit.from_obj(obj)
+    if type(obj) is not list or len(obj) != 3 or block_id is None:
+        raise codec.DecodeError("bad stored commit")
+    rnd, idx, sigs = obj
+    if type(idx) is not list or type(sigs) is not bytes or len(sigs) != 64 * len(idx):
+        raise codec.DecodeError("bad stored commit")
+    return Commit(height, rnd, block_id, tuple((i, sigs[64 * k:64 * k + 64]) for k, i in enumerate(idx)))

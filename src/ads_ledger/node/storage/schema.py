@@ -14,7 +14,7 @@ right edge (appends, not random inserts).
 | `meta`    | ascii name (`latest`, `oldest`, ...)        | see the META_* names                      |
 | `blocks`  | height u64                                  | [header, last_commit ref] (see below), or a whole block (older stores) |
 | `bodies`  | height u64                                  | [txs, evidence] of a block that has any   |
-| `commits` | height u64                                  | commit bytes (canonical msgpack)          |
+| `commits` | height u64                                  | [round, indices, sigs] (blockparts.py), or a commit map |
 | `txs`     | txid(32)                                    | height u64 ‖ index u32                    |
 | `results` | height u64                                  | [[ok, code, log], ...] of the block's txs |
 | `valsets` | height u64                                  | validator set deciding that height, where it changes |
