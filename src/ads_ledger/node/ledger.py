@@ -196,7 +196,9 @@ class Ledger:
             return Block.decode(raw, max_size=blockparts.MAX_BLOCK_RECORD)
         body = self.store.read(S.BODIES, S.height_key(height))
         try:
-            return blockparts.join(raw, body, self.commit_at(height - 1), self.chain_id, height)
+            # the previous block's id is in this header: no need to read and hash that one
+            prev = lambda block_id: self._commit_at(height - 1, block_id)  # noqa: E731
+            return blockparts.join(raw, body, prev, self.chain_id, height)
         except LookupError:
             return None
 
@@ -222,14 +224,18 @@ class Ledger:
         return hdr is not None and blockparts.has_body(hdr)
 
     def commit_at(self, height: int) -> Commit | None:
+        return self._commit_at(height, None)
+
+    def _commit_at(self, height: int, block_id: bytes | None) -> Commit | None:
+        """The commit of `height`; `block_id`, if known, is that block's (else read and hashed
+        from its header when the record leaves it out)."""
         raw = self.store.read(S.COMMITS, S.height_key(height)) if height >= 1 else None
         if raw is None:
             return None
-        bid = None
-        if blockparts.commit_needs_header(raw):
+        if block_id is None and blockparts.commit_needs_header(raw):
             hdr = self.header(height)
-            bid = None if hdr is None else hdr.block_id()
-        return blockparts.commit_from_record(raw, height, bid)
+            block_id = None if hdr is None else hdr.block_id()
+        return blockparts.commit_from_record(raw, height, block_id)
 
     def header(self, height: int) -> Header | None:
         """The header of block `height`, kept whether or not its body is pruned."""

@@ -22,7 +22,7 @@ and block id those of header h; or the whole commit map (if they differ, and in 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from ads_ledger.core import codec
 from ads_ledger.core.merkle import list_root
@@ -115,9 +115,11 @@ def header_of(raw: bytes, chain_id: str, height: int) -> Header:
     return Header.from_obj(_header_obj(obj[0], chain_id, height))
 
 
-def join(raw: bytes, body: bytes | None, prev: Commit | None, chain_id: str, height: int) -> Block:
+def join(raw: bytes, body: bytes | None, prev: Callable[[bytes], Commit | None], chain_id: str,
+         height: int) -> Block:  # fmt: skip
     """The block from its `blocks` value, its `bodies` value (None: none stored) and
-    `commits[h − 1]`. LookupError if the header names txs or evidence and no body is given."""
+    `prev(header.prev)`, `commits[h − 1]` (read only if the block refers to it). LookupError if
+    the header names txs or evidence and no body is given."""
     obj = codec.decode(raw, max_size=MAX_BLOCK_RECORD)
     if type(obj) is dict:
         return Block.from_obj(obj)
@@ -134,7 +136,8 @@ def join(raw: bytes, body: bytes | None, prev: Commit | None, chain_id: str, hei
             raise codec.DecodeError("bad stored block body")
         txs = tuple(parts[0])
         evidence = tuple(DuplicateVoteEvidence.from_obj(e) for e in parts[1])
-    return Block(header, txs, evidence, _commit_of(obj[1], prev))
+    ref = obj[1]
+    return Block(header, txs, evidence, _commit_of(ref, prev(header.prev) if type(ref) is list else None))
 
 
 def commit_record(commit: Commit, header: Header, block_id: bytes) -> bytes:
