@@ -168,11 +168,15 @@ def to_older_layout(led: Ledger, heights: list[int]) -> None:
 def test_a_store_of_the_older_layout_reads_and_goes_on(led: Ledger, path: Path) -> None:
     blocks = build_chain(led)
     to_older_layout(led, list(blocks))
+    with led.store._env.begin(write=True) as txn:
+        txn.put(S.META_FORMAT, S.u64(1), db=led.store._dbs[S.META])
     assert led.store.table_sizes()[S.BODIES] == 0
     check_chain(led, blocks)
     led.close()
     again = Ledger.open(path, genesis())
     try:
+        # marked format 2 when opened: a node of format 1 now refuses it instead of misreading
+        assert again.store.meta_int(S.META_FORMAT) == 2
         check_chain(again, blocks)
         assert again.last_info() is not None and again.last_info().block_id == Block.decode(  # type: ignore[union-attr]
             blocks[again.height]).block_id()
@@ -301,3 +305,13 @@ def test_keep_blocks_is_a_storage_setting(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text("[storage]\nkeep_blocks = -1\n")
     with pytest.raises(ConfigError, match="keep_blocks"):
         load_config(tmp_path)
+
+
+def test_a_store_of_an_unknown_format_is_refused(path: Path) -> None:
+    Store.open(path).close()
+    store = Store.open(path)
+    with store._env.begin(write=True) as txn:
+        txn.put(S.META_FORMAT, S.u64(3), db=store._dbs[S.META])
+    store.close()
+    with pytest.raises(S.SchemaError, match="store format 3"):
+        Store.open(path)

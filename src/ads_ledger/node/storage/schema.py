@@ -77,6 +77,7 @@ __all__ = [
     "META_BULK",
     "META_BODIES_FROM",
     "FORMAT_VERSION",
+    "READABLE_FORMATS",
     "MAX_U64",
     "MAX_KEY_LEN",
     "u64",
@@ -125,7 +126,11 @@ META_OLDEST: Final = b"oldest"  # u64: oldest version whose nodes and values are
 META_FORMAT: Final = b"format"  # u64: FORMAT_VERSION of this layout
 META_BULK: Final = b"bulk_load"  # u64 version: a bulk load began and has not finished
 META_BODIES_FROM: Final = b"bodies_from"  # u64: bodies below this height are pruned (absent = 1)
-FORMAT_VERSION: Final = 1  # adding a table is compatible: an older store simply lacks it
+# adding a table is compatible: an older store simply lacks it. 2: blocks and commits in parts
+# (blockparts.py); a format-1 store is read as it is and marked 2 when opened, so that a node
+# of format 1 refuses it rather than misreading the blocks written since
+FORMAT_VERSION: Final = 2
+READABLE_FORMATS: Final = (1, 2)
 
 PRIORITIES_NEXT: Final = b"next"  # the one key of `priorities`
 

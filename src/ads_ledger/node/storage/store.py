@@ -213,10 +213,10 @@ class Store:
             dbs = {name: env.open_db(name.encode()) for name in S.ALL_TABLES}
             with env.begin(write=True) as txn:
                 fmt = txn.get(S.META_FORMAT, db=dbs[S.META])
-                if fmt is None:
+                if fmt is not None and S.from_u64(fmt) not in S.READABLE_FORMATS:
+                    raise S.SchemaError(f"store format {S.from_u64(fmt)} is not one of {S.READABLE_FORMATS}")
+                if fmt is None or S.from_u64(fmt) != S.FORMAT_VERSION:
                     txn.put(S.META_FORMAT, S.u64(S.FORMAT_VERSION), db=dbs[S.META])
-                elif S.from_u64(fmt) != S.FORMAT_VERSION:
-                    raise S.SchemaError(f"store format {S.from_u64(fmt)} is not {S.FORMAT_VERSION}")
                 if txn.get(S.META_BULK, db=dbs[S.META]) is not None:
                     for name in S.TREE_TABLES:
                         txn.drop(dbs[name], delete=False)
