@@ -600,7 +600,7 @@ class Ledger:
         height = block.header.height
         hk = S.height_key(height)
         results = ex.result.results
-        row, body = blockparts.split(block, self.commit_at(height - 1))
+        row, body = blockparts.split(block, self.commit_at(height - 1), self.chain_id)
         extra: dict[str, list[tuple[bytes, bytes | None]]] = {
             S.BLOCKS: [(hk, row)],
             S.COMMITS: [(hk, blockparts.commit_record(commit, block.header, bid))],
@@ -662,7 +662,7 @@ class Ledger:
                 break
             budget -= len(raw)
             old = Block.decode(raw, max_size=blockparts.MAX_BLOCK_RECORD)
-            row, _ = blockparts.split(old, self.commit_at(h - 1))
+            row, _ = blockparts.split(old, self.commit_at(h - 1), self.chain_id)
             extra[S.BLOCKS].append((S.height_key(h), row))
         lo, hi = S.height_key(start), S.height_key(stop)
         for table in (S.BODIES, S.RESULTS):

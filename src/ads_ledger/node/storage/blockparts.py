@@ -95,8 +95,12 @@ def _commit_of(ref: Any, prev: Commit | None) -> Commit | None:
     return Commit(prev.height, prev.round, prev.block, sigs)
 
 
-def split(block: Block, prev: Commit | None) -> tuple[bytes, bytes | None]:
-    """(`blocks` value, `bodies` value or None) of `block`; `prev` is `commits[h − 1]`."""
+def split(block: Block, prev: Commit | None, chain_id: str) -> tuple[bytes, bytes | None]:
+    """(`blocks` value, `bodies` value or None) of `block` of chain `chain_id`, stored under its
+    own height; `prev` is `commits[h − 1]`. A block of another chain (never committed) is kept
+    whole rather than rebuilt with the wrong chain id."""
+    if block.header.chain_id != chain_id:
+        return block.encode(), None
     ref = None if block.last_commit is None else _commit_ref(block.last_commit, prev)
     row = codec.encode([_compact_header(block.header), ref])
     body = None
