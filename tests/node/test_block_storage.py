@@ -315,3 +315,76 @@ def test_a_store_of_an_unknown_format_is_refused(path: Path) -> None:
     store.close()
     with pytest.raises(S.SchemaError, match="store format 3"):
         Store.open(path)
+
+
+# ------------------------------------------------------------------ blockparts alone, generated
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from ads_ledger.core.merkle import list_root  # noqa: E402
+from ads_ledger.core.types import Header  # noqa: E402
+from ads_ledger.node.storage import blockparts  # noqa: E402
+
+_h32 = st.binary(min_size=32, max_size=32)
+_sig = st.binary(min_size=64, max_size=64)
+
+
+@st.composite
+def block_and_prev(draw: st.DrawFn) -> tuple[Block, Commit | None, str]:
+    chain = draw(st.sampled_from([CHAIN, "other-chain"]))
+    height = draw(st.integers(1, 2**40))
+    txs = tuple(draw(st.lists(st.binary(min_size=1, max_size=40), max_size=3)))
+    evidence = tuple(double_vote(max(1, height - 1)) for _ in range(draw(st.integers(0, 1))))
+    prev_id = draw(_h32)
+    prev = lc = None
+    if height > 1:
+        sigs = draw(st.dictionaries(st.integers(0, 20), _sig, min_size=1, max_size=5))
+        prev = Commit(height - 1, draw(st.integers(0, 3)), prev_id, tuple(sorted(sigs.items())))
+        kind = draw(st.sampled_from(["same", "subset", "other_sig", "other_round", "other_block", "no_prev"]))
+        pairs = list(prev.sigs)
+        if kind == "subset":
+            pairs = pairs[: draw(st.integers(1, len(pairs)))]
+        elif kind == "other_sig":
+            pairs[0] = (pairs[0][0], draw(_sig))
+        lc = Commit(prev.height, prev.round + (kind == "other_round"), draw(_h32) if kind == "other_block" else
+                    prev_id, tuple(pairs))  # fmt: skip
+        if kind == "no_prev":
+            prev = None
+    vals = draw(_h32)
+    header = Header(chain_id=draw(st.sampled_from([chain, CHAIN])), height=height, time=draw(st.integers(0, 2**50)),
+                    prev=prev_id if height > 1 else bytes(32),
+                    txs_root=draw(st.sampled_from([list_root([]), list_root(list(txs)), bytes(32)])),
+                    evidence_root=draw(st.sampled_from([list_root([]), bytes(32)])), state_root=draw(_h32),
+                    validators=vals, next_validators=draw(st.sampled_from([vals, bytes(32)])), proposer=draw(_h32),
+                    last_commit=bytes(32) if lc is None else lc.hash())  # fmt: skip
+    return Block(header, txs, evidence, lc), prev, chain
+
+
+@settings(max_examples=300, deadline=None)
+@given(block_and_prev())
+def test_split_then_join_gives_the_same_bytes(case: tuple[Block, Commit | None, str]) -> None:
+    """Whatever the block holds and however its last commit relates to the stored one."""
+    block, prev, chain = case
+    row, body = blockparts.split(block, prev, chain)
+    height = block.header.height
+    if blockparts.is_whole(row):
+        assert row == block.encode() and block.header.chain_id != chain
+        return
+    # a body the header does not announce (as no committed block has) is not read back
+    if blockparts.has_body(block.header) != bool(block.txs or block.evidence):
+        return
+    asked: list[bytes] = []
+
+    def prev_of(block_id: bytes) -> Commit | None:
+        asked.append(block_id)
+        return prev
+
+    back = blockparts.join(row, body, prev_of, chain, height)
+    assert back.encode() == block.encode() and back.block_id() == block.block_id()
+    assert blockparts.header_of(row, chain, height) == block.header
+    assert all(a == block.header.prev for a in asked)
+    c = block.last_commit or Commit(height, 0, block.block_id(), ((0, bytes(64)),))
+    rec = blockparts.commit_record(c, block.header, block.block_id())
+    bid = block.block_id() if blockparts.commit_needs_header(rec) else None
+    assert blockparts.commit_from_record(rec, height, bid) == c
