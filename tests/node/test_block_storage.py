@@ -10,15 +10,19 @@ from types import SimpleNamespace
 from typing import Iterator, Sequence
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ads_ledger.core import codec
 from ads_ledger.core.crypto import SigningKey
-from ads_ledger.core.types import PRECOMMIT, PREVOTE, Block, Commit, DuplicateVoteEvidence, Vote
+from ads_ledger.core.merkle import list_root
+from ads_ledger.core.types import PRECOMMIT, PREVOTE, Block, Commit, DuplicateVoteEvidence, Header, Vote
 from ads_ledger.node import ledger as ledger_mod
 from ads_ledger.node.api.backend import HeightUnavailable
 from ads_ledger.node.backend import NodeApi
 from ads_ledger.node.block_sync import BlockSync
 from ads_ledger.node.ledger import Ledger
+from ads_ledger.node.storage import blockparts
 from ads_ledger.node.storage import schema as S
 from ads_ledger.node.storage.store import Store
 from ads_ledger.state.envelope import make_envelope, parse_envelope
@@ -318,13 +322,6 @@ def test_a_store_of_an_unknown_format_is_refused(path: Path) -> None:
 
 
 # ------------------------------------------------------------------ blockparts alone, generated
-
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from ads_ledger.core.merkle import list_root  # noqa: E402
-from ads_ledger.core.types import Header  # noqa: E402
-from ads_ledger.node.storage import blockparts  # noqa: E402
 
 _h32 = st.binary(min_size=32, max_size=32)
 _sig = st.binary(min_size=64, max_size=64)
