@@ -5,13 +5,17 @@ pages each table uses before and after, and from the API the bytes of each empty
 commit. Prints bytes per empty block (stored, and as encoded), the tables that grow, and what
 that makes per day at one block a second; beside them the WAL's growth.
 
-    .venv/bin/python bench/bench_heartbeat.py [--seconds 60]
+    .venv/bin/python bench/bench_heartbeat.py [--seconds 60] [--keep-blocks N]
+
+`--keep-blocks N` sets `[storage] keep_blocks` on every node (bodies of older blocks pruned);
+an empty block has no body, so on an idle chain it shows that pruning costs nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -51,12 +55,20 @@ def dir_bytes(p: Path) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--keep-blocks", type=int, default=0, help="[storage] keep_blocks of every node")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-heartbeat-"))
     net = None
     try:
         create(tmp / "net", 4, fast=False)  # default timing: the heartbeat a real network runs
         net = Network(tmp / "net")
+        if a.keep_blocks:
+            for node in net.info["nodes"]:
+                cfg = Path(node["home"]) / "config.toml"
+                text, n = re.subn(r"(?m)^keep_blocks = \d+$", f"keep_blocks = {a.keep_blocks}", cfg.read_text())
+                if n != 1:
+                    raise SystemExit(f"{cfg} has no keep_blocks line")
+                cfg.write_text(text)
         net.start_all()
         net.wait_height(3, timeout=60)
         data = Path(net.info["nodes"][1]["home"]) / "data"
@@ -79,7 +91,7 @@ def main() -> None:
         grow = {k: round((tables1[k] - tables0.get(k, 0)) / max(1, blocks)) for k in tables1
                 if tables1[k] != tables0.get(k, 0)}  # fmt: skip
         enc = sum(s[0] + s[1] for s in sizes) / max(1, len(sizes))
-        row: dict[str, Any] = {"figure": "empty_block_bytes", "blocks": blocks, "empty": empty,
+        row: dict[str, Any] = {"figure": "empty_block_bytes", "keep_blocks": a.keep_blocks, "blocks": blocks, "empty": empty,
                                "seconds": a.seconds, "stored_bytes_per_block": round(per_block),
                                "encoded_header_plus_commit_bytes": round(enc),
                                "tables_bytes_per_block": grow, "wal_bytes_per_block": round((wal1 - wal0) / max(1, blocks)),

@@ -13,7 +13,8 @@ The node's CPU time (user + system, from /proc) at that moment is recorded too: 
 loaded machine it varies much less than wall time. Restart work that grew with the chain (proposer priorities replayed from height 1, a validator
 set kept per height) would show as a long/short ratio above 1; the target is within ±20%.
 `--node-src` runs the node processes from another source tree (e.g. an older checkout's
-`src`, for a before/after comparison on the same homes); the chains are always built here.
+`src`, for a before/after comparison on the same homes); the chains are always built here,
+so a tree from before store format 2 (blocks in parts) refuses them ("store format 2").
 
 Beside them, in the same process: `Ledger.open` + `priorities_at_next()` (what the node does
 before its consensus core exists) for both chains, and the walk from genesis it replaces

@@ -173,3 +173,32 @@ def test_repeated_kill9_under_load_never_forks(net: Network) -> None:
     assert len(refused) <= len(sent) // 4, refused[:5]
     with net.client(1) as c:
         assert sum(1 for t in sent if c.tx(bytes.fromhex(t))["height"]) == len(sent)
+
+
+def test_a_lagging_node_syncs_past_peers_that_pruned_block_bodies(tmp_path: Path) -> None:
+    """[storage] keep_blocks on two validators: the node that fell behind is not served its
+    next blocks by them (their status carries the height they serve from) and syncs from the
+    one that keeps every block; the pruned ones still serve every header and commit."""
+    create(tmp_path / "net", 4)
+    net = Network(tmp_path / "net")
+    for i in (1, 2):
+        cfg = net.homes[i] / "config.toml"
+        text = cfg.read_text()
+        assert "keep_blocks = 0" in text
+        cfg.write_text(text.replace("keep_blocks = 0", "keep_blocks = 3"))
+    try:
+        net.start_all()
+        net.wait_height(3, timeout=60)
+        net.kill(3)
+        hs = net.wait_height(max(h for h in net.heights() if h) + 12, nodes=[0, 1, 2], timeout=60)
+        net.start(3)
+        target = max(h for h in hs if h)
+        net.wait_height(target + 2, timeout=90)
+        ref = block_ids(net, 0, target)
+        for i in (1, 2, 3):
+            assert block_ids(net, i, target) == ref, f"node{i} disagrees with node0"
+        # never waited on a pruned peer until it was distrusted: it was not asked at all
+        assert "did not deliver" not in (net.homes[3] / "node.log").read_text()
+    finally:
+        for i in list(net.procs):
+            net.kill(i)

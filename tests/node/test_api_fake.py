@@ -88,6 +88,7 @@ class FakeBackend:
         self.txs: dict[bytes, TxInfo] = {}
         self.mempool: list[bytes] = []
         self.pruned_below = 1
+        self.bodies_from = 1  # [storage] keep_blocks: block bodies below it are pruned
         self.subscribers: list[trio.MemorySendChannel[NewBlock]] = []
         self.nonces: dict[bytes, int] = {}
         self.state: dict[bytes, bytes] = {}
@@ -177,9 +178,14 @@ class FakeBackend:
         return SubmitResult(txid, None, None, "pending", "not included in time")
 
     def get_tx(self, txid: bytes) -> TxInfo | None:
-        return self.txs.get(txid)
+        t = self.txs.get(txid)
+        if t is not None and t.height < self.bodies_from:
+            raise HeightUnavailable("pruned", f"the body of block {t.height} is pruned")
+        return t
 
     def get_block(self, height: int) -> Block | None:
+        if 1 <= height < self.bodies_from:
+            raise HeightUnavailable("pruned", f"the body of block {height} is pruned")
         return self.blocks[height - 1] if 1 <= height <= self.latest() else None
 
     def get_commit(self, height: int) -> tuple[Header, Commit] | None:

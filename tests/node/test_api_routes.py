@@ -111,6 +111,23 @@ def test_state_pruned_and_future_heights() -> None:
     assert with_client(fake, fn) == [(410, "height_pruned"), (404, "height_future")]
 
 
+def test_a_pruned_block_body_answers_410_and_its_commit_stays() -> None:
+    fake = FakeBackend()
+    fake.bodies_from = 2  # [storage] keep_blocks pruned block 1's body
+
+    def fn(c: NodeClient) -> Any:
+        out = []
+        for path in ("/blocks/1", "/blocks/99"):
+            with pytest.raises(ApiResponseError) as ei:
+                c._json("GET", path)
+            out.append((ei.value.status, ei.value.code))
+        out.append(c._json("GET", "/commits/1")["header"]["height"])
+        out.append(c._json("GET", "/blocks/2")["header"]["height"])
+        return out
+
+    assert with_client(fake, fn) == [(410, "height_pruned"), (404, "not_found"), 1, 2]
+
+
 def test_chargepoint_record_decoded_with_proof() -> None:
     fake = FakeBackend()
     r = with_client(fake, lambda c: c.chargepoint(CP_KEY.pub))

@@ -104,3 +104,18 @@ def test_catching_up_uses_the_second_highest_claim() -> None:
     s.on_status("c", 12, now=0.0)
     assert s.catching_up(10)
     assert not s.catching_up(11)
+
+
+def test_a_peer_that_pruned_our_next_height_is_not_asked_nor_waited_for() -> None:
+    s = BlockSync()
+    s.on_status("pruned", 900, now=0.0, base=500)  # [storage] keep_blocks: serves from 500
+    s.on_status("archive", 800, now=0.0)
+    assert s.want(10) == ("archive", 11)  # the highest claim it can serve us from
+    s.on_status("archive", 800, now=0.0, base=400)  # pruned too, meanwhile
+    assert s.want(10) is None
+    s.asked("pruned", 11, ours=10, now=0.0)  # asked before its status said so…
+    s.on_status("pruned", 900, now=0.1, base=500)  # …its answer to get_blocks
+    s.on_status("full", 700, now=0.1)
+    assert s.want(10) == ("full", 11)  # asked of another at once, not after the stall window
+    assert s.watch is None and not s.distrust
+    assert s.want(499) == ("pruned", 500)  # from its base on, it serves

@@ -1,6 +1,6 @@
 """The validator daemon: the top layer, and the only one that does IO for a validator.
 
-  storage/   schema (every LMDB table), JMT nodes, the JMT on LMDB, the versioned store
+  storage/   schema (every LMDB table), JMT nodes, the JMT on LMDB, the versioned store, block parts
   ledger     the chain on disk driven by the state machine (consensus's Application)
   mempool    pending transactions in per-signer nonce order
   p2p/       authenticated encrypted links and the peer manager (trio)

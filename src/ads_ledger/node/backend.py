@@ -105,16 +105,27 @@ class NodeApi:
         block = self.ledger.block(h)
         res = self.ledger.tx_result(h, i)
         if block is None or res is None:
+            self._pruned_body(h)
             return None
         return TxInfo(txid, h, i, res["ok"], res["code"], res["log"], block.txs[i])
 
     def get_block(self, height: int) -> Block | None:
-        return self.ledger.block(height)
+        b = self.ledger.block(height)
+        if b is None:
+            self._pruned_body(height)
+        return b
+
+    def _pruned_body(self, height: int) -> None:
+        """HeightUnavailable("pruned") if block `height`'s body is pruned ([storage] keep_blocks)."""
+        if self.ledger.body_pruned(height):
+            raise HeightUnavailable("pruned", f"the body of block {height} is pruned on this node (it keeps "
+                                    f"blocks from height {self.ledger.bodies_from()}; headers and commits of "
+                                    "every height stay); ask an archive node")  # fmt: skip
 
     def get_commit(self, height: int) -> tuple[Header, Commit] | None:
-        b = self.ledger.block(height)
+        hdr = self.ledger.header(height)
         c = self.ledger.commit_at(height)
-        return None if b is None or c is None else (b.header, c)
+        return None if hdr is None or c is None else (hdr, c)
 
     def get_validators(self, height: int) -> ValidatorSet | None:
         if height < 1 or height > self.ledger.height + 2:

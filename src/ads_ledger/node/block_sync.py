@@ -5,7 +5,10 @@ The daemon feeds it peers' `status` messages and the times (`now`, monotonic sec
 it what to request (`want`); it sends `get_blocks` itself and reports the outcome (`asked`,
 `unreachable`). A peer asked for blocks must deliver: within SYNC_STALL_TICKS status intervals
 our height must move on by SYNC_MIN_PROGRESS (or to its claim), else its claims are ignored for
-SYNC_DISTRUST_S, doubling at each further strike up to SYNC_DISTRUST_MAX_S.
+SYNC_DISTRUST_S, doubling at each further strike up to SYNC_DISTRUST_MAX_S. A peer whose bodies
+below some height are pruned says so in its status (`base`, the lowest height it serves) and
+is asked only for heights from there; one that answers a request with such a status is no
+longer waited for.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class BlockSync:
     def __init__(self, status_interval: float = STATUS_INTERVAL) -> None:
         self.status_interval = status_interval
         self.peer_heights: dict[str, int] = {}
+        self.peer_bases: dict[str, int] = {}  # peer → lowest height it serves, when above 1
         self.asked_to: int = 0  # highest height requested by block sync
         self.peer: str | None = None  # …and of whom
         self.distrust: dict[str, float] = {}  # peer → monotonic time until its heights are ignored
@@ -55,16 +59,25 @@ class BlockSync:
         # (peer, when asked, our height then, its claimed height): judged after the stall window
         self.watch: tuple[str, float, int, int] | None = None
 
-    def on_status(self, peer: str, height: int, now: float) -> None:
-        """A peer's `status` claim; ignored while the peer is distrusted."""
+    def on_status(self, peer: str, height: int, now: float, base: int = 1) -> None:
+        """A peer's `status` claim (`base`: the lowest height it serves); ignored while the
+        peer is distrusted."""
         if self.distrust.get(peer, 0.0) <= now:
             self.peer_heights[peer] = height
+            if base > 1:
+                self.peer_bases[peer] = base
+            else:
+                self.peer_bases.pop(peer, None)
 
     def want(self, ours: int) -> tuple[str, int] | None:
         """(peer, from height) when a peer is ahead of us and nothing is asked already."""
-        if not self.peer_heights:
+        if self.peer is not None and self.peer_bases.get(self.peer, 1) > ours + 1:
+            # the peer asked cannot serve our next height (pruned): not a failure to deliver
+            self.asked_to, self.peer, self.watch = 0, None, None
+        usable = {p: h for p, h in self.peer_heights.items() if self.peer_bases.get(p, 1) <= ours + 1}
+        if not usable:
             return None
-        peer, top = max(self.peer_heights.items(), key=lambda kv_: kv_[1])
+        peer, top = max(usable.items(), key=lambda kv_: kv_[1])
         if top <= ours:
             return None
         if self.asked_to > ours + SYNC_BATCH // 2:
@@ -102,6 +115,8 @@ class BlockSync:
         conn = set(connected)
         for pid in [p for p in self.peer_heights if p not in conn]:
             del self.peer_heights[pid]
+        for pid in [p for p in self.peer_bases if p not in conn]:
+            del self.peer_bases[pid]
         watch = self.watch
         if watch is None or now - watch[1] < SYNC_STALL_TICKS * self.status_interval:
             return None

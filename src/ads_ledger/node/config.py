@@ -57,6 +57,7 @@ class NodeConfig:
     mempool_max_per_client: int = 0  # 0: no bound (a full pool still evicts the busiest client)
     # [storage]
     keep_versions: int = 10000
+    keep_blocks: int = 0  # 0: every block's body is kept
     # [log]
     log_format: str = "human"
     log_level: str = "info"
@@ -110,8 +111,13 @@ _SECTIONS: dict[str, dict[str, tuple[str, str]]] = {
             "pending transactions held per API client address at most (429 client_busy past it); "
             "0: no bound, a full mempool still evicts from the client holding the most")),
     },
-    "storage": {"keep_versions": ("keep_versions", "state versions kept for proofs at older "
-                                  "heights; older ones are pruned")},  # fmt: skip
+    "storage": {
+        "keep_versions": ("keep_versions", "state versions kept for proofs at older heights; older ones are pruned"),
+        "keep_blocks": ("keep_blocks", (
+            "newest blocks whose bodies (txs, evidence, results) are kept; older ones are deleted, "
+            "their headers and commits stay. 0: keep all. A pruned node cannot serve block sync, "
+            "GET /blocks or GET /txs below that")),
+    },
     "log": {
         "format": ("log_format", '"human" or "json"'),
         "level": ("log_level", '"debug", "info", "warning" or "error"'),
@@ -158,6 +164,8 @@ def _check_limits(path: Path, cfg: NodeConfig) -> None:
         raise ConfigError(f"{path}: [api] tx_rate_per_client must be ≥ 0 (0 turns the limit off)")
     if cfg.api_tx_burst_per_client < 1:
         raise ConfigError(f"{path}: [api] tx_burst_per_client must be ≥ 1")
+    if cfg.keep_blocks < 0:
+        raise ConfigError(f"{path}: [storage] keep_blocks must be ≥ 0 (0: keep every block)")
 
 
 def write_key(path: Path, key: SigningKey, kind: str) -> None:

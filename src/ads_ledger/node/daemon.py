@@ -89,7 +89,8 @@ class Node:
                                          "sync_blocks": 0, "bad_p2p": 0, "proposals_dropped": 0, "sync_peers_distrusted": 0,
                                          "evidence_rejected": 0}  # fmt: skip
         # we are the ledger's host (LedgerHost): it proposes from and commits under our intake
-        self.ledger = Ledger.open(cfg.data_dir / "state.lmdb", self.genesis, cfg.keep_versions, host=self)
+        self.ledger = Ledger.open(cfg.data_dir / "state.lmdb", self.genesis, cfg.keep_versions, host=self,
+                                  keep_blocks=cfg.keep_blocks)  # fmt: skip
         self.intake = TxIntake(self.chain_id, self.ledger, self.mempool, lock=self.commit_guard,
                                counters=self.counters, now=self._now,
                                broadcast=lambda t, b: self.p2p.broadcast(t, b), wake=self._wake)  # fmt: skip
@@ -253,7 +254,16 @@ class Node:
         if h % 100 == 0 or len(block.txs):
             kv(log, logging.INFO, "committed block", height=h, txs=len(block.txs),
                round=commit.round, id=block.block_id().hex()[:12])  # fmt: skip
-        self.p2p.broadcast("status", {"height": self.byz.status_height(h)})
+        self.p2p.broadcast("status", self._status(h))
+
+    def _status(self, height: int) -> dict[str, int]:
+        """A `status` message: our height, and `base`, the lowest height whose block we can
+        serve, once bodies below it are pruned ([storage] keep_blocks; absent: every height)."""
+        body = {"height": self.byz.status_height(height)}
+        base = self.ledger.bodies_from()
+        if base > 1:
+            body["base"] = base
+        return body
 
     def _wake(self) -> None:
         """Transactions wait in a mempool that was empty: an idle proposer may want them."""
@@ -307,9 +317,10 @@ class Node:
             return any(it.result is True for it in items)  # relay what taught us something
         if mtype == "status":
             h = body.get("height") if type(body) is dict else None
-            if type(h) is not int or h < 0:
-                raise DecodeError("status carries {height: uint}")
-            self.sync.on_status(peer, h, time.monotonic())  # ignored while distrusted
+            base = body.get("base", 1) if type(body) is dict else None
+            if type(h) is not int or h < 0 or type(base) is not int or base < 1:
+                raise DecodeError("status carries {height: uint, base?: uint ≥ 1}")
+            self.sync.on_status(peer, h, time.monotonic(), base)  # ignored while distrusted
             self._request_blocks(self.sync.want(self.ledger.height))
             return False
         if mtype == "get_blocks":
@@ -371,6 +382,11 @@ class Node:
         if await self.byz.serve_blocks(peer, start, count):
             return
         top = self.ledger.height
+        if max(start, 1) < self.ledger.bodies_from() and start <= top:
+            # pruned here ([storage] keep_blocks): our status says from where we serve, so
+            # the peer asks another at once instead of waiting for blocks that do not come
+            self.p2p.send(peer, "status", self._status(top))
+            return
         for h in range(max(start, 1), min(start + count, top + 1)):
             raw = self.ledger.block_bytes(h)
             commit = self.ledger.commit_at(h)
@@ -408,7 +424,7 @@ class Node:
                 kv(log, logging.WARNING, "block sync: peer did not deliver the blocks it claims; ignoring "
                    "its height", peer=out.peer[:12], claimed=out.claimed, ours=self.ledger.height,
                    seconds=out.seconds)  # fmt: skip
-            self.p2p.broadcast("status", {"height": self.byz.status_height(self.ledger.height)})
+            self.p2p.broadcast("status", self._status(self.ledger.height))
             self._request_blocks(self.sync.tick(self.ledger.height))
             await trio.sleep(STATUS_INTERVAL)
 

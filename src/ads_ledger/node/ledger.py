@@ -41,6 +41,7 @@ from ads_ledger.core.types import (
     verify_commit,
 )
 from ads_ledger.node.logs import kv
+from ads_ledger.node.storage import blockparts
 from ads_ledger.node.storage import schema as S
 from ads_ledger.node.storage.store import Staged, Store
 from ads_ledger.state.bodies import check_body
@@ -72,6 +73,8 @@ class InvalidBlock(RemoteError):
 INVALID_TX_CODES = frozenset({"malformed", "too_large", "bad_signature", "unknown_type", "bad_nonce"})
 EVIDENCE_SHARE = 16  # evidence may take at most 1/16 of max_block_bytes (256 KiB by default)
 VERIFIED_CACHE = 32_768  # envelopes whose auth signatures verified (more than a full mempool), at most
+PRUNE_HEIGHTS = 64  # [storage] keep_blocks: heights whose bodies one commit deletes at most…
+PRUNE_BYTES = 8 * 1024 * 1024  # …and bytes of older-layout whole blocks it cuts down to headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,9 +148,14 @@ class StaticHost:
 class Ledger:
     """Committed chain + state. Not thread-safe for writers: one consensus task drives it."""
 
-    def __init__(self, store: Store, genesis: Genesis, host: LedgerHost | None = None) -> None:
+    def __init__(self, store: Store, genesis: Genesis, host: LedgerHost | None = None,
+                 keep_blocks: int = 0) -> None:  # fmt: skip
+        if keep_blocks < 0:
+            raise ValueError("keep_blocks must be ≥ 0 (0: keep every block's body)")
         self.host: LedgerHost = StaticHost() if host is None else host
         self.store = store
+        self.keep_blocks = keep_blocks  # newest blocks whose bodies are kept (0: all)
+        self._bodies_from = max(1, store.meta_int(S.META_BODIES_FROM))
         self.genesis = genesis
         self.chain_id = genesis.chain_id
         self._executed: dict[bytes, _Executed] = {}
@@ -169,8 +177,8 @@ class Ledger:
 
     @classmethod
     def open(cls, path: Path | str, genesis: Genesis, keep_versions: int = 10000,
-             host: LedgerHost | None = None) -> "Ledger":  # fmt: skip
-        return cls(Store.open(path, keep_versions=keep_versions), genesis, host)
+             host: LedgerHost | None = None, keep_blocks: int = 0) -> "Ledger":  # fmt: skip
+        return cls(Store.open(path, keep_versions=keep_versions), genesis, host, keep_blocks)
 
     def close(self) -> None:
         self.store.close()
@@ -182,19 +190,60 @@ class Ledger:
         return self.store.latest_version()
 
     def block(self, height: int) -> Block | None:
+        """Block `height`; None if not committed, or if its txs and evidence are pruned
+        (`body_pruned`)."""
         raw = self.store.read(S.BLOCKS, S.height_key(height)) if height >= 1 else None
-        return None if raw is None else Block.decode(raw)
+        if raw is None:
+            return None
+        if blockparts.is_whole(raw):
+            return Block.decode(raw, max_size=blockparts.MAX_BLOCK_RECORD)
+        body = self.store.read(S.BODIES, S.height_key(height))
+        try:
+            # the previous block's id is in this header: no need to read and hash that one
+            prev = lambda block_id: self._commit_at(height - 1, block_id)  # noqa: E731
+            return blockparts.join(raw, body, prev, self.chain_id, height)
+        except LookupError:
+            return None
 
     def block_bytes(self, height: int) -> bytes | None:
-        return self.store.read(S.BLOCKS, S.height_key(height)) if height >= 1 else None
+        """`block(height).encode()`: the bytes the block was committed as."""
+        raw = self.store.read(S.BLOCKS, S.height_key(height)) if height >= 1 else None
+        if raw is None or blockparts.is_whole(raw):
+            return raw
+        b = self.block(height)
+        return None if b is None else b.encode()
+
+    def bodies_from(self) -> int:
+        """The lowest height whose block body is kept: below it, only headers and commits
+        (`[storage] keep_blocks`); 1 when nothing was pruned."""
+        return self._bodies_from
+
+    def body_pruned(self, height: int) -> bool:
+        """Whether block `height` is committed but its txs and evidence are pruned (a block
+        without either below the horizon is whole: its header and commits make it)."""
+        if not 1 <= height < self._bodies_from:
+            return False
+        hdr = self.header(height)
+        return hdr is not None and blockparts.has_body(hdr)
 
     def commit_at(self, height: int) -> Commit | None:
+        return self._commit_at(height, None)
+
+    def _commit_at(self, height: int, block_id: bytes | None) -> Commit | None:
+        """The commit of `height`; `block_id`, if known, is that block's (else read and hashed
+        from its header when the record leaves it out)."""
         raw = self.store.read(S.COMMITS, S.height_key(height)) if height >= 1 else None
-        return None if raw is None else Commit.from_obj(codec.decode(raw))
+        if raw is None:
+            return None
+        if block_id is None and blockparts.commit_needs_header(raw):
+            hdr = self.header(height)
+            block_id = None if hdr is None else hdr.block_id()
+        return blockparts.commit_from_record(raw, height, block_id)
 
     def header(self, height: int) -> Header | None:
-        b = self.block(height)
-        return None if b is None else b.header
+        """The header of block `height`, kept whether or not its body is pruned."""
+        raw = self.store.read(S.BLOCKS, S.height_key(height)) if height >= 1 else None
+        return None if raw is None else blockparts.header_of(raw, self.chain_id, height)
 
     def last_info(self) -> BlockInfo | None:
         h = self.height
@@ -605,12 +654,17 @@ class Ledger:
         height = block.header.height
         hk = S.height_key(height)
         results = ex.result.results
+        row, body = blockparts.split(block, self.commit_at(height - 1), self.chain_id)
         extra: dict[str, list[tuple[bytes, bytes | None]]] = {
-            S.BLOCKS: [(hk, block.encode())],
-            S.COMMITS: [(hk, codec.encode(commit.to_obj()))],
-            S.RESULTS: [(hk, codec.encode([[r.ok, r.code, r.log] for r in results]))],
+            S.BLOCKS: [(hk, row)],
+            S.COMMITS: [(hk, blockparts.commit_record(commit, block.header, bid))],
             S.TXS: [(r.txid, S.encode_tx_location(height, i)) for i, r in enumerate(results)],
         }
+        if body is not None:
+            extra[S.BODIES] = [(hk, body)]
+        if results:  # a block without txs has no results record (tx_result never asks for it)
+            extra[S.RESULTS] = [(hk, codec.encode([[r.ok, r.code, r.log] for r in results]))]
+        meta = self._prune_bodies(height, extra) if self.keep_blocks else {}
         index = self._grantee_index(ex.result.writes)
         if index:
             extra[S.GRANTEES] = index
@@ -627,7 +681,8 @@ class Ledger:
             rec = None  # no record: the next open walks
         extra[S.PRIORITIES] = [(S.PRIORITIES_NEXT, rec)]
         with self.host.commit_guard:  # readers of nonces see the store and the mempool change together
-            self.store.commit(ex.staged, extra)
+            self.store.commit(ex.staged, extra, meta)
+            self._bodies_from = meta.get(S.META_BODIES_FROM, self._bodies_from)
             self._priorities = (height + 1, nxt)
             self.host.after_commit(block, [r.txid for r in results])
         with self._sig_lock:  # committed: a later block holding them is invalid anyway
@@ -642,6 +697,36 @@ class Ledger:
         with self._valsets_lock:
             for k in (height + 1, height + 2, height + 3):  # O(1): no rebuild per block
                 self._valsets.pop(k, None)
+
+    def _prune_bodies(self, height: int, extra: dict[str, list[tuple[bytes, bytes | None]]]) -> dict[bytes, int]:
+        """With block `height`: add to `extra` the deletion of the bodies and results of the
+        next heights below the newest `keep_blocks` (at most PRUNE_HEIGHTS of them, and an
+        older-layout whole block cut down to its header and commit ref within PRUNE_BYTES),
+        and return the new `bodies_from`. Written in the block's own transaction; deleting
+        what is gone already is a no-op, so a crash at any point leaves a consistent store."""
+        start = self._bodies_from
+        target = height - self.keep_blocks + 1  # the lowest height whose body stays
+        if target <= start:
+            return {}
+        stop = min(target, start + PRUNE_HEIGHTS)
+        budget = PRUNE_BYTES
+        for h in range(start, stop):
+            raw = self.store.read(S.BLOCKS, S.height_key(h))
+            if raw is None or not blockparts.is_whole(raw):
+                continue
+            if budget < len(raw) and h > start:
+                stop = h  # the rest with a later block
+                break
+            budget -= len(raw)
+            old = Block.decode(raw, max_size=blockparts.MAX_BLOCK_RECORD)
+            row, _ = blockparts.split(old, self.commit_at(h - 1), self.chain_id)
+            extra[S.BLOCKS].append((S.height_key(h), row))
+        lo, hi = S.height_key(start), S.height_key(stop)
+        for table in (S.BODIES, S.RESULTS):
+            gone = [(k, None) for k in self.store.keys(table, lo, hi, limit=PRUNE_HEIGHTS)]
+            if gone:
+                extra.setdefault(table, []).extend(gone)
+        return {S.META_BODIES_FROM: stop}
 
     def _grantee_index(self, writes: dict[bytes, bytes | None]) -> list[tuple[bytes, bytes | None]]:
         """Index changes for the block's changed `cp/` records: (grantee ‖ cp, b"" or None)."""

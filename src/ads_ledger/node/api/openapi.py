@@ -177,9 +177,9 @@ def _doc() -> dict[str, Any]:
         "/status": {"get": _op("Chain and node status", "Status", [], (406,))},
         "/txs": {"post": post},
         "/txs/{txid}": {"get": _op("A committed transaction", "Tx",
-                                   [_hex_param("txid", HEX32, "transaction id")], (400, 404))},
+                                   [_hex_param("txid", HEX32, "transaction id")], (400, 404, 410))},
         "/blocks/{height}": {"get": _op("A block", "Block",
-                                        [_height_param("path", "block height")], (400, 404))},
+                                        [_height_param("path", "block height")], (400, 404, 410))},
         "/commits/{height}": {"get": _op("A header with the commit that signs it", "SignedHeader",
                                          [_height_param("path", "block height")], (400, 404))},
         "/validators/{height}": {"get": _op(
@@ -225,6 +225,12 @@ def _doc() -> dict[str, Any]:
                                 media="text/plain")},
         "/openapi.json": {"get": _op("This document", {"type": "object"}, [], (406,))},
     }  # fmt: skip
+    pruned = ("the block's body is pruned on this node ([storage] keep_blocks): error.code is "
+              "height_pruned; its header and commit stay (GET /commits/{height})")
+    paths["/blocks/{height}"]["get"]["responses"]["410"]["description"] = pruned
+    paths["/txs/{txid}"]["get"]["responses"]["410"]["description"] = (
+        "committed, but its block's body is pruned on this node ([storage] keep_blocks): error.code "
+        "is height_pruned")
     return {
         "openapi": "3.1.0",
         "info": {"title": "ADS ledger node API", "version": "1",

@@ -237,9 +237,13 @@ def _state_read(ctx: ApiContext, key: bytes, height: int | None) -> Any:
     try:
         return ctx.backend.get_state(key, height)
     except HeightUnavailable as e:
-        if e.reason == "pruned":
-            raise ApiError(410, "height_pruned", e.message) from None
-        raise ApiError(404, "height_future", e.message) from None
+        raise _unavailable(e) from None
+
+
+def _unavailable(e: HeightUnavailable) -> ApiError:
+    if e.reason == "pruned":
+        return ApiError(410, "height_pruned", e.message)
+    return ApiError(404, "height_future", e.message)
 
 
 def _not_found(what: str) -> ApiError:
@@ -299,7 +303,10 @@ async def post_tx(ctx: ApiContext, req: Request, p: Mapping[str, str],
 async def get_tx(ctx: ApiContext, req: Request, p: Mapping[str, str],
                  q: Mapping[str, str]) -> Response:  # fmt: skip
     txid = parse_hex_param(p["txid"], "txid", length=32)
-    t = ctx.backend.get_tx(txid)
+    try:
+        t = ctx.backend.get_tx(txid)
+    except HeightUnavailable as e:  # its block's body is pruned ([storage] keep_blocks)
+        raise _unavailable(e) from None
     if t is None:
         raise _not_found(f"no committed transaction {txid.hex()}")
     return json_response({"txid": t.txid, "height": t.height, "index": t.index, "ok": t.ok,
@@ -309,7 +316,10 @@ async def get_tx(ctx: ApiContext, req: Request, p: Mapping[str, str],
 async def get_block(ctx: ApiContext, req: Request, p: Mapping[str, str],
                     q: Mapping[str, str]) -> Response:  # fmt: skip
     h = parse_height(p["height"])
-    b = ctx.backend.get_block(h)
+    try:
+        b = ctx.backend.get_block(h)
+    except HeightUnavailable as e:  # the body is pruned ([storage] keep_blocks)
+        raise _unavailable(e) from None
     if b is None:
         raise _not_found(f"no block at height {h}")
     return json_response({"block_id": b.block_id(), **b.to_obj()})

@@ -12,8 +12,9 @@ right edge (appends, not random inserts).
 | `flat`    | application key                             | version u64 ‖ value (latest state only)   |
 | `roots`   | version u64                                 | root hash(32) [‖ root node's version u64] |
 | `meta`    | ascii name (`latest`, `oldest`, ...)        | see the META_* names                      |
-| `blocks`  | height u64                                  | block bytes (canonical msgpack)           |
-| `commits` | height u64                                  | commit bytes (canonical msgpack)          |
+| `blocks`  | height u64                                  | [header, last_commit ref] (see below), or a whole block (older stores) |
+| `bodies`  | height u64                                  | [txs, evidence] of a block that has any   |
+| `commits` | height u64                                  | [round, indices, sigs] (blockparts.py), or a commit map |
 | `txs`     | txid(32)                                    | height u64 ‖ index u32                    |
 | `results` | height u64                                  | [[ok, code, log], ...] of the block's txs |
 | `valsets` | height u64                                  | validator set deciding that height, where it changes |
@@ -29,6 +30,19 @@ deleted once every retained version is ≥ S.
 ProposerPriorities.to_obj()]`, so a restart does not replay proposer selection from height 1.
 A store without it (older version) is walked once from genesis and the record written with the
 next block.
+
+A block is stored in parts so that nothing is kept twice and an empty block costs its header:
+`blocks` holds `[header, last_commit ref]`, `bodies` the txs and evidence of a block that has
+either (a block whose header names the empty txs and evidence roots has no `bodies` record), and
+the last commit refers to `commits[h − 1]`, which holds the same precommits in most blocks:
+the ref is nil (no last commit: block 1), `[round, sigs]` where each entry of `sigs` is a
+validator index (that signature is the one in `commits[h − 1]`) or `[index, sig]` (a signature
+only the block has), with height and block id those of `commits[h − 1]`; or the whole commit
+map when its height, block id or round differ. `Ledger` rebuilds the very bytes of
+`Block.encode()` from these. A `blocks` value that is a map is a whole block (written before
+this layout); both are read. `[storage] keep_blocks` deletes the `bodies` and `results` of old
+heights (their headers and commits stay); `meta` `bodies_from` is the lowest height whose body
+is kept.
 """
 
 from __future__ import annotations
@@ -45,6 +59,7 @@ __all__ = [
     "ROOTS",
     "META",
     "BLOCKS",
+    "BODIES",
     "COMMITS",
     "TXS",
     "RESULTS",
@@ -60,7 +75,9 @@ __all__ = [
     "META_OLDEST",
     "META_FORMAT",
     "META_BULK",
+    "META_BODIES_FROM",
     "FORMAT_VERSION",
+    "READABLE_FORMATS",
     "MAX_U64",
     "MAX_KEY_LEN",
     "u64",
@@ -91,6 +108,7 @@ FLAT: Final = "flat"
 ROOTS: Final = "roots"
 META: Final = "meta"
 BLOCKS: Final = "blocks"
+BODIES: Final = "bodies"
 COMMITS: Final = "commits"
 TXS: Final = "txs"
 RESULTS: Final = "results"
@@ -100,14 +118,19 @@ PRIORITIES: Final = "priorities"
 GRANTEES: Final = "grantees"  # grantee pub ‖ cp pub → b"": which records name a grantee (GET /grants)
 
 TREE_TABLES: Final = (NODES, STALE, VALUES, FLAT, ROOTS)
-EXTRA_TABLES: Final = (BLOCKS, COMMITS, TXS, RESULTS, VALSETS, EVIDENCE, PRIORITIES, GRANTEES)
+EXTRA_TABLES: Final = (BLOCKS, COMMITS, TXS, RESULTS, VALSETS, EVIDENCE, PRIORITIES, GRANTEES, BODIES)
 ALL_TABLES: Final = TREE_TABLES + (META,) + EXTRA_TABLES
 
 META_LATEST: Final = b"latest"  # u64: latest committed version (absent = 0, nothing written)
 META_OLDEST: Final = b"oldest"  # u64: oldest version whose nodes and values are still kept
 META_FORMAT: Final = b"format"  # u64: FORMAT_VERSION of this layout
 META_BULK: Final = b"bulk_load"  # u64 version: a bulk load began and has not finished
-FORMAT_VERSION: Final = 1  # adding a table is compatible: an older store simply lacks it
+META_BODIES_FROM: Final = b"bodies_from"  # u64: bodies below this height are pruned (absent = 1)
+# adding a table is compatible: an older store simply lacks it. 2: blocks and commits in parts
+# (blockparts.py); a format-1 store is read as it is and marked 2 when opened, so that a node
+# of format 1 refuses it rather than misreading the blocks written since
+FORMAT_VERSION: Final = 2
+READABLE_FORMATS: Final = (1, 2)
 
 PRIORITIES_NEXT: Final = b"next"  # the one key of `priorities`
 
@@ -197,7 +220,7 @@ def decode_flat(raw: bytes) -> tuple[int, bytes]:
 
 
 def height_key(height: int) -> bytes:
-    """Key of `blocks` and `commits`."""
+    """Key of `blocks`, `bodies`, `commits` and `results`."""
     return u64(height)
 
 

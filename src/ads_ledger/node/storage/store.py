@@ -213,10 +213,10 @@ class Store:
             dbs = {name: env.open_db(name.encode()) for name in S.ALL_TABLES}
             with env.begin(write=True) as txn:
                 fmt = txn.get(S.META_FORMAT, db=dbs[S.META])
-                if fmt is None:
+                if fmt is not None and S.from_u64(fmt) not in S.READABLE_FORMATS:
+                    raise S.SchemaError(f"store format {S.from_u64(fmt)} is not one of {S.READABLE_FORMATS}")
+                if fmt is None or S.from_u64(fmt) != S.FORMAT_VERSION:
                     txn.put(S.META_FORMAT, S.u64(S.FORMAT_VERSION), db=dbs[S.META])
-                elif S.from_u64(fmt) != S.FORMAT_VERSION:
-                    raise S.SchemaError(f"store format {S.from_u64(fmt)} is not {S.FORMAT_VERSION}")
                 if txn.get(S.META_BULK, db=dbs[S.META]) is not None:
                     for name in S.TREE_TABLES:
                         txn.drop(dbs[name], delete=False)
@@ -249,6 +249,11 @@ class Store:
         """The latest committed version; 0 while nothing is written."""
         with self._env.begin() as txn:
             return self._meta_int(txn, S.META_LATEST)
+
+    def meta_int(self, name: bytes) -> int:
+        """A u64 `meta` record (0 when absent)."""
+        with self._env.begin() as txn:
+            return self._meta_int(txn, name)
 
     def oldest_version(self) -> int:
         """The oldest version still readable and provable (0 while nothing is written)."""
@@ -374,6 +379,19 @@ class Store:
                 ok = cur.prev()
         return out
 
+    def keys(self, table: str, start: bytes, stop: bytes, limit: int = 1000) -> list[bytes]:
+        """Keys of an extra table in [start, stop), in order, at most `limit` (values unread)."""
+        out: list[bytes] = []
+        with self._env.begin() as txn, txn.cursor(db=self._table(table)) as cur:
+            ok = cur.set_range(start)
+            while ok and len(out) < limit:
+                k = cur.key()
+                if k >= stop:
+                    break
+                out.append(k)
+                ok = cur.next()
+        return out
+
     def table_sizes(self) -> dict[str, int]:
         """Record count per named database."""
         with self._env.begin() as txn:
@@ -442,13 +460,18 @@ class Store:
         self,
         staged: Staged,
         extra: Mapping[str, Sequence[tuple[bytes, bytes | None]]] | None = None,
+        meta: Mapping[bytes, int] | None = None,
     ) -> None:
-        """Write `staged` and the `extra` records (table -> [(key, value or None to
-        delete)]) in one write transaction, then prune versions older than the newest
-        `keep_versions`. StaleStageError if the latest version moved since `stage`;
+        """Write `staged`, the `extra` records (table -> [(key, value or None to
+        delete)]) and the u64 `meta` records (name -> value; not the store's own `latest`,
+        `oldest`, `format`, `bulk_load`) in one write transaction, then prune versions older
+        than the newest `keep_versions`. StaleStageError if the latest version moved since `stage`;
         UnknownTable for an extra table not in schema.EXTRA_TABLES (nothing is written)."""
         extra = extra or {}
         tables = {name: self._table(name) for name in extra}
+        meta = meta or {}
+        if set(meta) & _OWN_META:
+            raise ValueError("the store's own meta records are not written through commit")
         d = self._dbs
         with self._env.begin(write=True) as txn:
             latest = self._meta_int(txn, S.META_LATEST)
@@ -477,6 +500,8 @@ class Store:
                         txn.delete(key, db=tables[name])
                     else:
                         txn.put(key, value, db=tables[name])
+            for name_, n in meta.items():
+                txn.put(name_, S.u64(n), db=d[S.META])
             self._prune(txn, v)
         for key, node in staged.internal_nodes:
             self._cache.put(key, node)
@@ -572,6 +597,9 @@ class Store:
         builder.new_nodes.clear()
         with self._env.begin(write=True) as txn, txn.cursor(db=self._dbs[S.NODES]) as cur:
             cur.putmulti(nodes, append=append)
+
+
+_OWN_META = frozenset({S.META_LATEST, S.META_OLDEST, S.META_FORMAT, S.META_BULK})
 
 
 def _first(item: tuple[bytes, bytes]) -> bytes:
