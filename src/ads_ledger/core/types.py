@@ -7,7 +7,7 @@ Plain frozen dataclasses with `to_obj()` (the canonical msgpack value) and `from
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from ads_ledger.core import codec
 from ads_ledger.core.crypto import H, SigningKey, sign_bytes, verify
@@ -148,6 +148,8 @@ class Header:
     proposer: bytes
     last_commit: bytes
     version: int = 1
+    # H(encode()), computed once: the fields are frozen (`replace` builds a new header, unset)
+    _id: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def to_obj(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in HEADER_KEYS}
@@ -156,7 +158,11 @@ class Header:
         return codec.encode(self.to_obj())
 
     def block_id(self) -> bytes:
-        return H(self.encode())
+        bid = self._id
+        if bid is None:
+            bid = H(self.encode())
+            object.__setattr__(self, "_id", bid)
+        return bid
 
     @classmethod
     def from_obj(cls, obj: Any) -> "Header":
@@ -315,12 +321,14 @@ class Commit:
 
 
 def verify_commit(
-    chain_id: str, valset: ValidatorSet, commit: Commit, *, height: int, block_id: bytes
+    chain_id: str, valset: ValidatorSet, commit: Commit, *, height: int, block_id: bytes,
+    verify: Callable[[bytes, bytes, bytes], bool] = verify,
 ) -> None:
     """Raise CommitError unless `commit` carries >2/3 of `valset`'s power for (height, block_id).
 
     Every listed signature must verify (a commit with a bad signature is malformed, not
-    merely weak), so one that passes is a transferable proof.
+    merely weak), so one that passes is a transferable proof. `verify(pub, sig, message)`
+    is Ed25519's, or one that answers from signatures it verified before (block sync).
     """
     if commit.height != height or commit.block != block_id:
         raise CommitError(f"commit is for height {commit.height}, not the block at {height}")
