@@ -74,6 +74,7 @@ class ValidatorSet:
 
     validators: tuple[tuple[bytes, int], ...]
     _index: dict[bytes, int] = field(default_factory=dict, compare=False, repr=False)
+    _hash: bytes | None = field(default=None, init=False, compare=False, repr=False)  # hash(), once
 
     def __post_init__(self) -> None:
         if not self.validators or len(self.validators) > MAX_VALIDATORS:
@@ -103,7 +104,11 @@ class ValidatorSet:
         return [[pub, power] for pub, power in self.validators]
 
     def hash(self) -> bytes:
-        return H(codec.encode(self.to_obj()))
+        h = self._hash
+        if h is None:
+            h = H(codec.encode(self.to_obj()))
+            object.__setattr__(self, "_hash", h)
+        return h
 
     @property
     def total_power(self) -> int:
@@ -283,6 +288,8 @@ class Commit:
     round: int
     block: bytes
     sigs: tuple[tuple[int, bytes], ...]
+    # (chain_id, vote_sign_bytes(chain_id)) of the last call: the fields are frozen
+    _signed: tuple[str, bytes] | None = field(default=None, init=False, compare=False, repr=False)
 
     def to_obj(self) -> dict[str, Any]:
         return {"height": self.height, "round": self.round, "block": self.block,
@@ -292,8 +299,13 @@ class Commit:
         return H(codec.encode(self.to_obj()))
 
     def vote_sign_bytes(self, chain_id: str) -> bytes:
+        memo = self._signed
+        if memo is not None and memo[0] == chain_id:
+            return memo[1]
         body = {"type": PRECOMMIT, "height": self.height, "round": self.round, "block": self.block}
-        return sign_bytes("ads/vote/1", chain_id, body)
+        signed = sign_bytes("ads/vote/1", chain_id, body)
+        object.__setattr__(self, "_signed", (chain_id, signed))
+        return signed
 
     @classmethod
     def from_obj(cls, obj: Any) -> "Commit":

@@ -171,6 +171,8 @@ class Ledger:
         self._changed_cps: dict[int, list[bytes]] = {}  # height -> cps whose record it changed (last 64)
         self._valsets: OrderedDict[int, ValidatorSet] = OrderedDict()  # LRU, see validators_at
         self._valsets_lock = threading.Lock()  # P2P (evidence) and consensus both read sets
+        self._valsets_by_raw: dict[bytes, ValidatorSet] = {}  # stored bytes → set, a few
+        self._genesis_set = genesis.validator_set()  # (immutable) one object, hashed once
         self._priorities: tuple[int, ProposerPriorities] | None = None  # (height, at its start)
         self._last_info: BlockInfo | None = None
         self._lock = threading.Lock()  # guards _executed against the API's readers
@@ -301,19 +303,32 @@ class Ledger:
                 self._valsets.move_to_end(height)
                 return vs
         if height <= 2:
-            vs = self.genesis.validator_set()
+            vs = self._genesis_set
         else:
             if height > self.height + 2:
                 raise LookupError(f"the validator set of height {height} is not known yet")
             found = self.store.items(S.VALSETS, S.height_key(height), limit=1, reverse=True)  # floor
             if found:
-                vs = ValidatorSet.from_obj(codec.decode(found[0][1]))
+                vs = self._decoded_valset(found[0][1])
             else:
-                vs = self.genesis.validator_set()
+                vs = self._genesis_set
         with self._valsets_lock:  # bounded: evidence may name any old height
             self._valsets[height] = vs
             while len(self._valsets) > _VALSET_CACHE:
                 self._valsets.popitem(last=False)
+        return vs
+
+    def _decoded_valset(self, raw: bytes) -> ValidatorSet:
+        """The set stored as `raw`; the same object for the same bytes (a set is immutable),
+        so a set re-read after each block is neither decoded nor hashed again."""
+        with self._valsets_lock:
+            vs = self._valsets_by_raw.get(raw)
+        if vs is None:
+            vs = ValidatorSet.from_obj(codec.decode(raw))
+            with self._valsets_lock:
+                if len(self._valsets_by_raw) >= 8:
+                    self._valsets_by_raw.clear()
+                self._valsets_by_raw[raw] = vs
         return vs
 
     # ------------------------------------------------------------------ proposer priorities
