@@ -64,7 +64,8 @@ __all__ = ["Node", "run_node", "commit_message_plaintext"]
 
 log = logging.getLogger("ads_ledger.node.daemon")
 
-SYNC_GATHER_S = 0.05  # how long the consensus loop waits to gather a get_blocks answer
+SYNC_GATHER_S = 0.05  # how long the consensus loop waits to gather get_blocks answers…
+SYNC_GATHER = 2 * SYNC_BATCH  # …up to this many blocks (two answers: one store transaction)
 SERVE_WAIT_STEPS = 500  # × 10 ms: how long block serving waits for a peer's queue to drain
 MAX_TXS_MESSAGE = 4096  # a peer's `txs` message carrying more is a protocol violation
 RETRANSMIT_INTERVAL = 1.0  # seconds between re-gossip of our current-round messages
@@ -163,6 +164,7 @@ class Node:
                 n.start_soon(self._consensus_loop)
                 n.start_soon(self.intake.run)
                 n.start_soon(self._status_loop)
+                n.start_soon(self._greet_loop)
                 n.start_soon(self._retransmit_loop)
                 n.start_soon(self.byz.run)
                 if _TEST_HOOKS:
@@ -218,7 +220,7 @@ class Node:
                 # a get_blocks answer is arriving: its blocks are stored together (one store
                 # transaction), so wait a moment for the rest rather than take them one by one
                 with trio.move_on_after(SYNC_GATHER_S):
-                    while len(batch) < SYNC_BATCH:
+                    while len(batch) < SYNC_GATHER:
                         batch.append(await self._inbox.receive())
             await trio.to_thread.run_sync(self._step, batch)
             self._after_step()
@@ -227,7 +229,7 @@ class Node:
         """The batch holds blocks we asked block sync for, and more are due."""
         top = self.ledger.height
         n = sum(1 for k, p in batch if k == "msg" and isinstance(p, CommitMessage) and p.height > top)
-        return 0 < n < SYNC_BATCH and self.sync.asked_to > top + n
+        return 0 < n < SYNC_GATHER and self.sync.asked_to > top + n
 
     def _step(self, batch: Sequence[tuple[str, Any]]) -> None:
         """One or more core inputs, then any due timeouts (runs in a worker thread)."""
@@ -471,6 +473,17 @@ class Node:
             self.p2p.broadcast("status", {"height": self.byz.status_height(self.ledger.height)})
             self._request_blocks(self.sync.tick(self.ledger.height))
             await trio.sleep(STATUS_INTERVAL)
+
+    async def _greet_loop(self) -> None:
+        """Our height to each peer as soon as it connects: a node behind asks for blocks at
+        once instead of at our next status (up to STATUS_INTERVAL later)."""
+        known: set[str] = set()
+        while True:
+            peers = set(self.p2p.connected_peers())
+            for pid in peers - known:
+                self.p2p.send(pid, "status", {"height": self.byz.status_height(self.ledger.height)})
+            known = peers
+            await self.p2p.wait_until(lambda: set(self.p2p.connected_peers()) != known)
 
     async def _retransmit_loop(self) -> None:
         while True:
