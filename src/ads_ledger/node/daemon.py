@@ -246,8 +246,8 @@ class Node:
             core.on_timeout(self._now())
 
     def _sync_step(self, batch: Sequence[tuple[str, Any]]) -> set[int]:
-        """Block sync's fast path (in the consensus worker thread): two or more `commit`
-        messages above our height in one batch (a `get_blocks` answer) are verified and stored
+        """Block sync's fast path (in the consensus worker thread): `commit` messages for two
+        or more heights above ours in one batch (a `get_blocks` answer) are verified and stored
         by the ledger in one store transaction, not decided one by one by the core (a WAL
         record, an fsynced end-of-height marker and an LMDB fsync per block). Each block is
         checked as the core's path checks it: its commit against the set deciding its height,
@@ -256,8 +256,9 @@ class Node:
         msgs = [p for k, p in batch if k == "msg" and isinstance(p, CommitMessage)]
         top = self.ledger.height
         msgs = [m for m in msgs if m.height > top]
-        if len(msgs) < 2:
-            return set()
+        if len({m.height for m in msgs}) < 2:
+            return set()  # one height (a live node one block behind): the core decides it and
+            # keeps what it buffered for the height after, which a fresh core would not have
         out = self.ledger.apply_synced_batch([(m.block, m.commit) for m in msgs])
         old = self.core
         for block, _, why in out.refused:  # counted as the core counts them
