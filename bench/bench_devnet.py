@@ -390,8 +390,9 @@ def bench_latency(root: Path, rate: float, seconds: float, procs: int, threads: 
         net.stop_all()
 
 
-def bench_sync(root: Path, behind: int) -> dict[str, Any]:
-    """A 1-validator chain runs `behind` blocks ahead; a second node (not a validator) joins."""
+def bench_sync(root: Path, behind: int, profile: str | None = None) -> dict[str, Any]:
+    """A 1-validator chain runs `behind` blocks ahead; a second node (not a validator) joins.
+    `profile`: py-spy of the joining node from just after its start until it has caught up."""
     from ads_ledger.node.config import NodeConfig, load_config, load_key, write_config, write_key
     from ads_ledger.node.p2p.handshake import node_id
     from ads_ledger.testing.testnet import free_port
@@ -430,8 +431,15 @@ def bench_sync(root: Path, behind: int) -> dict[str, Any]:
         net.info["nodes"].append({"node_id": node_id(nk.pub)})
         t0 = time.monotonic()
         net.start(1)
-        net.wait_height(lead, nodes=[1], timeout=1800)
-        dt = time.monotonic() - t0
+        spy = None
+        if profile:
+            time.sleep(0.2)  # py-spy needs the interpreter up before it can attach
+            spy = start_profile(net.procs[1].pid, profile)
+        try:
+            net.wait_height(lead, nodes=[1], timeout=1800)
+            dt = time.monotonic() - t0
+        finally:
+            stop_profile(spy)
         return {"figure": "block_sync_blocks_per_s", "blocks": lead, "seconds": round(dt, 2),
                 "blocks_per_s": round(lead / dt, 1), "includes_process_start": True}  # fmt: skip
     finally:
@@ -448,7 +456,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--behind", type=int, default=5000)
     ap.add_argument("--profile", metavar="OUT", help="throughput: py-spy flame graph of validator 0 "
-                    "(.svg; .json: speedscope; .txt: collapsed stacks) over the loaded interval")
+                    "(.svg; .json: speedscope; .txt: collapsed stacks) over the loaded interval; "
+                    "sync: of the joining node while it syncs")
     a = ap.parse_args()
     lim = limits()
     root = Path(tempfile.mkdtemp(prefix="ads-bench-"))
@@ -459,7 +468,7 @@ def main() -> None:
         if a.mode in ("all", "latency"):
             results.append(bench_latency(root / "l", a.rate, a.seconds, a.procs, a.threads))
         if a.mode in ("all", "sync"):
-            results.append(bench_sync(root / "s", a.behind))
+            results.append(bench_sync(root / "s", a.behind, a.profile if a.mode == "sync" else None))
         for r in results:
             r["limits"] = lim
         ed = lim.get("ed25519_verify_per_s")

@@ -94,6 +94,17 @@ def test_tick_asks_again_for_a_lost_batch() -> None:
     assert s.tick(10 + SYNC_BATCH) == ("a", 11 + SYNC_BATCH)  # the batch arrived: the next
 
 
+def test_tick_does_not_ask_again_what_is_arriving() -> None:
+    s = BlockSync()
+    s.on_status("a", 5000, now=0.0)
+    s.asked("a", 11, ours=10, now=0.0)
+    s.asked("a", 11 + SYNC_BATCH, ours=10, now=0.1)  # pipelined: asked as the first batch arrives
+    top = 10 + 2 * SYNC_BATCH
+    assert s.tick(10 + SYNC_BATCH // 4) is None and s.asked_to == top  # blocks came: both on their way
+    assert s.tick(10 + SYNC_BATCH // 4) is None and s.asked_to == 0  # none since: lost, forgotten
+    assert s.tick(10 + SYNC_BATCH // 4) == ("a", 11 + SYNC_BATCH // 4)
+
+
 def test_catching_up_uses_the_second_highest_claim() -> None:
     s = BlockSync()
     assert not s.catching_up(0)

@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from ads_ledger.core.merkle import verify_proof
 from ads_ledger.node.storage.jmt import MemoryTree
 from ads_ledger.node.storage.store import Store
@@ -35,6 +37,23 @@ while True:
     v += 1
     staged = store.stage(writes_for(v), v)
     store.commit(staged, {{"blocks": [(v.to_bytes(8, "big"), b"block %d" % v)]}})
+    print(v, flush=True)
+"""
+
+# the same, several versions per write transaction (block sync's `Store.batch`)
+CHILD_BATCHED = """
+import random, sys
+sys.path[:0] = [{src!r}, {tests!r}]
+from test_store_crash import writes_for, KEEP
+from ads_ledger.node.storage.store import Store
+store = Store.open(sys.argv[1], keep_versions=KEEP)
+v = store.latest_version()
+while True:
+    with store.batch():
+        for _ in range(random.Random(v).randint(1, 8)):
+            v += 1
+            staged = store.stage(writes_for(v), v)
+            store.commit(staged, {{"blocks": [(v.to_bytes(8, "big"), b"block %d" % v)]}})
     print(v, flush=True)
 """
 
@@ -93,7 +112,8 @@ def check_store(path: Path, reported: int, expected: Replay) -> int:
         return latest
 
 
-def test_kill_9_during_commits_leaves_last_committed_version(tmp_path: Path) -> None:
+@pytest.mark.parametrize("child_src", [CHILD, CHILD_BATCHED], ids=["per_version", "batched"])
+def test_kill_9_during_commits_leaves_last_committed_version(tmp_path: Path, child_src: str) -> None:
     seed = int(os.environ.get("ADS_CRASH_SEED", os.getpid()))
     print(f"kill schedule seed {seed} (ADS_CRASH_SEED={seed} replays it)")
     rng = random.Random(seed)
@@ -105,7 +125,7 @@ def test_kill_9_during_commits_leaves_last_committed_version(tmp_path: Path) -> 
     expected = Replay()
     while kills < KILLS and time.monotonic() < deadline:
         child = subprocess.Popen(
-            [sys.executable, "-c", CHILD.format(src=SRC, tests=TESTS), str(path)],
+            [sys.executable, "-c", child_src.format(src=SRC, tests=TESTS), str(path)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
@@ -128,3 +148,34 @@ def test_kill_9_during_commits_leaves_last_committed_version(tmp_path: Path) -> 
         assert new_latest > latest, "the child committed after its restart"
         latest = new_latest
     assert kills >= 5, "too few kills within the time budget"
+
+
+def test_a_batch_is_seen_by_its_own_thread_only_and_dropped_whole_on_error(tmp_path: Path) -> None:
+    import threading
+
+    with Store.open(tmp_path / "store", keep_versions=KEEP) as store:
+        store.commit(store.stage(writes_for(1), 1))
+        root1 = store.root()
+        seen: list[int] = []
+        with store.batch():
+            for v in (2, 3):
+                store.commit(store.stage(writes_for(v), v), {"blocks": [(v.to_bytes(8, "big"), b"b")]})
+            assert store.latest_version() == 3  # this thread reads what the batch wrote
+            t = threading.Thread(target=lambda: seen.append(store.latest_version()))
+            t.start()
+            t.join()
+        assert seen == [1]  # another thread saw the store before the batch
+        assert store.latest_version() == 3 and store.read("blocks", (3).to_bytes(8, "big")) == b"b"
+        root3 = store.root()
+        try:
+            with store.batch():
+                store.commit(store.stage(writes_for(4), 4))
+                assert store.latest_version() == 4
+                raise OSError("failed midway")
+        except OSError:
+            pass
+        assert store.latest_version() == 3 and store.root() == root3 and root3 != root1
+        store.commit(store.stage(writes_for(4), 4))  # version 4 again, outside a batch
+        expected = Replay()
+        expected.advance(4)
+        assert store.root() == expected.roots[4]

@@ -7,7 +7,7 @@ Plain frozen dataclasses with `to_obj()` (the canonical msgpack value) and `from
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from ads_ledger.core import codec
 from ads_ledger.core.crypto import H, SigningKey, sign_bytes, verify
@@ -74,6 +74,7 @@ class ValidatorSet:
 
     validators: tuple[tuple[bytes, int], ...]
     _index: dict[bytes, int] = field(default_factory=dict, compare=False, repr=False)
+    _hash: bytes | None = field(default=None, init=False, compare=False, repr=False)  # hash(), once
 
     def __post_init__(self) -> None:
         if not self.validators or len(self.validators) > MAX_VALIDATORS:
@@ -103,7 +104,11 @@ class ValidatorSet:
         return [[pub, power] for pub, power in self.validators]
 
     def hash(self) -> bytes:
-        return H(codec.encode(self.to_obj()))
+        h = self._hash
+        if h is None:
+            h = H(codec.encode(self.to_obj()))
+            object.__setattr__(self, "_hash", h)
+        return h
 
     @property
     def total_power(self) -> int:
@@ -148,6 +153,8 @@ class Header:
     proposer: bytes
     last_commit: bytes
     version: int = 1
+    # H(encode()), computed once: the fields are frozen (`replace` builds a new header, unset)
+    _id: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def to_obj(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in HEADER_KEYS}
@@ -156,7 +163,11 @@ class Header:
         return codec.encode(self.to_obj())
 
     def block_id(self) -> bytes:
-        return H(self.encode())
+        bid = self._id
+        if bid is None:
+            bid = H(self.encode())
+            object.__setattr__(self, "_id", bid)
+        return bid
 
     @classmethod
     def from_obj(cls, obj: Any) -> "Header":
@@ -277,6 +288,8 @@ class Commit:
     round: int
     block: bytes
     sigs: tuple[tuple[int, bytes], ...]
+    # (chain_id, vote_sign_bytes(chain_id)) of the last call: the fields are frozen
+    _signed: tuple[str, bytes] | None = field(default=None, init=False, compare=False, repr=False)
 
     def to_obj(self) -> dict[str, Any]:
         return {"height": self.height, "round": self.round, "block": self.block,
@@ -286,8 +299,13 @@ class Commit:
         return H(codec.encode(self.to_obj()))
 
     def vote_sign_bytes(self, chain_id: str) -> bytes:
+        memo = self._signed
+        if memo is not None and memo[0] == chain_id:
+            return memo[1]
         body = {"type": PRECOMMIT, "height": self.height, "round": self.round, "block": self.block}
-        return sign_bytes("ads/vote/1", chain_id, body)
+        signed = sign_bytes("ads/vote/1", chain_id, body)
+        object.__setattr__(self, "_signed", (chain_id, signed))
+        return signed
 
     @classmethod
     def from_obj(cls, obj: Any) -> "Commit":
@@ -315,12 +333,14 @@ class Commit:
 
 
 def verify_commit(
-    chain_id: str, valset: ValidatorSet, commit: Commit, *, height: int, block_id: bytes
+    chain_id: str, valset: ValidatorSet, commit: Commit, *, height: int, block_id: bytes,
+    verify: Callable[[bytes, bytes, bytes], bool] = verify,
 ) -> None:
     """Raise CommitError unless `commit` carries >2/3 of `valset`'s power for (height, block_id).
 
     Every listed signature must verify (a commit with a bad signature is malformed, not
-    merely weak), so one that passes is a transferable proof.
+    merely weak), so one that passes is a transferable proof. `verify(pub, sig, message)`
+    is Ed25519's, or one that answers from signatures it verified before (block sync).
     """
     if commit.height != height or commit.block != block_id:
         raise CommitError(f"commit is for height {commit.height}, not the block at {height}")

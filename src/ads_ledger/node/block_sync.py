@@ -54,6 +54,7 @@ class BlockSync:
         self.peer_bases: dict[str, int] = {}  # peer → lowest height it serves, when above 1
         self.asked_to: int = 0  # highest height requested by block sync
         self.peer: str | None = None  # …and of whom
+        self.ticked_at: int = 0  # our height at the last tick (or at an ask made while idle)
         self.distrust: dict[str, float] = {}  # peer → monotonic time until its heights are ignored
         self.strikes: dict[str, int] = {}  # peer → times it failed to deliver claimed blocks
         # (peer, when asked, our height then, its claimed height): judged after the stall window
@@ -86,6 +87,8 @@ class BlockSync:
 
     def asked(self, peer: str, start: int, ours: int, now: float) -> None:
         """We sent `get_blocks` {from: start, count: SYNC_BATCH} to `peer`."""
+        if not self.asked_to:
+            self.ticked_at = ours  # progress is judged from here at the next tick
         self.asked_to = start + SYNC_BATCH - 1
         self.peer = peer
         if self.watch is None or self.watch[0] != peer:
@@ -98,12 +101,15 @@ class BlockSync:
         self.peer_heights.pop(peer, None)
 
     def tick(self, ours: int) -> tuple[str, int] | None:
-        """Each status interval: what to ask now, if anything (a lost batch is asked again)."""
+        """Each status interval: what to ask now, if anything (a lost batch is asked again:
+        one asked for but not a block since the last tick; while blocks arrive, the batches
+        asked ahead of them are not asked twice)."""
         if self.asked_to and self.asked_to <= ours:
             self.asked_to = 0
         ask = self.want(ours)
-        if ask is None and self.asked_to and self.asked_to > ours:
+        if ask is None and self.asked_to and self.asked_to > ours and ours <= self.ticked_at:
             self.asked_to = 0  # a lost batch: ask again next time
+        self.ticked_at = ours
         return ask
 
     def forget_unhelpful_peers(self, connected: Iterable[str], ours: int, now: float) -> Distrusted | None:

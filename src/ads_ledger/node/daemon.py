@@ -7,7 +7,12 @@ After each step the shell drains the core's outbox to P2P and its decisions to t
 the event stream and the metrics. Everything else (P2P, API, block sync, status gossip) only
 reads the ledger or feeds the consensus inbox.
 
-Restart: the store is at height h (one LMDB transaction per block). The WAL holds the inputs
+Block sync: `commit` messages above our height that arrive together are stored by the ledger in
+one LMDB transaction (`Ledger.apply_synced_batch`, each block fully checked), and the core is
+then replaced by a fresh one above them, as after a restart (`_sync_step`).
+
+Restart: the store is at height h (one LMDB transaction per block, or per synced batch; the
+store is at a whole block either way). The WAL holds the inputs
 of height h+1 after the end-of-height marker of h; the core replays them and resumes exactly
 where it stopped. A crash between the store commit of h and its WAL marker leaves records of
 height h, which are discarded (the block is already stored).
@@ -55,10 +60,12 @@ from ads_ledger.node.p2p.peers import GOSSIP_TYPES, P2PConfig, PeerAddr, PeerMan
 from ads_ledger.node.signer import MemberSigner
 from ads_ledger.state.genesis import Genesis
 
-__all__ = ["Node", "run_node"]
+__all__ = ["Node", "run_node", "commit_message_plaintext"]
 
 log = logging.getLogger("ads_ledger.node.daemon")
 
+SYNC_GATHER_S = 0.05  # how long the consensus loop waits to gather get_blocks answers…
+SYNC_GATHER = 2 * SYNC_BATCH  # …up to this many blocks (two answers: one store transaction)
 SERVE_WAIT_STEPS = 500  # × 10 ms: how long block serving waits for a peer's queue to drain
 MAX_TXS_MESSAGE = 4096  # a peer's `txs` message carrying more is a protocol violation
 RETRANSMIT_INTERVAL = 1.0  # seconds between re-gossip of our current-round messages
@@ -108,6 +115,7 @@ class Node:
         )  # fmt: skip
         self._inbox_send, self._inbox = trio.open_memory_channel[tuple[str, Any]](4096)
         self.sync = BlockSync(STATUS_INTERVAL)
+        self._synced: list[tuple[Block, Commit]] = []  # stored by block sync's fast path, not yet announced
         self.api = NodeApi(self)
         self._proposals_seen: dict[tuple[int, int, bytes], tuple[bytes, int]] = {}
         self._proposals_top = 0  # the height _proposals_seen was last pruned at
@@ -126,10 +134,7 @@ class Node:
                 f"the consensus WAL ended height {last_ended} but the store is at {h}: the store "
                 "lost committed blocks; restore it from a backup or resync this node from peers"
             )
-        # the ledger stores the proposer priorities: the core need not replay them from height 1
-        core = Core(chain_id=self.chain_id, signer=self.signer, app=self.ledger, wal=self.wal,
-                    height=h + 1, last_commit=self.ledger.commit_at(h),
-                    priorities=self.ledger.priorities_at_next())  # fmt: skip
+        core = self._new_core(h)
         if last_ended < h:
             # crashed after storing block h, before its end-of-height marker: h is done
             self.wal.end_height(h)
@@ -138,6 +143,12 @@ class Node:
             core.recover(records)
             kv(log, logging.INFO, "replayed consensus WAL", height=h + 1, records=len(records))
         return core
+
+    def _new_core(self, h: int) -> Core:
+        # the ledger stores the proposer priorities: the core need not replay them from height 1
+        return Core(chain_id=self.chain_id, signer=self.signer, app=self.ledger, wal=self.wal,
+                    height=h + 1, last_commit=self.ledger.commit_at(h),
+                    priorities=self.ledger.priorities_at_next())  # fmt: skip
 
     # ------------------------------------------------------------------ run
 
@@ -154,6 +165,7 @@ class Node:
                 n.start_soon(self._consensus_loop)
                 n.start_soon(self.intake.run)
                 n.start_soon(self._status_loop)
+                n.start_soon(self._greet_loop)
                 n.start_soon(self._retransmit_loop)
                 n.start_soon(self.byz.run)
                 if _TEST_HOOKS:
@@ -188,11 +200,10 @@ class Node:
         return int(time.time() * 1000)
 
     async def _consensus_loop(self) -> None:
-        core = self.core
-        await trio.to_thread.run_sync(core.start, self._now())
+        await trio.to_thread.run_sync(self.core.start, self._now())
         self._after_step()
         while True:
-            deadline = core.next_deadline()
+            deadline = self.core.next_deadline()  # (block sync may have replaced the core)
             item: tuple[str, Any] | None = None
             if deadline is None:
                 item = await self._inbox.receive()
@@ -206,22 +217,72 @@ class Node:
                     batch.append(self._inbox.receive_nowait())
                 except trio.WouldBlock:
                     break
+            if item is not None and self._syncing(batch):
+                # a get_blocks answer is arriving: its blocks are stored together (one store
+                # transaction), so wait a moment for the rest rather than take them one by one
+                with trio.move_on_after(SYNC_GATHER_S):
+                    while len(batch) < SYNC_GATHER:
+                        batch.append(await self._inbox.receive())
             await trio.to_thread.run_sync(self._step, batch)
             self._after_step()
 
+    def _syncing(self, batch: Sequence[tuple[str, Any]]) -> bool:
+        """The batch holds blocks we asked block sync for, and more are due."""
+        top = self.ledger.height
+        n = sum(1 for k, p in batch if k == "msg" and isinstance(p, CommitMessage) and p.height > top)
+        return 0 < n < SYNC_GATHER and self.sync.asked_to > top + n
+
     def _step(self, batch: Sequence[tuple[str, Any]]) -> None:
         """One or more core inputs, then any due timeouts (runs in a worker thread)."""
+        synced = self._sync_step(batch)
         core = self.core
         for kind, payload in batch:
             if kind == "msg":
-                core.on_message(payload, self._now())
+                if id(payload) not in synced:
+                    core.on_message(payload, self._now())
             elif kind == "txs":
                 core.txs_available(self._now())
         d = core.next_deadline()
         if d is not None and d <= self._now():
             core.on_timeout(self._now())
 
+    def _sync_step(self, batch: Sequence[tuple[str, Any]]) -> set[int]:
+        """Block sync's fast path (in the consensus worker thread): `commit` messages for two
+        or more heights above ours in one batch (a `get_blocks` answer) are verified and stored
+        by the ledger in one store transaction, not decided one by one by the core (a WAL
+        record, an fsynced end-of-height marker and an LMDB fsync per block). Each block is
+        checked as the core's path checks it: its commit against the set deciding its height,
+        then `check_block`. If any was stored the core is replaced by a fresh one above them,
+        as after a restart. Returns the ids of the messages it took."""
+        msgs = [p for k, p in batch if k == "msg" and isinstance(p, CommitMessage)]
+        top = self.ledger.height
+        msgs = [m for m in msgs if m.height > top]
+        if len({m.height for m in msgs}) < 2:
+            return set()  # one height (a live node one block behind): the core decides it and
+            # keeps what it buffered for the height after, which a fresh core would not have
+        out = self.ledger.apply_synced_batch([(m.block, m.commit) for m in msgs])
+        old = self.core
+        for block, _, why in out.refused:  # counted as the core counts them
+            key = "bad_commit" if why.what == "commit" else "invalid_block"
+            old.stats[key] = old.stats.get(key, 0) + 1
+            kv(log, logging.WARNING, "block sync: refused a block", height=block.header.height,
+               why=why.what, reason=str(why)[:200])  # fmt: skip
+        if out.applied:
+            h = self.ledger.height
+            self.wal.end_height(h)  # the old core's records (of a height now stored) are void
+            core = self._new_core(h)
+            core.stats = old.stats
+            self.core = core
+            core.start(self._now())
+            self._synced.extend(out.applied)
+        return {id(m) for m in msgs}
+
     def _after_step(self) -> None:
+        synced, self._synced = self._synced, []
+        for block, commit in synced:
+            self._on_decided(block, commit, announce=False)
+        if synced:
+            self.p2p.broadcast("status", self._status(self.ledger.height))
         for msg in self.core.outbox():
             self._broadcast_consensus(msg)
         for block, commit in self.core.decisions():
@@ -247,14 +308,15 @@ class Node:
         else:
             self.p2p.broadcast("commit", msg.to_obj())
 
-    def _on_decided(self, block: Block, commit: Commit) -> None:
+    def _on_decided(self, block: Block, commit: Commit, announce: bool = True) -> None:
         h = block.header.height
         self.counters["blocks"] += 1
         self.api.on_decided(block)
         if h % 100 == 0 or len(block.txs):
             kv(log, logging.INFO, "committed block", height=h, txs=len(block.txs),
                round=commit.round, id=block.block_id().hex()[:12])  # fmt: skip
-        self.p2p.broadcast("status", self._status(h))
+        if announce:
+            self.p2p.broadcast("status", self._status(h))
 
     def _status(self, height: int) -> dict[str, int]:
         """A `status` message: our height, and `base`, the lowest height whose block we can
@@ -297,6 +359,8 @@ class Node:
                 if msg.height <= self.ledger.height:
                     return False
                 self.counters["sync_blocks"] += 1  # blocks received with their commits
+                if msg.height <= self.sync.asked_to:  # pipelined: half of what we asked is here,
+                    self._request_blocks(self.sync.want(msg.height))  # ask the next batch now
             elif isinstance(msg, ProposalMessage) and not self._first_proposal(msg):
                 return False  # neither kept nor relayed (DESIGN §6: one per height and round)
             await self._inbox_send.send(("msg", msg))
@@ -389,11 +453,10 @@ class Node:
             return
         for h in range(max(start, 1), min(start + count, top + 1)):
             raw = self.ledger.block_bytes(h)
-            commit = self.ledger.commit_at(h)
+            commit = self.ledger.commit_bytes(h)
             if raw is None or commit is None:
                 break
-            body = {"kind": "commit", "block": codec.decode(raw, max_size=64 * 1024 * 1024),
-                    "commit": commit.to_obj()}
+            plaintext = commit_message_plaintext(raw, commit)  # the stored bytes, not re-encoded
             # a full outbound queue would disconnect the peer (commits are never dropped): wait
             # for the writer to drain it below half, for a bounded time
             for _ in range(SERVE_WAIT_STEPS):
@@ -401,7 +464,7 @@ class Node:
                 if queued is None or queued + len(raw) <= self.p2p.config.queue_bytes // 2:
                     break
                 await trio.sleep(0.01)
-            if not self.p2p.send(peer, "commit", body):
+            if not self.p2p.send_encoded(peer, "commit", plaintext):
                 break
             await trio.sleep(0)
 
@@ -428,11 +491,34 @@ class Node:
             self._request_blocks(self.sync.tick(self.ledger.height))
             await trio.sleep(STATUS_INTERVAL)
 
+    async def _greet_loop(self) -> None:
+        """Our height to each peer as soon as it connects: a node behind asks for blocks at
+        once instead of at our next status (up to STATUS_INTERVAL later)."""
+        known: set[str] = set()
+        while True:
+            peers = set(self.p2p.connected_peers())
+            for pid in peers - known:
+                self.p2p.send(pid, "status", self._status(self.ledger.height))
+            known = peers
+            await self.p2p.wait_until(lambda: set(self.p2p.connected_peers()) != known)
+
     async def _retransmit_loop(self) -> None:
         while True:
             await trio.sleep(RETRANSMIT_INTERVAL)
             for msg in self.core.retransmit():
                 self._broadcast_consensus(msg)
+
+
+# The canonical plaintext of P2P message `commit` (protocol.md §3), {"b": {"block", "commit",
+# "kind": "commit"}, "t": "commit"} with its keys in canonical order, around the stored canonical
+# bytes of a block and of its commit: what encode_message gives for their decoded values.
+_COMMIT_MSG = (b"\x82\xa1b\x83\xa5block", b"\xa6commit", b"\xa4kind\xa6commit\xa1t\xa6commit")
+
+
+def commit_message_plaintext(block_raw: bytes, commit_raw: bytes) -> bytes:
+    """`encode_message("commit", {"kind": "commit", "block": B, "commit": C})` where
+    `block_raw`/`commit_raw` are the canonical encodings of B and C, without decoding them."""
+    return b"".join((_COMMIT_MSG[0], block_raw, _COMMIT_MSG[1], commit_raw, _COMMIT_MSG[2]))
 
 
 async def run_node(home: Path | str, hooks: Callable[["Node"], FaultHooks] | None = None) -> None:

@@ -4,7 +4,8 @@
 mempool, validates and executes proposals before a prevote, and commits a decided block with
 its commit, tx index, results, validator-set schedule and the next height's proposer
 priorities in ONE LMDB write transaction (`Store.commit`). Block sync applies fetched blocks
-through the same path.
+through the same path (`apply_synced_batch`: the same checks and commit, several blocks in one
+store transaction).
 
 Heights and state versions coincide: version h is the state after block h. The genesis state is
 not a version of its own; its writes are folded into block 1, so block 1's `state_root` covers
@@ -20,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ContextManager, Protocol, Sequence, TypedDict
@@ -28,6 +30,7 @@ from ads_ledger.consensus.evidence import EvidencePool, InvalidEvidence, evidenc
 from ads_ledger.consensus.proposer import ProposerPriorities
 from ads_ledger.consensus.timeouts import ConsensusParams
 from ads_ledger.core import codec
+from ads_ledger.core.crypto import verify
 from ads_ledger.core.errors import DecodeError, RemoteError
 from ads_ledger.core.merkle import SparseProof, list_root
 from ads_ledger.core.types import (
@@ -52,7 +55,8 @@ from ads_ledger.state.machine import BlockResult, DictView, TxResult, check_tx, 
 from ads_ledger.state.reasons import TxRejected
 from ads_ledger.state.records import CP, DEFAULT_PARAMS, GOV_PARAMS, acct_key, cp_key, decode_record
 
-__all__ = ["Ledger", "LedgerHost", "StaticHost", "InvalidBlock", "BlockInfo", "StoredResult"]
+__all__ = ["Ledger", "LedgerHost", "StaticHost", "InvalidBlock", "BlockInfo", "StoredResult", "SyncOutcome",
+           "SyncRefused"]
 
 log = logging.getLogger("ads_ledger.node.ledger")
 _VALSET_CACHE = 64  # validator sets kept in memory, by height (least recently used dropped)
@@ -90,6 +94,22 @@ class StoredResult(TypedDict):
     ok: bool
     code: str
     log: str
+
+
+class SyncRefused(InvalidBlock):
+    """A fetched block or its commit does not verify; `what` is "commit" or "block"."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        super().__init__(reason)
+        self.what = what
+
+
+@dataclass(slots=True)
+class SyncOutcome:
+    """What `apply_synced_batch` did: blocks committed, in order, and pairs refused."""
+
+    applied: list[tuple[Block, Commit]]
+    refused: list[tuple[Block, Commit, SyncRefused]]
 
 
 @dataclass(slots=True)
@@ -162,6 +182,8 @@ class Ledger:
         self._changed_cps: dict[int, list[bytes]] = {}  # height -> cps whose record it changed (last 64)
         self._valsets: OrderedDict[int, ValidatorSet] = OrderedDict()  # LRU, see validators_at
         self._valsets_lock = threading.Lock()  # P2P (evidence) and consensus both read sets
+        self._valsets_by_raw: dict[bytes, ValidatorSet] = {}  # stored bytes → set, a few
+        self._genesis_set = genesis.validator_set()  # (immutable) one object, hashed once
         self._priorities: tuple[int, ProposerPriorities] | None = None  # (height, at its start)
         self._last_info: BlockInfo | None = None
         self._lock = threading.Lock()  # guards _executed against the API's readers
@@ -171,6 +193,7 @@ class Ledger:
         self._verified: dict[bytes, tuple[Envelope, bytes]] = {}
         self._sig_lock = threading.Lock()
         self._params: dict[int, dict[str, int]] = {}
+        self._sigs_ok: frozenset[tuple[bytes, bytes, bytes]] = frozenset()  # a sync batch's, verified
         self.evidence_lock = threading.Lock()  # the pool is fed by P2P and read by consensus
         self.evidence = EvidencePool(height=self.height)
         self.evidence.restore_committed(self._committed_evidence(), self.height)
@@ -225,6 +248,15 @@ class Ledger:
             return False
         hdr = self.header(height)
         return hdr is not None and blockparts.has_body(hdr)
+
+    def commit_bytes(self, height: int) -> bytes | None:
+        """The canonical encoding of the commit of block `height` (`commit_at(height).encode`):
+        the stored bytes when they are the whole commit (older stores), else rebuilt."""
+        raw = self.store.read(S.COMMITS, S.height_key(height)) if height >= 1 else None
+        if raw is None or raw[:1] == b"\x84":  # a whole commit map: canonical as stored
+            return raw
+        commit = self.commit_at(height)
+        return None if commit is None else codec.encode(commit.to_obj())
 
     def commit_at(self, height: int) -> Commit | None:
         return self._commit_at(height, None)
@@ -333,19 +365,32 @@ class Ledger:
                 self._valsets.move_to_end(height)
                 return vs
         if height <= 2:
-            vs = self.genesis.validator_set()
+            vs = self._genesis_set
         else:
             if height > self.height + 2:
                 raise LookupError(f"the validator set of height {height} is not known yet")
             found = self.store.items(S.VALSETS, S.height_key(height), limit=1, reverse=True)  # floor
             if found:
-                vs = ValidatorSet.from_obj(codec.decode(found[0][1]))
+                vs = self._decoded_valset(found[0][1])
             else:
-                vs = self.genesis.validator_set()
+                vs = self._genesis_set
         with self._valsets_lock:  # bounded: evidence may name any old height
             self._valsets[height] = vs
             while len(self._valsets) > _VALSET_CACHE:
                 self._valsets.popitem(last=False)
+        return vs
+
+    def _decoded_valset(self, raw: bytes) -> ValidatorSet:
+        """The set stored as `raw`; the same object for the same bytes (a set is immutable),
+        so a set re-read after each block is neither decoded nor hashed again."""
+        with self._valsets_lock:
+            vs = self._valsets_by_raw.get(raw)
+        if vs is None:
+            vs = ValidatorSet.from_obj(codec.decode(raw))
+            with self._valsets_lock:
+                if len(self._valsets_by_raw) >= 8:
+                    self._valsets_by_raw.clear()
+                self._valsets_by_raw[raw] = vs
         return vs
 
     # ------------------------------------------------------------------ proposer priorities
@@ -508,7 +553,7 @@ class Ledger:
                 prev = self.last_info()
                 assert prev is not None
                 verify_commit(self.chain_id, self.validators_at(height - 1), block.last_commit,
-                              height=height - 1, block_id=prev.block_id)  # fmt: skip
+                              height=height - 1, block_id=prev.block_id, verify=self._verify_sig)  # fmt: skip
             except CommitError as e:
                 raise InvalidBlock(f"last_commit: {e}") from e
         if done is not None:
@@ -802,12 +847,117 @@ class Ledger:
         h = block.header.height
         if h != self.height + 1:
             raise InvalidBlock(f"expected block {self.height + 1}, got {h}")
+        self._check_synced(block, commit)
+        self.commit_block(block, commit)
+
+    def _check_synced(self, block: Block, commit: Commit) -> None:
+        """InvalidBlock unless `commit` holds > 2/3 of the power of the set deciding the
+        block's height for exactly this block, and the block passes `check_block` (header,
+        limits, roots, last_commit, evidence, tx signatures, re-execution to its state_root)."""
+        h = block.header.height
         try:
             verify_commit(self.chain_id, self.validators_at(h), commit, height=h,
-                          block_id=block.block_id())  # fmt: skip
+                          block_id=block.block_id(), verify=self._verify_sig)  # fmt: skip
         except CommitError as e:
-            raise InvalidBlock(f"commit: {e}") from e
-        self.commit_block(block, commit)
+            raise SyncRefused("commit", f"commit: {e}") from e
+        try:
+            self.check_block(block)
+        except (InvalidBlock, DecodeError, LookupError) as e:
+            raise SyncRefused("block", str(e)) from e
+
+    def apply_synced_batch(self, pairs: Sequence[tuple[Block, Commit]]) -> SyncOutcome:
+        """Block sync: of `pairs` (fetched blocks with their commits, several for one height
+        allowed, in any order), commit every block that extends our chain, each checked as
+        `apply_synced` checks one, in ONE store transaction (`Store.batch`: one fsync for the
+        batch; a crash leaves the store before the batch or after its last block).
+
+        A pair that fails is refused (with why) and the next pair of that height, if any, is
+        tried; pairs of other heights wait for none (a gap ends the run). Ledger caches filled
+        from the batch's uncommitted writes are dropped if the batch does not commit."""
+        out = SyncOutcome([], [])
+        todo = sorted(pairs, key=lambda p: p[0].header.height)  # stable: arrival order per height
+        self._sigs_ok = self._preverify(todo)
+        try:
+            with self.host.commit_guard, self.store.batch():  # the mempool sees the batch as one block
+                for block, commit in todo:
+                    hd = block.header
+                    if hd.height != self.height + 1:
+                        continue  # decided already (another pair of its height), or after a gap
+                    try:
+                        self._check_synced(block, commit)
+                    except SyncRefused as e:
+                        out.refused.append((block, commit, e))
+                        continue
+                    self.commit_block(block, commit)
+                    self._last_info = BlockInfo(hd.height, block.block_id(), hd.time)
+                    out.applied.append((block, commit))
+        except BaseException:
+            self._forget_uncommitted()
+            raise
+        finally:
+            self._sigs_ok = frozenset()
+        return out
+
+    def _verify_sig(self, pub: bytes, sig: bytes, message: bytes) -> bool:
+        """Ed25519, answered from `_sigs_ok` for a (pub, sig, message) verified already."""
+        return (pub, sig, message) in self._sigs_ok or verify(pub, sig, message)
+
+    def _preverify(self, pairs: Sequence[tuple[Block, Commit]]) -> frozenset[tuple[bytes, bytes, bytes]]:
+        """The commit signatures of a sync batch (each commit's and each block's last_commit)
+        that verify, checked together on `_SIG_POOL`'s threads (Ed25519 releases the GIL) before
+        the blocks are applied one by one. Keys are taken from the set deciding each height if
+        known already, else from the latest known one: a guess, since a signature is then
+        looked up by (key, signature, message), all three from the sets the checks use."""
+        top = self.height
+        triples: set[tuple[bytes, bytes, bytes]] = set()
+        for block, commit in pairs:
+            for c in (commit, block.last_commit):
+                if c is None or c.height < 1:
+                    continue
+                try:
+                    vals = self.validators_at(min(c.height, top + 2)).validators
+                except LookupError:
+                    continue
+                msg = c.vote_sign_bytes(self.chain_id)
+                triples.update((vals[i][0], sig, msg) for i, sig in c.sigs if i < len(vals))
+        todo = list(triples)
+        if len(todo) < 2 * _SIG_CHUNK:
+            return frozenset(t for t in todo if verify(*t))
+        chunks = [todo[i : i + _SIG_CHUNK] for i in range(0, len(todo), _SIG_CHUNK)]
+        ok = _sig_pool().map(lambda ts: [t for t in ts if verify(*t)], chunks)
+        return frozenset(t for part in ok for t in part)
+
+    def _forget_uncommitted(self) -> None:
+        """A store batch was abandoned: drop what was cached from its writes."""
+        with self._lock:
+            self._executed.clear()
+        self._last_info = None
+        self._priorities = None
+        self._params.clear()
+        with self._valsets_lock:
+            self._valsets.clear()
+        height = self.store.latest_version()  # (outside the batch by now: the committed one)
+        with self._lock:
+            for h in [h for h in self._changed_cps if h > height]:
+                del self._changed_cps[h]
+        with self.evidence_lock:
+            pool = EvidencePool(height=height, max_age=self.evidence.max_age)
+            pool.restore_committed(self._committed_evidence(), height)
+            self.evidence = pool
+
+
+_SIG_CHUNK = 16  # signatures per task of a sync batch's parallel pre-check
+_SIG_THREADS = 2
+_sig_pool_lock = threading.Lock()
+_sig_pool_obj: ThreadPoolExecutor | None = None
+
+
+def _sig_pool() -> ThreadPoolExecutor:
+    global _sig_pool_obj
+    with _sig_pool_lock:
+        if _sig_pool_obj is None:
+            _sig_pool_obj = ThreadPoolExecutor(_SIG_THREADS, thread_name_prefix="sync-sigs")
+        return _sig_pool_obj
 
 
 def _grantees(raw: bytes | None) -> set[bytes]:

@@ -209,6 +209,16 @@ class PeerManager:
         peer = self._conns.get(peer_id)
         return peer is not None and self._enqueue(peer, msg_type, plaintext)
 
+    def send_encoded(self, peer_id: str, msg_type: str, plaintext: bytes) -> bool:
+        """`send` of a message already encoded (`encode_message(msg_type, body)`'s bytes), for
+        a caller that has its body's canonical bytes at hand; not for relayed types."""
+        if msg_type not in self.config.message_types or msg_type in self.config.relay_types:
+            raise ValueError(f"message type {msg_type!r} is not configured or is relayed")
+        if len(plaintext) + TAG > self.config.max_frame:
+            raise ValueError(f"{msg_type} of {len(plaintext)} bytes exceeds max_frame")
+        peer = self._conns.get(peer_id)
+        return peer is not None and self._enqueue(peer, msg_type, plaintext)
+
     def _plaintext(self, msg_type: str, body: codec.Value) -> bytes:
         if msg_type not in self.config.message_types:
             raise ValueError(f"message type {msg_type!r} is not configured")

@@ -18,13 +18,14 @@ and jmt_node.py, the table names and key formats in schema.py.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Iterable, Mapping, Sequence
+from typing import ContextManager, Iterable, Iterator, Mapping, Sequence
 
 import lmdb
 
@@ -118,6 +119,10 @@ class _NodeCache:
                 self._d.move_to_end(key)
             return n
 
+    def clear(self) -> None:
+        with self._lock:
+            self._d.clear()
+
     def put(self, key: bytes, node: Node) -> None:
         if self.capacity <= 0:
             return
@@ -180,6 +185,7 @@ class Store:
         self.keep_versions = keep_versions
         self._cache = _NodeCache(cache)
         self._closed = False
+        self._local = threading.local()  # .batch: (write txn, internal nodes to cache) of `batch()`
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -239,6 +245,54 @@ class Store:
     ) -> None:
         self.close()
 
+    # -- transactions ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Several `commit`s in ONE write transaction (block sync): inside the block, this
+        thread's reads and `stage` see what the batch wrote so far, other threads see the store
+        as before it, and nothing is durable until the block ends; then every version written
+        becomes visible at once (one fsync). On an exception nothing of the batch is written
+        and the node cache is cleared (it may hold nodes of versions never committed). A
+        `kill -9` at any instant leaves the store at a whole committed version: the one before
+        the batch, or its last."""
+        if getattr(self._local, "batch", None) is not None:
+            raise StoreError("store batches do not nest")
+        nodes: list[tuple[bytes, InternalNode]] = []
+        txn = self._env.begin(write=True)
+        self._local.batch = (txn, nodes)
+        try:
+            yield
+        except BaseException:
+            self._local.batch = None
+            txn.abort()
+            self._cache.clear()
+            raise
+        self._local.batch = None
+        try:
+            txn.commit()
+        except BaseException:
+            self._cache.clear()
+            raise
+        for key, node in nodes:
+            self._cache.put(key, node)
+
+    def _read(self) -> ContextManager[lmdb.Transaction[bytes]]:
+        """A read snapshot, or this thread's open batch (which sees its own writes)."""
+        b = getattr(self._local, "batch", None)
+        return self._env.begin() if b is None else contextlib.nullcontext(b[0])
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[tuple[lmdb.Transaction[bytes], list[tuple[bytes, InternalNode]] | None]]:
+        """(txn, None): a write transaction committed at the end of the block; inside `batch()`,
+        (the batch's txn, its list of nodes to cache), committed with the batch."""
+        b = getattr(self._local, "batch", None)
+        if b is not None:
+            yield b
+            return
+        with self._env.begin(write=True) as txn:
+            yield txn, None
+
     # -- versions --------------------------------------------------------------------------
 
     def _meta_int(self, txn: lmdb.Transaction[bytes], name: bytes) -> int:
@@ -247,7 +301,7 @@ class Store:
 
     def latest_version(self) -> int:
         """The latest committed version; 0 while nothing is written."""
-        with self._env.begin() as txn:
+        with self._read() as txn:
             return self._meta_int(txn, S.META_LATEST)
 
     def meta_int(self, name: bytes) -> int:
@@ -257,7 +311,7 @@ class Store:
 
     def oldest_version(self) -> int:
         """The oldest version still readable and provable (0 while nothing is written)."""
-        with self._env.begin() as txn:
+        with self._read() as txn:
             return self._meta_int(txn, S.META_OLDEST)
 
     def _resolve(self, txn: lmdb.Transaction[bytes], version: int | None) -> tuple[int, int]:
@@ -280,7 +334,7 @@ class Store:
 
     def root(self, version: int | None = None) -> bytes:
         """The state root at `version` (default latest; the placeholder for an empty store)."""
-        with self._env.begin() as txn:
+        with self._read() as txn:
             v, _ = self._resolve(txn, version)
             return self._root_record(txn, v)[0]
 
@@ -301,14 +355,14 @@ class Store:
     def get(self, key: bytes, version: int | None = None) -> bytes | None:
         """The value of `key` at `version` (default latest), None if absent."""
         _check_key(key)
-        with self._env.begin() as txn:
+        with self._read() as txn:
             v, latest = self._resolve(txn, version)
             return self._get(txn, key, v, latest)
 
     def prove(self, key: bytes, version: int | None = None) -> tuple[bytes | None, SparseProof]:
         """(value, proof) of `key` at `version`; the proof verifies against root(version)."""
         _check_key(key)
-        with self._env.begin() as txn:
+        with self._read() as txn:
             v, latest = self._resolve(txn, version)
             _, root_version = self._root_record(txn, v)
             kh = H(key)
@@ -322,14 +376,14 @@ class Store:
 
     def view(self, version: int | None = None) -> StoreView:
         """A fixed-version reader (default: the latest at this moment)."""
-        with self._env.begin() as txn:
+        with self._read() as txn:
             v, _ = self._resolve(txn, version)
         return StoreView(self, v)
 
     def scan_prefix(self, prefix: bytes, limit: int = 1000) -> list[tuple[bytes, bytes]]:
         """Latest (key, value) pairs whose key starts with `prefix`, in key order, at most `limit`."""
         out: list[tuple[bytes, bytes]] = []
-        with self._env.begin() as txn, txn.cursor(db=self._dbs[S.FLAT]) as cur:
+        with self._read() as txn, txn.cursor(db=self._dbs[S.FLAT]) as cur:
             ok = cur.set_range(prefix) if prefix else cur.first()
             while ok and len(out) < limit:
                 k = cur.key()
@@ -346,7 +400,7 @@ class Store:
 
     def read(self, table: str, key: bytes) -> bytes | None:
         """One record of an extra table (`blocks`, `commits`, `txs`)."""
-        with self._env.begin() as txn:
+        with self._read() as txn:
             return txn.get(key, db=self._table(table))
 
     def read_many(self, table: str, keys: Sequence[bytes]) -> list[bytes | None]:
@@ -361,7 +415,7 @@ class Store:
         """Records of an extra table in key order from `start` (reverse: downwards from the
         last key ≤ start, or from the end when start is empty), at most `limit`."""
         out: list[tuple[bytes, bytes]] = []
-        with self._env.begin() as txn, txn.cursor(db=self._table(table)) as cur:
+        with self._read() as txn, txn.cursor(db=self._table(table)) as cur:
             if not reverse:
                 ok = cur.set_range(start) if start else cur.first()
                 while ok and len(out) < limit:
@@ -394,7 +448,7 @@ class Store:
 
     def table_sizes(self) -> dict[str, int]:
         """Record count per named database."""
-        with self._env.begin() as txn:
+        with self._read() as txn:
             return {name: txn.stat(db)["entries"] for name, db in self._dbs.items()}
 
     def _reader(self, txn: lmdb.Transaction[bytes]) -> _TxnReader:
@@ -410,7 +464,7 @@ class Store:
             _check_key(key)
             if value is not None and type(value) is not bytes:
                 raise TypeError("state values are bytes")
-        with self._env.begin() as txn:
+        with self._read() as txn:
             latest = self._meta_int(txn, S.META_LATEST)
             if version != latest + 1:
                 raise StaleStageError(f"stage version {version} on latest {latest}")
@@ -473,7 +527,7 @@ class Store:
         if set(meta) & _OWN_META:
             raise ValueError("the store's own meta records are not written through commit")
         d = self._dbs
-        with self._env.begin(write=True) as txn:
+        with self._write() as (txn, batch):
             latest = self._meta_int(txn, S.META_LATEST)
             if latest != staged.base_version:
                 raise StaleStageError(
@@ -503,6 +557,9 @@ class Store:
             for name_, n in meta.items():
                 txn.put(name_, S.u64(n), db=d[S.META])
             self._prune(txn, v)
+        if batch is not None:
+            batch.extend(staged.internal_nodes)  # cached once the batch is committed
+            return
         for key, node in staged.internal_nodes:
             self._cache.put(key, node)
 
@@ -580,7 +637,7 @@ class Store:
     def _bucket(self, first: int) -> list[tuple[bytes, bytes]]:
         """(key_hash, value_hash) of every stored value whose key hash starts with byte `first`."""
         out: list[tuple[bytes, bytes]] = []
-        with self._env.begin() as txn, txn.cursor(db=self._dbs[S.VALUES]) as cur:
+        with self._read() as txn, txn.cursor(db=self._dbs[S.VALUES]) as cur:
             ok = cur.set_range(bytes((first,)))
             while ok:
                 k = cur.key()
