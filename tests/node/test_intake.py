@@ -136,3 +136,25 @@ def test_gossip_batches_are_bounded(intake: TxIntake) -> None:
     sent.clear()
     t.gossip([b"t"] * 2500)
     assert [len(b) for _, b in sent] == [1000, 1000, 500]
+
+
+@pytest.mark.parametrize("deferred", [False, True])
+def test_recheck_after_a_commit_drops_what_the_block_made_invalid(intake: TxIntake, deferred: bool) -> None:
+    """A pending gov tx of a member the block removed fails its recheck: inside after_commit,
+    or (the node's way) left due by the commit and run by `recheck_now` off consensus's path."""
+    shrink = make_envelope(CHAIN, "gov", GOV[0], 1, {"action": "members.set", "args": {
+        "members": sorted([GOV[0].pub, GOV[1].pub]), "threshold": 2}}, [GOV[1]])  # fmt: skip
+    admit(intake, shrink)
+    ledger = intake.ledger
+    block = ledger.propose_block(1, 0, T0 + 1000, VALS[0].pub, None)
+    assert block.txs == (shrink,)
+    (late,), _ = admit(intake, _gov(1, GOV[0], signer=GOV[2]))  # valid now: GOV[2] is a member
+    assert late.result is True
+    intake.defer_recheck = deferred
+    votes = [Vote(PRECOMMIT, 1, 0, block.block_id(), v.pub).signed(CHAIN, v) for v in VALS]
+    ledger.commit_block(block, Commit.from_votes(ledger.validators_at(1), votes))
+    if deferred:
+        assert intake.recheck_due and intake.has_pending_txs()  # the commit did not wait for it
+        assert intake.recheck_now() == 1 and not intake.recheck_due
+        assert intake.recheck_now() == 0  # one recheck per due
+    assert not intake.has_pending_txs()

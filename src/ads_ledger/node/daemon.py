@@ -164,6 +164,7 @@ class Node:
                                               self.api, host, port)  # fmt: skip
                 n.start_soon(self._consensus_loop)
                 n.start_soon(self.intake.run)
+                n.start_soon(self.intake.run_rechecks)
                 n.start_soon(self._status_loop)
                 n.start_soon(self._greet_loop)
                 n.start_soon(self._retransmit_loop)
@@ -287,6 +288,7 @@ class Node:
             self._broadcast_consensus(msg)
         for block, commit in self.core.decisions():
             self._on_decided(block, commit)
+        self.intake.poke_recheck()  # after a commit: the mempool recheck, off consensus's path
         for ev in self.core.evidence():
             try:
                 new = self.ledger.add_evidence(ev)

@@ -100,6 +100,11 @@ class TxIntake:
         self.tip: tuple[int, int] = (-1, 0)  # (height, its block time), for admission checks
         self.committed_txids: tuple[int, list[bytes]] = (0, [])  # the last block's, for waiters
         self._send, self._recv = trio.open_memory_channel[Intake](math.inf)
+        # the node runs the mempool recheck after a commit in its own task (`run_rechecks`), off
+        # consensus's path from one height to the next; without it (tests), inside after_commit
+        self.defer_recheck = False
+        self.recheck_due = False
+        self._poke_send, self._poke_recv = trio.open_memory_channel[None](1)
 
     # ------------------------------------------------------------------ sans-IO checks
 
@@ -200,11 +205,42 @@ class TxIntake:
                     if signer is not None:
                         touched.append(signer)
             self.mempool.update(txids, lambda signer: nonce_in(view, signer), touched)
-            dropped = self.mempool.recheck(
-                lambda env: check_tx(view, self.chain_id, env.raw, t, verify_sigs=False, height=next_h, env=env).ok,
-                RECHECK_PER_BLOCK)
+            if self.defer_recheck:
+                self.recheck_due = True
+                return
+            dropped = self._recheck(view, t, next_h)
         if dropped:
             kv(log, logging.INFO, "mempool recheck dropped txs", height=block.header.height, txs=dropped)
+
+    def _recheck(self, view: StateView, t: int, next_h: int) -> int:
+        """(under the lock) Re-check signers' first pending txs against `view`; returns drops."""
+        return self.mempool.recheck(
+            lambda env: check_tx(view, self.chain_id, env.raw, t, verify_sigs=False, height=next_h, env=env).ok,
+            RECHECK_PER_BLOCK)
+
+    def recheck_now(self) -> int:
+        """(any thread) The recheck a commit left due, against the latest state; returns drops."""
+        with self.lock:
+            if not self.recheck_due:
+                return 0
+            self.recheck_due = False
+            return self._recheck(*self.check_context(self.now()))
+
+    def poke_recheck(self) -> None:
+        """(trio thread) A commit left a recheck due: wake `run_rechecks`."""
+        if self.recheck_due:
+            with contextlib.suppress(trio.WouldBlock):
+                self._poke_send.send_nowait(None)
+
+    async def run_rechecks(self) -> None:
+        """Run due rechecks in a worker thread, one at a time (several commits, one recheck)."""
+        self.defer_recheck = True
+        while True:
+            await self._poke_recv.receive()
+            height = self.tip[0]
+            dropped = await trio.to_thread.run_sync(self.recheck_now)
+            if dropped:
+                kv(log, logging.INFO, "mempool recheck dropped txs", height=height, txs=dropped)
 
     # ------------------------------------------------------------------ trio shell
 
