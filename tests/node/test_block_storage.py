@@ -113,6 +113,8 @@ def build_chain(led: Ledger) -> dict[int, bytes]:
 def check_chain(led: Ledger, blocks: dict[int, bytes]) -> None:
     for h, raw in blocks.items():
         assert led.block_bytes(h) == raw, h
+        commit = led.commit_at(h)
+        assert commit is not None and led.sync_bytes(h) == (raw, codec.encode(commit.to_obj()))
         b = led.block(h)
         assert b is not None and b.encode() == raw
         assert b.block_id() == Block.decode(raw).block_id()
@@ -202,6 +204,7 @@ def test_pruning_drops_bodies_keeps_headers_and_commits_and_survives_a_restart(p
         assert led.header(h) is not None and led.commit_at(h) is not None  # every height
         if h < led.bodies_from() and (Block.decode(blocks[h]).txs or Block.decode(blocks[h]).evidence):
             assert led.block(h) is None and led.block_bytes(h) is None and led.body_pruned(h)
+            assert led.sync_bytes(h) is None  # block sync cannot serve it
             assert led.store.read(S.BODIES, S.height_key(h)) is None
             assert led.store.read(S.RESULTS, S.height_key(h)) is None
         else:

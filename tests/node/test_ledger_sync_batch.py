@@ -160,6 +160,7 @@ def test_served_commit_messages_splice_the_stored_bytes_canonically(tmp_path: Pa
     for h in (1, 2, 8):  # block 2 carries txs
         raw, commit = ledger.block_bytes(h), ledger.commit_bytes(h)
         assert raw is not None and commit is not None
+        assert ledger.sync_bytes(h) == (raw, commit)  # what block sync serves
         spliced = commit_message_plaintext(raw, commit)
         assert spliced == encode_message("commit", CommitMessage(*pairs[h - 1]).to_obj())
         msg = decode_message(spliced)  # and the receiver's canonical checks accept it

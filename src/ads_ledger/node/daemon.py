@@ -454,10 +454,10 @@ class Node:
             self.p2p.send(peer, "status", self._status(top))
             return
         for h in range(max(start, 1), min(start + count, top + 1)):
-            raw = self.ledger.block_bytes(h)
-            commit = self.ledger.commit_bytes(h)
-            if raw is None or commit is None:
+            got = self.ledger.sync_bytes(h)
+            if got is None:
                 break
+            raw, commit = got
             plaintext = commit_message_plaintext(raw, commit)  # the stored bytes, not re-encoded
             # a full outbound queue would disconnect the peer (commits are never dropped): wait
             # for the writer to drain it below half, for a bounded time

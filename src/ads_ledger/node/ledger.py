@@ -258,6 +258,29 @@ class Ledger:
         commit = self.commit_at(height)
         return None if commit is None else codec.encode(commit.to_obj())
 
+    def sync_bytes(self, height: int) -> tuple[bytes, bytes] | None:
+        """(`block_bytes(height)`, `commit_bytes(height)`) as block sync serves them: the block
+        joined once and its id hashed once for both; None if either is not here (or pruned)."""
+        hk = S.height_key(height)
+        craw = self.store.read(S.COMMITS, hk) if height >= 1 else None
+        if craw is None:
+            return None
+        block_id = None
+        raw = self.store.read(S.BLOCKS, hk)
+        if raw is None or not blockparts.is_whole(raw):
+            block = self.block(height)
+            if block is None:
+                return None
+            raw, block_id = block.encode(), block.header.block_id()
+        if not blockparts.commit_needs_header(craw):
+            return raw, craw  # a whole commit map: canonical as stored
+        if block_id is None:
+            hdr = self.header(height)
+            if hdr is None:
+                return None
+            block_id = hdr.block_id()
+        return raw, codec.encode(blockparts.commit_from_record(craw, height, block_id).to_obj())
+
     def commit_at(self, height: int) -> Commit | None:
         return self._commit_at(height, None)
 
