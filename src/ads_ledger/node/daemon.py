@@ -254,7 +254,7 @@ class Node:
         record, an fsynced end-of-height marker and an LMDB fsync per block). Each block is
         checked as the core's path checks it: its commit against the set deciding its height,
         then `check_block`. If any was stored the core is replaced by a fresh one above them,
-        as after a restart. Returns the ids of the messages it took."""
+        as after a restart. Returns the ids of the messages it applied or refused."""
         msgs = [p for k, p in batch if k == "msg" and isinstance(p, CommitMessage)]
         top = self.ledger.height
         msgs = [m for m in msgs if m.height > top]
@@ -276,7 +276,10 @@ class Node:
             self.core = core
             core.start(self._now())
             self._synced.extend(out.applied)
-        return {id(m) for m in msgs}
+        # what the batch neither applied nor refused (beyond a gap, or of a height decided
+        # meanwhile) goes to the core as before: it counts a lie there or keeps a future block
+        used = {id(b) for b, _ in out.applied} | {id(b) for b, _, _ in out.refused}
+        return {id(m) for m in msgs if id(m.block) in used}
 
     def _after_step(self) -> None:
         synced, self._synced = self._synced, []
