@@ -83,6 +83,11 @@ class BlockSync:
             return None
         if self.asked_to > ours + SYNC_BATCH // 2:
             return None  # a batch is on its way
+        if self.asked_to > ours:  # asking ahead: only of the peer serving this batch, so another
+            # peer's answer starts at our next height (checked and counted, not left past a gap)
+            if self.peer is None or usable.get(self.peer, 0) <= self.asked_to:
+                return None
+            peer = self.peer
         return peer, max(ours + 1, self.asked_to + 1)
 
     def asked(self, peer: str, start: int, ours: int, now: float) -> None:
