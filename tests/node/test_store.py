@@ -239,3 +239,39 @@ def test_proofs_served_while_another_thread_commits(tmp_path: Path) -> None:
             t.join(timeout=60)
         assert not errors, errors
         assert checked > 0 and s.latest_version() > 1
+
+
+def test_views_of_the_latest_version_share_one_memo_that_never_goes_stale(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put(store, {b"a": b"1", b"b": b"2"})
+    v1 = store.view()
+    reads: list[bytes] = []
+    real_get = Store.get
+    monkeypatch.setattr(
+        Store, "get", lambda self, key, version=None: reads.append(key) or real_get(self, key, version)
+    )
+    assert v1.get(b"a") == b"1" and v1.get(b"zz") is None
+    assert store.view().get(b"a") == b"1" and store.view().get(b"zz") is None  # a second view: no LMDB read
+    assert reads == [b"a", b"zz"]
+    put(store, {b"a": b"9", b"b": None})
+    v2 = store.view()
+    assert v2.values is not v1.values  # a new version starts a new memo
+    assert (v2.get(b"a"), v2.get(b"b")) == (b"9", None)
+    assert (v1.get(b"a"), v1.get(b"b")) == (b"1", b"2")  # the old view still reads its own version
+    assert store.view(1).values is None  # not the latest: read through, no memo
+    assert store.view(1).get(b"a") == b"1"
+
+
+def test_a_view_inside_a_batch_has_no_memo(store: Store) -> None:
+    """A batch's versions are not committed and may never be: nothing read there is remembered."""
+    put(store, {b"a": b"1"})
+    with pytest.raises(RuntimeError):
+        with store.batch():
+            staged = store.stage({b"a": b"2"}, 2)
+            store.commit(staged)
+            inside = store.view()
+            assert inside.version == 2 and inside.values is None and inside.get(b"a") == b"2"
+            raise RuntimeError("abandon the batch")
+    after = store.view()
+    assert after.version == 1 and after.get(b"a") == b"1"

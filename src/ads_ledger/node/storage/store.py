@@ -62,6 +62,7 @@ _MUTANT: str | None = None
 
 _MAP_SIZE = (1 << 40) if sys.maxsize > 2**32 else (1 << 30)  # reserve once; never resize
 _BULK_CHUNK = 100_000
+VALUE_MEMO = 200_000  # values of the latest committed version remembered for its views, at most
 
 
 class StoreError(AdsError):
@@ -160,14 +161,31 @@ def _check_key(key: bytes) -> None:
 
 
 class StoreView:
-    """Reads of the state at one version: a `state.context.StateView` (`get(key) -> bytes | None`)."""
+    """Reads of the state at one version: a `state.context.StateView` (`get(key) -> bytes | None`).
 
-    def __init__(self, store: "Store", version: int) -> None:
+    `values`, when given, is the store's shared memo of that committed version's values: a
+    committed version never changes, so every view of it (mempool checks, proposals, block
+    checks) reads each key from LMDB once."""
+
+    __slots__ = ("store", "version", "values")
+
+    def __init__(self, store: "Store", version: int, values: dict[bytes, bytes | None] | None = None) -> None:
         self.store = store
         self.version = version
+        self.values = values
 
     def get(self, key: bytes) -> bytes | None:
-        return self.store.get(key, self.version)
+        memo = self.values
+        if memo is None:
+            return self.store.get(key, self.version)
+        try:
+            return memo[key]
+        except KeyError:
+            pass
+        value = self.store.get(key, self.version)
+        if len(memo) < VALUE_MEMO:
+            memo[key] = value
+        return value
 
 
 class Store:
@@ -186,6 +204,7 @@ class Store:
         self._cache = _NodeCache(cache)
         self._closed = False
         self._local = threading.local()  # .batch: (write txn, internal nodes to cache) of `batch()`
+        self._memo: tuple[int, dict[bytes, bytes | None]] = (-1, {})  # (version, its values read)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -375,10 +394,18 @@ class Store:
             return value, proof
 
     def view(self, version: int | None = None) -> StoreView:
-        """A fixed-version reader (default: the latest at this moment)."""
+        """A fixed-version reader (default: the latest at this moment). A view of the latest
+        committed version shares one memo of values read (not inside a batch, whose versions
+        are not committed yet and may never be)."""
         with self._read() as txn:
-            v, _ = self._resolve(txn, version)
-        return StoreView(self, v)
+            v, latest = self._resolve(txn, version)
+        if v != latest or v == 0 or getattr(self._local, "batch", None) is not None:
+            return StoreView(self, v)
+        memo = self._memo
+        if memo[0] != v:
+            memo = (v, {})
+            self._memo = memo  # one atomic swap: a thread holding the old dict keeps its version's
+        return StoreView(self, v, memo[1])
 
     def scan_prefix(self, prefix: bytes, limit: int = 1000) -> list[tuple[bytes, bytes]]:
         """Latest (key, value) pairs whose key starts with `prefix`, in key order, at most `limit`."""
