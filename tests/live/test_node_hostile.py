@@ -492,7 +492,8 @@ def test_p2p_unknown_key_cannot_disturb_the_node(net: Network) -> None:
 
     h0 = height(net)
     for bad in (("vote", {"kind": "vote"}), ("proposal", b"\x00"), ("commit", {"kind": "vote"}),
-                ("evidence", {}), ("status", {"height": -1}), ("get_blocks", [1, 2]),
+                ("evidence", {}), ("status", {"height": -1}), ("status", {"height": 1, "peers": [b"\x01"]}),
+                ("status", {"height": 1, "peers": [b"\x01" * 32] * 257}), ("get_blocks", [1, 2]),
                 ("tx", {"not": "bytes"}), ("txs", {"x": 1}), ("txs", [b"\x00"] * 5000),
                 ("txs", [b"\x00", 1]), ("nosuchtype", None)):  # fmt: skip
         s, session = unknown_session(net, INTRUDER)

@@ -492,3 +492,50 @@ def test_batched_txs_gossip_is_relayed_and_droppable_by_default() -> None:
     cfg = P2PConfig()
     assert "txs" in cfg.relay_types and "txs" in cfg.message_types
     assert "txs" in cfg.drop_when_full and "vote" not in cfg.drop_when_full
+
+
+def test_tx_gossip_is_not_relayed_to_a_peer_linked_to_its_sender() -> None:
+    """A full triangle: a tx from A reaches B and C directly. Once C reports its link to A, B
+    does not relay A's txs to C (A sent them to C itself); votes are relayed as always, and a
+    peer that reported nothing (or whose link was to someone else) still gets the relay."""
+
+    async def t(nursery: trio.Nursery) -> None:
+        a, b, c = Node(1), Node(2), Node(3)
+        for n in (a, b, c):
+            await n.start(nursery)
+        a.mgr.add_peer(b.addr())
+        a.mgr.add_peer(c.addr())
+        b.mgr.add_peer(c.addr())
+        for x, y in ((a, b), (a, c), (b, c)):
+            await connected(x, y)
+
+        async def settled() -> None:
+            await trio.sleep(0.3)
+
+        a.mgr.broadcast("txs", [b"one"])  # no links reported: B and C both relay to each other
+        await eventually(lambda: [b"one"] in b.bodies("txs") and [b"one"] in c.bodies("txs"))
+        await settled()
+        dup_c = c.mgr.counters["duplicates_in"]
+        assert dup_c >= 1  # B's relay arrived at C as a second copy
+        b.mgr.note_links(c.id, [a.id])  # C tells B: I am connected to A
+        b.mgr.note_links(a.id, [c.id])
+        c.mgr.note_links(b.id, [a.id])
+        c.mgr.note_links(a.id, [b.id])
+        out_b = b.mgr.counters["messages_out"]
+        a.mgr.broadcast("txs", [b"two"])
+        a.mgr.broadcast("vote", {"v": 2})
+        await eventually(lambda: [b"two"] in b.bodies("txs") and [b"two"] in c.bodies("txs"))
+        await eventually(lambda: {"v": 2} in b.bodies("vote") and {"v": 2} in c.bodies("vote"))
+        await settled()
+        # C got one more duplicate (the vote B relayed), none for the txs
+        assert c.mgr.counters["duplicates_in"] == dup_c + 1
+        assert b.mgr.counters["messages_out"] - out_b <= 1 + 2  # the vote, and pings at most
+        b.mgr.note_links(c.id, ["00" * 32])  # C's links changed: it no longer reports A
+        a.mgr.broadcast("txs", [b"three"])
+        await eventually(lambda: [b"three"] in c.bodies("txs"))
+        await settled()
+        assert c.mgr.counters["duplicates_in"] >= dup_c + 2  # B relayed A's tx to C again
+        b.mgr.note_links("ff" * 32, [a.id])  # a report from a node that is not a peer: ignored
+        assert "ff" * 32 not in b.mgr._links
+
+    run(t)

@@ -68,6 +68,7 @@ SYNC_GATHER_S = 0.05  # how long the consensus loop waits to gather get_blocks a
 SYNC_GATHER = 2 * SYNC_BATCH  # …up to this many blocks (two answers: one store transaction)
 SERVE_WAIT_STEPS = 500  # × 10 ms: how long block serving waits for a peer's queue to drain
 MAX_TXS_MESSAGE = 4096  # a peer's `txs` message carrying more is a protocol violation
+MAX_STATUS_PEERS = 256  # node keys a `status` lists at most (a link-aware relay hint, not a directory)
 RETRANSMIT_INTERVAL = 1.0  # seconds between re-gossip of our current-round messages
 CONSENSUS_TYPES = frozenset({"proposal", "vote", "commit"})
 PROPOSAL_ROUNDS_AHEAD = 64  # proposals further ahead of our round are not tracked or relayed
@@ -323,13 +324,16 @@ class Node:
         if announce:
             self.p2p.broadcast("status", self._status(h))
 
-    def _status(self, height: int) -> dict[str, int]:
-        """A `status` message: our height, and `base`, the lowest height whose block we can
-        serve, once bodies below it are pruned ([storage] keep_blocks; absent: every height)."""
-        body = {"height": self.byz.status_height(height)}
+    def _status(self, height: int) -> dict[str, Any]:
+        """A `status` message: our height; `base`, the lowest height whose block we can serve,
+        once bodies below it are pruned ([storage] keep_blocks; absent: every height); `peers`,
+        the node keys we are connected to (for peers' link-aware relay of transactions)."""
+        body: dict[str, Any] = {"height": self.byz.status_height(height)}
         base = self.ledger.bodies_from()
         if base > 1:
             body["base"] = base
+        # the peers we are connected to: they need not relay us the transactions one of them sends
+        body["peers"] = [bytes.fromhex(p) for p in self.p2p.connected_peers()[:MAX_STATUS_PEERS]]
         return body
 
     def _wake(self) -> None:
@@ -387,8 +391,12 @@ class Node:
         if mtype == "status":
             h = body.get("height") if type(body) is dict else None
             base = body.get("base", 1) if type(body) is dict else None
-            if type(h) is not int or h < 0 or type(base) is not int or base < 1:
-                raise DecodeError("status carries {height: uint, base?: uint ≥ 1}")
+            links = body.get("peers", []) if type(body) is dict else None
+            if (type(h) is not int or h < 0 or type(base) is not int or base < 1 or type(links) is not list
+                    or len(links) > MAX_STATUS_PEERS or any(type(x) is not bytes or len(x) != 32 for x in links)):
+                raise DecodeError(f"status carries {{height: uint, base?: uint ≥ 1, peers?: [≤ {MAX_STATUS_PEERS} "
+                                  "node keys of 32 bytes]}")  # fmt: skip
+            self.p2p.note_links(peer, [x.hex() for x in links])
             self.sync.on_status(peer, h, time.monotonic(), base)  # ignored while distrusted
             self._request_blocks(self.sync.want(self.ledger.height))
             return False

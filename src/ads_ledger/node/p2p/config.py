@@ -70,6 +70,8 @@ class P2PConfig:
     message_types: frozenset[str] = GOSSIP_TYPES
     relay_types: frozenset[str] = GOSSIP_TYPES
     drop_when_full: frozenset[str] = frozenset({"tx", "txs"})
+    # relayed only to peers that did not report a link to the sender (see PeerManager.note_links)
+    link_aware_types: frozenset[str] = frozenset({"tx", "txs"})
 
 
 class Backoff:

@@ -19,6 +19,14 @@ Policies (the "why" is in the comments where they are applied):
   forgotten, so the same bytes re-sent later by consensus catch-up are delivered again. Our own
   broadcasts are remembered so that their echoes are not delivered back to us. Raising a
   `RemoteError` in `on_message` disconnects the sender; any other exception is our bug and propagates.
+- Link-aware relay of transactions: a peer may report the node ids it is connected to
+  (`note_links`, from its `status`). A `tx`/`txs` message from peer A is not relayed to a peer C
+  that reported a link to A: A sends what it gossips to all its peers, so C has it or will. In a
+  full mesh no transaction is relayed, where each one went to every node three times over
+  before. Only a peer's report of its own links is used (a lie starves only the liar), only for
+  transactions (consensus messages are always relayed: liveness needs every honest node to see
+  what one saw), and a transaction a Byzantine A withholds from C still reaches a proposer
+  through every other node that has it.
 - Allow-list: when `allowed` is given, inbound connections are accepted only from those node ids
   and from the configured peers; outbound connections are pinned to the configured node id.
 - A peer that breaks the protocol is disconnected and logged with its typed error; the manager
@@ -101,6 +109,7 @@ class PeerManager:
         self.on_message = on_message
         self._rng = rng or random.Random()
         self._peers: dict[str, PeerAddr] = {}
+        self._links: dict[str, frozenset[str]] = {}  # peer id -> the node ids it reports linked to
         for p in peers:
             self._peers[p.node_id] = p
         self._allowed: set[bytes] | None = None
@@ -228,9 +237,19 @@ class PeerManager:
         return plaintext
 
     def _enqueue_all(self, msg_type: str, plaintext: bytes, exclude: str | None) -> int:
+        if exclude is not None and msg_type in self.config.link_aware_types:  # a relay: see the module doc
+            links = self._links
+            return sum(self._enqueue(p, msg_type, plaintext) for pid, p in list(self._conns.items())
+                       if pid != exclude and exclude not in links.get(pid, ()))  # fmt: skip
         return sum(
             self._enqueue(p, msg_type, plaintext) for pid, p in list(self._conns.items()) if pid != exclude
         )
+
+    def note_links(self, peer_id: str, linked: Collection[str]) -> None:
+        """`peer_id` reports being connected to the node ids `linked` (its `status`): the
+        transactions another of them relays to us need not be relayed to it."""
+        if peer_id in self._conns:
+            self._links[peer_id] = frozenset(linked)
 
     def _enqueue(self, peer: _Peer, msg_type: str, plaintext: bytes) -> bool:
         if peer.close_reason is not None:
@@ -377,6 +396,7 @@ class PeerManager:
         finally:
             if self._conns.get(pid) is peer:
                 del self._conns[pid]
+                self._links.pop(pid, None)  # a new connection reports its links again
             self.counters["connections_closed"] += 1
             peer.send_ch.close()
             reason = peer.close_reason
