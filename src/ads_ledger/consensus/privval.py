@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from ads_ledger.consensus.ports import STEP_PRECOMMIT, STEP_PREVOTE, STEP_PROPOSE
 from ads_ledger.core import codec
-from ads_ledger.core.crypto import SigningKey
+from ads_ledger.core.crypto import H, SigningKey
 from ads_ledger.core.errors import AdsError
 from ads_ledger.core.types import PRECOMMIT, PREVOTE, Proposal, Vote
 
@@ -102,12 +102,22 @@ class MemorySignerState:
 
 
 class FileSignerState:
-    """A `SignerState` in one file, replaced atomically: temp file, fsync, rename, dir fsync."""
+    """A `SignerState` in one file of two fixed slots, each written in place and synced.
+
+    A save writes the slot that does not hold the newest state (`seq` parity), then
+    `fdatasync`s: one sync per signature, no rename, no directory sync. Each slot is
+    `magic ‖ seq ‖ length ‖ H(seq ‖ length ‖ payload) ‖ payload` (payload: the canonical
+    `LastSigned`); a load takes the valid slot with the highest `seq`. A write torn by a crash
+    or a power loss spoils only the slot being written, whose signature never left the guard,
+    so the other slot is the state to resume from. The file itself is created (or converted
+    from the older single-record format) by writing a temp file, fsync, rename, dir fsync."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
         self._dir = os.path.dirname(os.path.abspath(self.path))
         self._tmp = self.path + ".tmp"
+        self._fd: int | None = None  # open for in-place saves once the file has two slots
+        self._seq = 0  # the seq of the newest valid slot
 
     def load(self) -> LastSigned | None:
         """Read the state; None if the file does not exist. SignerStateCorrupt if unreadable."""
@@ -116,14 +126,21 @@ class FileSignerState:
                 data = f.read(1 << 16)
         except FileNotFoundError:
             return None
-        try:
-            obj = codec.decode(data)
-        except Exception as e:  # any decode failure means the same to the operator
-            raise SignerStateCorrupt(
-                f"double-sign guard state {self.path} is unreadable ({e}); do not delete it "
-                "blindly: restore it or set it to a height above anything this key signed"
-            ) from e
-        return LastSigned.from_obj(obj)
+        if len(data) == 2 * SLOT_BYTES and SLOT_MAGIC in (data[:8], data[SLOT_BYTES : SLOT_BYTES + 8]):
+            best: tuple[int, bytes] | None = None
+            for i in (0, 1):
+                slot = _read_slot(data[i * SLOT_BYTES : (i + 1) * SLOT_BYTES])
+                if slot is not None and (best is None or slot[0] > best[0]):
+                    best = slot
+            if best is None:
+                raise SignerStateCorrupt(
+                    f"double-sign guard state {self.path} has no intact slot; do not delete it "
+                    "blindly: restore it or set it to a height above anything this key signed"
+                )
+            self._seq, data = best
+            return _decode_state(self.path, data)
+        self._seq = 0  # the older format: one msgpack record, converted by the next save
+        return _decode_state(self.path, data)
 
     def _write_temp(self, data: bytes) -> None:
         fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -145,11 +162,72 @@ class FileSignerState:
         finally:
             os.close(fd)
 
+    def _write_slot(self, fd: int, offset: int, slot: bytes) -> None:
+        view = memoryview(slot)
+        while view:
+            n = os.pwrite(fd, view, offset)
+            view, offset = view[n:], offset + n
+
     def save(self, last: LastSigned) -> None:
-        """Durably replace the state; on any OSError the old state (or the new) remains."""
-        self._write_temp(codec.encode(last.to_obj()))
-        self._rename()  # atomic: a crash leaves the old file or the new, never a mix
-        self._fsync_dir()  # the rename itself must survive a power loss
+        """Durably store `last`; on any OSError the newest state saved before stays readable."""
+        seq = self._seq + 1
+        slot = _slot(seq, codec.encode(last.to_obj()))
+        if self._fd is None and self._seq > 0 and os.path.exists(self.path):
+            self._fd = os.open(self.path, os.O_RDWR)  # a two-slot file: saves go in place
+        if self._fd is None:  # no file yet, or the older format: create the two slots atomically
+            empty = bytes(SLOT_BYTES)
+            self._write_temp(slot + empty if seq % 2 == 0 else empty + slot)
+            self._rename()  # atomic: a crash leaves the old file or the new, never a mix
+            self._fsync_dir()  # the rename itself must survive a power loss
+            self._fd = os.open(self.path, os.O_RDWR)
+        else:
+            self._write_slot(self._fd, (seq % 2) * SLOT_BYTES, slot)
+            os.fdatasync(self._fd)  # the size never changes: the data is what must be durable
+        self._seq = seq
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+SLOT_BYTES = 4096
+SLOT_MAGIC = b"ADSGRD\x00\x02"
+_SLOT_HEAD = 8 + 8 + 4 + 32  # magic, seq, payload length, digest
+
+
+def _slot(seq: int, payload: bytes) -> bytes:
+    if len(payload) > SLOT_BYTES - _SLOT_HEAD:
+        # never for our messages (their sign bytes are ~200 bytes); refusing keeps the guard safe
+        raise SignerStateCorrupt(f"a guard state of {len(payload)} bytes does not fit a slot")
+    body = seq.to_bytes(8, "big") + len(payload).to_bytes(4, "big")
+    out = SLOT_MAGIC + body + H(body + payload) + payload
+    return out + bytes(SLOT_BYTES - len(out))
+
+
+def _read_slot(raw: bytes) -> tuple[int, bytes] | None:
+    """(seq, payload) of an intact slot, else None (never written, or torn)."""
+    if raw[:8] != SLOT_MAGIC:
+        return None
+    body = raw[8:20]
+    n = int.from_bytes(body[8:], "big")
+    if n > SLOT_BYTES - _SLOT_HEAD:
+        return None
+    payload = raw[_SLOT_HEAD : _SLOT_HEAD + n]
+    if H(body + payload) != raw[20:52]:
+        return None
+    return int.from_bytes(body[:8], "big"), payload
+
+
+def _decode_state(path: str, data: bytes) -> LastSigned:
+    try:
+        obj = codec.decode(data)
+    except Exception as e:  # any decode failure means the same to the operator
+        raise SignerStateCorrupt(
+            f"double-sign guard state {path} is unreadable ({e}); do not delete it "
+            "blindly: restore it or set it to a height above anything this key signed"
+        ) from e
+    return LastSigned.from_obj(obj)
 
 
 def check_hrs(

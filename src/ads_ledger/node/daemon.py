@@ -103,9 +103,8 @@ class Node:
                                counters=self.counters, now=self._now,
                                broadcast=lambda t, b: self.p2p.broadcast(t, b), wake=self._wake)  # fmt: skip
         self.wal = FileWAL(cfg.data_dir / "wal")
-        self.signer = MemberSigner(
-            DoubleSignGuard(self.validator_key, FileSignerState(cfg.data_dir / "signer_state.json")),
-            self.ledger.validators_at)
+        self.signer_state = FileSignerState(cfg.data_dir / "signer_state.json")
+        self.signer = MemberSigner(DoubleSignGuard(self.validator_key, self.signer_state), self.ledger.validators_at)
         self.core = self._recover_core()
         self.p2p = PeerManager(
             self.node_key, self.chain_id, parse_hostport(cfg.p2p_listen),
@@ -193,6 +192,8 @@ class Node:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.wal.close()
+        with contextlib.suppress(Exception):
+            self.signer_state.close()
         with contextlib.suppress(Exception):
             self.ledger.close()
 
