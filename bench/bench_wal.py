@@ -134,7 +134,7 @@ def main() -> None:
     print(
         f"WAL {a.record} B records: {buffered:,.0f} appends/s buffered, {synced:,.0f}/s fsynced "
         f"(raw write+fsync {lim['raw_fsync_per_s']:,}/s, {synced / lim['raw_fsync_per_s']:.0%}); "
-        f"guard {guard_signs:,.0f} signs/s (file state: 2 fsyncs each); "
+        f"guard {guard_signs:,.0f} signs/s (file state: one slot write + fdatasync each); "
         f"CRC-32C {crc_mb:,.0f} MB/s (pure-Python reference {crc_py_mb:.1f} MB/s) "
         f"(zlib.crc32 in C {lim['zlib_crc32_mb_per_s']:,} MB/s); "
         f"open+replay {res['open_replay_mb_per_s']} MB/s, "
