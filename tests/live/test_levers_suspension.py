@@ -87,8 +87,11 @@ def test_suspension_sweeps_a_thousand_grants_in_bounded_blocks(net: Network) -> 
     with Ledger([net.apis[1]], commit_timeout_s=60) as same_node:  # it holds them: a re-POST is a duplicate
         for raw in last:
             same_node.submit_raw(raw)  # waits for its commit (the owner's earlier ones are in by then)
-    rec = ledger.state(b"prov/" + agg.pub)
+        # read where the commits were confirmed: another node may not have stored that block yet
+        rec = same_node.state(b"prov/" + agg.pub)
+        top = same_node.height()
     assert rec["live_w"] == 1001 * 1000, rec
+    net.wait_height(top, timeout=30)  # every later read, through any node, sees those grants
 
     # the provider commands the agent's charge point under its grant
     gid = next(g["id"] for g in ledger.record(agent_cp)["grants"] if g["grantee"] == agg.pub)
