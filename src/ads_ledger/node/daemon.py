@@ -56,6 +56,7 @@ from ads_ledger.node.intake import TxIntake
 from ads_ledger.node.ledger import Ledger
 from ads_ledger.node.logs import kv
 from ads_ledger.node.mempool import Mempool
+from ads_ledger.node.p2p.handshake import node_id, parse_node_id
 from ads_ledger.node.p2p.peers import GOSSIP_TYPES, P2PConfig, PeerAddr, PeerManager
 from ads_ledger.node.signer import MemberSigner
 from ads_ledger.state.genesis import Genesis
@@ -104,7 +105,8 @@ class Node:
                                broadcast=lambda t, b: self.p2p.broadcast(t, b), wake=self._wake)  # fmt: skip
         self.wal = FileWAL(cfg.data_dir / "wal")
         self.signer_state = FileSignerState(cfg.data_dir / "signer_state.json")
-        self.signer = MemberSigner(DoubleSignGuard(self.validator_key, self.signer_state), self.ledger.validators_at)
+        self.signer = MemberSigner(DoubleSignGuard(self.validator_key, self.signer_state),
+                                   self.ledger.validators_at)  # fmt: skip
         self.core = self._recover_core()
         self.p2p = PeerManager(
             self.node_key, self.chain_id, parse_hostport(cfg.p2p_listen),
@@ -334,7 +336,7 @@ class Node:
         if base > 1:
             body["base"] = base
         # the peers we are connected to: they need not relay us the transactions one of them sends
-        body["peers"] = [bytes.fromhex(p) for p in self.p2p.connected_peers()[:MAX_STATUS_PEERS]]
+        body["peers"] = [parse_node_id(p) for p in self.p2p.connected_peers()[:MAX_STATUS_PEERS]]
         return body
 
     def _wake(self) -> None:
@@ -397,7 +399,7 @@ class Node:
                     or len(links) > MAX_STATUS_PEERS or any(type(x) is not bytes or len(x) != 32 for x in links)):
                 raise DecodeError(f"status carries {{height: uint, base?: uint ≥ 1, peers?: [≤ {MAX_STATUS_PEERS} "
                                   "node keys of 32 bytes]}")  # fmt: skip
-            self.p2p.note_links(peer, [x.hex() for x in links])
+            self.p2p.note_links(peer, [node_id(x) for x in links])
             self.sync.on_status(peer, h, time.monotonic(), base)  # ignored while distrusted
             self._request_blocks(self.sync.want(self.ledger.height))
             return False

@@ -237,13 +237,10 @@ class PeerManager:
         return plaintext
 
     def _enqueue_all(self, msg_type: str, plaintext: bytes, exclude: str | None) -> int:
-        if exclude is not None and msg_type in self.config.link_aware_types:  # a relay: see the module doc
-            links = self._links
-            return sum(self._enqueue(p, msg_type, plaintext) for pid, p in list(self._conns.items())
-                       if pid != exclude and exclude not in links.get(pid, ()))  # fmt: skip
-        return sum(
-            self._enqueue(p, msg_type, plaintext) for pid, p in list(self._conns.items()) if pid != exclude
-        )
+        # a relay of a transaction skips peers linked to its sender (see the module doc)
+        links = self._links if exclude is not None and msg_type in self.config.link_aware_types else {}
+        return sum(self._enqueue(p, msg_type, plaintext) for pid, p in list(self._conns.items())
+                   if pid != exclude and exclude not in links.get(pid, ()))  # fmt: skip
 
     def note_links(self, peer_id: str, linked: Collection[str]) -> None:
         """`peer_id` reports being connected to the node ids `linked` (its `status`): the
