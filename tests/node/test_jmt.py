@@ -102,3 +102,34 @@ def test_node_bytes_roundtrip_and_rejects_garbage() -> None:
     for bad in [b"", b"\x01" + b"x" * 10, b"\x03" + b"x" * 64, encode_node(inode)[:-1], b"\x02\x00\x01\x00\x02"]:
         with pytest.raises(SchemaError):
             decode_node(bad)
+
+
+slot_states = st.lists(st.sampled_from(["empty", "leaf", "inner"]), min_size=16, max_size=16)
+
+
+def _arrays(states: list[str], salt: bytes) -> tuple[list[int], int, list[bytes | None]]:
+    versions = [-1 if s == "empty" else 5 for s in states]
+    leaves = sum(1 << i for i, s in enumerate(states) if s == "leaf")
+    h: list[bytes | None] = [None] * 16 + [None if s == "empty" else H(salt + bytes([i])) for i, s in enumerate(states)]
+    return versions, leaves, h
+
+
+@settings(max_examples=200, deadline=None)
+@given(slot_states, slot_states, st.sets(st.integers(0, 15)))
+def test_with_children_rehashes_exactly_what_a_fresh_node_computes(
+    before: list[str], after: list[str], changed: set[int]
+) -> None:
+    # slots not in `changed` keep their old child; the changed ones take the new state's
+    new = [after[i] if i in changed else before[i] for i in range(16)]
+    old = InternalNode.from_arrays(*_arrays(before, b"old"))
+    old.hash()  # its ranges are computed: with_children reuses the ones above unchanged slots
+    versions, leaves, h = old.arrays()
+    nv, nl, nh = _arrays(new, b"new")
+    for i in changed:
+        versions[i], h[16 + i] = nv[i], nh[16 + i]
+        leaves = leaves & ~(1 << i) | (nl & 1 << i)
+    got = old.with_children(versions, leaves, h, changed)
+    fresh = InternalNode.from_arrays(list(versions), leaves, [None] * 16 + h[16:])
+    assert got.hashes() == fresh.hashes()
+    assert got.lone() == fresh.lone()
+    assert got.hash() == fresh.hash()

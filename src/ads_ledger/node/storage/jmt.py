@@ -100,8 +100,10 @@ def _groups(items: _Writes, depth: int) -> list[tuple[int, _Writes]]:
     out: list[tuple[int, _Writes]] = []
     cur = -1
     run: _Writes = []
+    i, low = depth >> 1, depth & 1  # nibble() inlined: this loop runs for every write at every level
     for item in items:
-        n = nibble(item[0], depth)
+        b = item[0][i]
+        n = b & 15 if low else b >> 4
         if n != cur:
             run = []
             out.append((n, run))
@@ -136,6 +138,13 @@ class TreeBuilder:
         if node is None:
             return self.build(path, [(k, v) for k, v in writes if v is not None])
         if isinstance(node, LeafNode):
+            if len(writes) == 1 and writes[0][0] == node.key_hash:  # the common case: its own key
+                v = writes[0][1]
+                if v == node.value_hash:
+                    return _Leaf(node.key_hash, v, key, True)
+                assert key is not None
+                self.stale.append(key)
+                return None if v is None else _Leaf(node.key_hash, v, None, False)
             merged = {node.key_hash: node.value_hash}
             for k, v in writes:
                 if v is None:
@@ -187,11 +196,11 @@ class TreeBuilder:
             else:
                 versions[n] = sub.version
                 hs[16 + n] = sub.hash
-        present = [n for n in range(16) if versions[n] >= 0 or n in pending]
-        if not present:
+        count = 16 - versions.count(-1) + len(pending)  # pending slots hold -1 until placed
+        if not count:
             return None
-        if len(present) == 1 and _MUTANT != "no_collapse":
-            n = present[0]
+        if count == 1 and _MUTANT != "no_collapse":
+            n = next(iter(pending)) if pending else next(i for i, v in enumerate(versions) if v >= 0)
             if n in pending:
                 lone = pending[n]
                 return _Leaf(lone.kh, lone.vh, lone.origin, False)
@@ -204,7 +213,10 @@ class TreeBuilder:
             versions[n] = self.version
             hs[16 + n] = self._place(path + bytes((n,)), lone)
             leaves |= 1 << n
-        inode = InternalNode.from_arrays(versions, leaves, hs)
+        if old is None:
+            inode = InternalNode.from_arrays(versions, leaves, hs)
+        else:  # only the ranges above the changed slots are hashed again
+            inode = old.with_children(versions, leaves, hs, subs)
         self.new_nodes[node_key(self.version, path)] = inode
         return _Inner(self.version, inode.hash(), False)
 

@@ -10,7 +10,7 @@ Those rules make the 16-ary layout produce exactly the hashes of the binary spar
 from __future__ import annotations
 
 import hashlib
-from typing import NamedTuple
+from typing import Iterable, NamedTuple
 
 from ads_ledger.core.merkle import NODE_TAG, PLACEHOLDER, leaf_hash
 from ads_ledger.node.storage.schema import SchemaError
@@ -116,8 +116,32 @@ class InternalNode:
         return c
 
     def arrays(self) -> tuple[list[int], int, list[bytes | None]]:
-        """Fresh copies of (child versions, leaf bitmap, hash list with only the children)."""
-        return list(self._versions), self._leaves, [None] * 16 + self._h[16:]
+        """Fresh copies of (child versions, leaf bitmap, hash list): entries 16..31 are the
+        child hashes; 1..15 are this node's range hashes if computed (a node made from these
+        arrays computes its ranges anew, or `with_children` keeps those still valid)."""
+        return self._versions.copy(), self._leaves, self._h.copy()
+
+    def with_children(self, versions: list[int], leaves: int, h: list[bytes | None],
+                      changed: Iterable[int]) -> "InternalNode":  # fmt: skip
+        """The node whose children are `versions`, `leaves` and `h[16:]` (this node's
+        `arrays()` with the slots `changed` replaced; `h` is kept and filled in). When this
+        node's range hashes are known, only the ranges above the changed slots are hashed
+        again: at most 4 per changed slot instead of up to 15 per node."""
+        node = InternalNode.from_arrays(versions, leaves, h)
+        if not self._ranges_done:
+            return node
+        lone = self._lone.copy()
+        dirty: set[int] = set()
+        for s in changed:
+            lone[16 + s] = s if leaves >> s & 1 else -1
+            i = (16 + s) >> 1
+            while i and i not in dirty:
+                dirty.add(i)
+                i >>= 1
+        _rehash(h, lone, sorted(dirty, reverse=True))
+        node._lone = lone
+        node._ranges_done = True
+        return node
 
     def child_version(self, slot: int) -> int:
         """The version the child in `slot` was written at (-1: empty slot)."""
@@ -148,19 +172,30 @@ class InternalNode:
 Node = LeafNode | InternalNode
 
 
+_DEEPEST_FIRST = range(15, 0, -1)  # heap indices of a node's ranges, children before parents
+
+
 def _compute_ranges(h: list[bytes | None], leaves: int) -> list[int]:
     """Fill h[1..15] from the child hashes in h[16..31]; return the lone-leaf slots."""
     lone = [-1] * 32
     for i in range(16):
         if leaves >> i & 1:
             lone[16 + i] = i
+    _rehash(h, lone, _DEEPEST_FIRST)
+    return lone
+
+
+def _rehash(h: list[bytes | None], lone: list[int], indices: Iterable[int]) -> None:
+    """Recompute the range hashes and lone-leaf slots at heap `indices`, deepest first."""
     sha = _sha256
-    for i in range(15, 0, -1):
+    for i in indices:
         left = 2 * i
         lh = h[left]
         rh = h[left + 1]
         if lh is None:
             if rh is None:
+                h[i] = None
+                lone[i] = -1
                 continue
             if lone[left + 1] >= 0:  # a lone leaf rises to the shallowest depth where it is alone
                 h[i] = rh
@@ -174,7 +209,7 @@ def _compute_ranges(h: list[bytes | None], leaves: int) -> list[int]:
                 continue
             rh = PLACEHOLDER
         h[i] = sha(NODE_TAG + lh + rh).digest()  # merkle.node_hash, inlined: the hot loop
-    return lone
+        lone[i] = -1
 
 
 def encode_node(node: Node) -> bytes:
