@@ -10,6 +10,7 @@ Those rules make the 16-ary layout produce exactly the hashes of the binary spar
 from __future__ import annotations
 
 import hashlib
+import struct
 from typing import Iterable, NamedTuple
 
 from ads_ledger.core.merkle import NODE_TAG, PLACEHOLDER, leaf_hash
@@ -26,6 +27,8 @@ __all__ = [
 ]
 
 _sha256 = hashlib.sha256
+_U64 = struct.Struct(">Q").pack
+_HEAD = struct.Struct(">BHH").pack  # kind, existence bitmap, leaf bitmap
 _LEAF = 1
 _INTERNAL = 2
 
@@ -218,14 +221,14 @@ def encode_node(node: Node) -> bytes:
     if isinstance(node, LeafNode):
         return b"\x01" + node.key_hash + node.value_hash
     exist = 0
-    parts = []
+    parts = [b""]  # the head goes first, once the existence bitmap is known
     h = node._h
     for i, v in enumerate(node._versions):
         if v >= 0:
             exist |= 1 << i
-            parts.append(v.to_bytes(8, "big"))
-            parts.append(h[16 + i])  # type: ignore[arg-type]
-    return b"\x02" + exist.to_bytes(2, "big") + node._leaves.to_bytes(2, "big") + b"".join(parts)
+            parts.append(_U64(v) + h[16 + i])  # type: ignore[operator]
+    parts[0] = _HEAD(_INTERNAL, exist, node._leaves)
+    return b"".join(parts)
 
 
 def decode_node(raw: bytes) -> Node:

@@ -106,19 +106,18 @@ class Staged:
 
 
 class _NodeCache:
-    """LRU of decoded nodes by node key. Safe because a node key's content never changes."""
+    """Decoded nodes by node key, the oldest inserted evicted first. Safe because a node key's
+    content never changes. A hit takes no lock and reorders nothing (one C-level dict read):
+    a tree update reads a node per level per write, and the nodes every version rewrites (the
+    top levels) are inserted anew each block anyway, so insertion order is close to recency."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._d: OrderedDict[bytes, Node] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # for the writers: insertion and eviction
 
     def get(self, key: bytes) -> Node | None:
-        with self._lock:
-            n = self._d.get(key)
-            if n is not None:
-                self._d.move_to_end(key)
-            return n
+        return self._d.get(key)
 
     def clear(self) -> None:
         with self._lock:
@@ -129,7 +128,6 @@ class _NodeCache:
             return
         with self._lock:
             self._d[key] = node
-            self._d.move_to_end(key)
             while len(self._d) > self.capacity:
                 self._d.popitem(last=False)
 
