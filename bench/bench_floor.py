@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ads_ledger.core.crypto import H, SigningKey, sign_bytes, verify  # noqa: E402
 from ads_ledger.core.types import PRECOMMIT, Commit, Vote  # noqa: E402
@@ -49,23 +50,10 @@ from ads_ledger.testing.trustlist import (  # noqa: E402
     make_device_ca,
     make_trust_list,
 )
+from limits import ed25519_cpu_us  # type: ignore[import-not-found]  # bench/limits.py  # noqa: E402
 
 CHAIN = "ads-bench-floor"
 STAGES = ("verify", "parse", "admit", "block", "stage", "commit")
-
-
-def verify_cpu_us(n: int = 3000) -> float:
-    """CPU µs of one strict Ed25519 verification (this thread, median of 5 runs of n)."""
-    k = SigningKey(H(b"floor"))
-    msg = b"x" * 200
-    sig = k.sign(msg)
-    runs = []
-    for _ in range(5):
-        t = time.thread_time()
-        for _ in range(n):
-            verify(k.pub, sig, msg)
-        runs.append((time.thread_time() - t) / n * 1e6)
-    return sorted(runs)[2]
 
 
 class Chain:
@@ -203,7 +191,7 @@ def main() -> None:
     try:
         for size in sizes:
             r = measure(root / str(size), a.owners, size, a.blocks)
-            v = verify_cpu_us()
+            v = ed25519_cpu_us(0.5)
             r["verify_cpu_us"] = round(v, 1)
             r["ratio_to_verify"] = round(r["total_us"] / v, 2)
             per = r["us_per_tx"]

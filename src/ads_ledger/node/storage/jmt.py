@@ -200,10 +200,10 @@ class TreeBuilder:
         if not count:
             return None
         if count == 1 and _MUTANT != "no_collapse":
-            n = next(iter(pending)) if pending else next(i for i, v in enumerate(versions) if v >= 0)
-            if n in pending:
-                lone = pending[n]
+            if pending:
+                lone = next(iter(pending.values()))
                 return _Leaf(lone.kh, lone.vh, lone.origin, False)
+            n = next(i for i, v in enumerate(versions) if v >= 0)
             if leaves >> n & 1:  # an untouched leaf whose siblings all went: it moves up
                 ckey = node_key(versions[n], path + bytes((n,)))
                 leaf = self.reader.get_node(ckey)

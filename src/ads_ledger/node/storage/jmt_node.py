@@ -175,16 +175,13 @@ class InternalNode:
 Node = LeafNode | InternalNode
 
 
-_DEEPEST_FIRST = range(15, 0, -1)  # heap indices of a node's ranges, children before parents
-
-
 def _compute_ranges(h: list[bytes | None], leaves: int) -> list[int]:
     """Fill h[1..15] from the child hashes in h[16..31]; return the lone-leaf slots."""
     lone = [-1] * 32
     for i in range(16):
         if leaves >> i & 1:
             lone[16 + i] = i
-    _rehash(h, lone, _DEEPEST_FIRST)
+    _rehash(h, lone, range(15, 0, -1))  # every range, deepest first
     return lone
 
 
